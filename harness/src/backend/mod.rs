@@ -1,0 +1,211 @@
+//! Backends: where the procedure's commands really happen.
+//!
+//! The engine knows only this trait. Each backend (emulated, and later kind and GKE) lives in its
+//! own module and knows nothing of the others. Reads return Kubernetes objects as JSON in the
+//! shape the API server returns them (with `status`), so the checks read every backend alike.
+
+pub mod emulated;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::manifest::Object;
+use crate::scenario::ClusterSpec;
+
+/// Errors of a backend operation.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The procedure's command failed the way the real tool fails (for example deleting a cluster
+    /// that does not exist). This is a finding about the procedure: the step fails (exit 1).
+    #[error("{command}: {message}")]
+    Procedure {
+        /// The command as the procedure runs it.
+        command: String,
+        /// What the tool answered.
+        message: String,
+    },
+    /// The harness's own machinery failed (a process would not start, a port was taken...).
+    /// This says nothing about the procedure (exit 3).
+    #[error("{doing}: {message}")]
+    Infrastructure {
+        /// What was being done.
+        doing: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A tool the backend needs is missing.
+    #[error("{doing}: {tool} was not found ({hint})")]
+    MissingTool {
+        /// What was being done.
+        doing: String,
+        /// The tool.
+        tool: String,
+        /// How to install it.
+        hint: String,
+    },
+}
+
+impl BackendError {
+    /// An infrastructure error from anything displayable.
+    pub fn infra(doing: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        BackendError::Infrastructure {
+            doing: doing.into(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Whether this is a finding about the procedure rather than about the harness.
+    pub fn is_procedure(&self) -> bool {
+        matches!(self, BackendError::Procedure { .. })
+    }
+}
+
+/// What an action printed, as the real command would.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Output {
+    /// The command the procedure runs, as a shell line (for the report only).
+    pub command: String,
+    /// What it printed.
+    pub stdout: String,
+}
+
+impl Output {
+    /// An output.
+    pub fn new(command: impl Into<String>, stdout: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            stdout: stdout.into(),
+        }
+    }
+}
+
+/// A fleet (managed mesh) operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetOp {
+    /// `gcloud container fleet mesh enable`.
+    EnableMesh,
+    /// `gcloud container fleet memberships register`.
+    Register {
+        /// The cluster.
+        cluster: String,
+        /// The membership.
+        membership: String,
+    },
+    /// `gcloud container fleet mesh update --management automatic`.
+    MeshUpdate {
+        /// The membership.
+        membership: String,
+    },
+    /// `gcloud container fleet memberships unregister`.
+    Unregister {
+        /// The membership.
+        membership: String,
+    },
+    /// `gcloud container fleet mesh disable`.
+    DisableMesh,
+}
+
+/// What of a run exists (for clean-up checks and leak reports).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Inventory {
+    /// Clusters, with their state.
+    pub clusters: BTreeMap<String, String>,
+    /// Fleet memberships.
+    pub memberships: Vec<String>,
+    /// Whether the fleet's mesh feature is enabled.
+    pub mesh_feature_enabled: bool,
+    /// Load balancer addresses still allocated.
+    pub load_balancers: Vec<String>,
+}
+
+impl Inventory {
+    /// Whether nothing is left.
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty()
+            && self.memberships.is_empty()
+            && !self.mesh_feature_enabled
+            && self.load_balancers.is_empty()
+    }
+}
+
+/// What teardown did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TeardownReport {
+    /// Things removed.
+    pub removed: Vec<String>,
+    /// Things that could not be removed (with why).
+    pub failed: Vec<String>,
+    /// Things kept on purpose (`--keep`).
+    pub kept: Vec<String>,
+}
+
+/// A place where the procedure runs.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// The backend's name (`emulated`, `kind`, `gke`).
+    fn name(&self) -> &'static str;
+
+    /// Creates a cluster (A1, C1).
+    async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError>;
+    /// Deletes a cluster by the name the procedure uses (G4, H).
+    async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError>;
+    /// Clusters of the run, with their state.
+    async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError>;
+    /// Renames the cluster's context to the cluster's name (A2, C2).
+    async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError>;
+    /// `kubectl config get-contexts --output=name`.
+    async fn contexts(&self) -> Result<Vec<String>, BackendError>;
+    /// `istioctl install --set profile=PROFILE -y` (A4).
+    async fn install_istio(&self, cluster: &str, profile: &str) -> Result<Output, BackendError>;
+    /// A fleet operation (C3..C5, clean-up).
+    async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError>;
+    /// `gcloud container fleet mesh describe` output (YAML).
+    async fn mesh_describe(&self) -> Result<String, BackendError>;
+    /// `kubectl create namespace`.
+    async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError>;
+    /// `kubectl label namespace`.
+    async fn label_namespace(
+        &self,
+        cluster: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Output, BackendError>;
+    /// `kubectl apply` of objects; those without a namespace go to `namespace`.
+    async fn apply(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+    ) -> Result<Output, BackendError>;
+    /// `kubectl delete`.
+    async fn delete(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Output, BackendError>;
+    /// Objects of a kind (all namespaces when `namespace` is None), sorted by name as
+    /// `kubectl get` lists them, with their status.
+    async fn list(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        kind: &str,
+    ) -> Result<Vec<Value>, BackendError>;
+    /// Creates or changes the test domain's A record.
+    async fn dns_set(&self, domain: &str, address: IpAddr, ttl: u32) -> Result<Output, BackendError>;
+    /// The DNS server that answers for the test domain.
+    fn dns_server(&self) -> SocketAddr;
+    /// What of the run exists.
+    async fn inventory(&self) -> Result<Inventory, BackendError>;
+    /// Removes everything the run created (or, with `keep`, reports what is kept).
+    async fn teardown(&self, keep: bool) -> TeardownReport;
+    /// Files and folders the run made on this machine (so tests can prove they are gone).
+    fn scratch_paths(&self) -> Vec<PathBuf>;
+}

@@ -1,0 +1,482 @@
+//! The assertions of the steps: each a small named function that states what it expected, what
+//! it observed, and the evidence it observed it in.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::backend::{Backend, BackendError, Output};
+use crate::footer::{self, FooterState};
+use crate::manifest::string_map;
+use crate::sampler::{self, ByClusterOrPod, Target};
+use crate::scenario::{substitute, Check, Scenario};
+use crate::stats::{self, SplitParams};
+
+/// The result of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// The check's name (its function).
+    pub check: &'static str,
+    /// Whether it held.
+    pub ok: bool,
+    /// What was expected.
+    pub expected: String,
+    /// What was observed.
+    pub observed: String,
+    /// The evidence (objects, counts, outputs) the observation was read from.
+    pub evidence: Value,
+}
+
+impl CheckResult {
+    fn new(check: &'static str, ok: bool, expected: impl Into<String>, observed: impl Into<String>, evidence: Value) -> Self {
+        Self {
+            check,
+            ok,
+            expected: expected.into(),
+            observed: observed.into(),
+            evidence,
+        }
+    }
+
+    /// The failure message: expected, observed, evidence.
+    pub fn message(&self) -> String {
+        format!(
+            "{}: expected {}; observed {}; evidence: {}",
+            self.check, self.expected, self.observed, self.evidence
+        )
+    }
+}
+
+/// What checks read from: the backend, the scenario, the run's variables, the step's output.
+pub struct Ctx<'a> {
+    /// The backend.
+    pub backend: &'a dyn Backend,
+    /// The scenario.
+    pub scenario: &'a Scenario,
+    /// Variables saved by earlier steps.
+    pub vars: &'a BTreeMap<String, String>,
+    /// The step's action output.
+    pub output: Option<&'a Output>,
+    /// Split-test parameters.
+    pub params: &'a SplitParams,
+    /// Sampling concurrency.
+    pub concurrency: usize,
+    /// Whether to draw progress bars.
+    pub progress: bool,
+}
+
+type R = Result<CheckResult, BackendError>;
+
+/// Runs one check.
+pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
+    let v = |s: &str| substitute(s, ctx.vars);
+    match check {
+        Check::ClusterExists { cluster } => cluster_exists(ctx, cluster).await,
+        Check::ClusterAbsent { cluster } => cluster_absent(ctx, cluster).await,
+        Check::ContextListed { cluster } => context_listed(ctx, cluster).await,
+        Check::OutputContains { lines } => Ok(output_contains(ctx.output, lines)),
+        Check::DeploymentsAvailable { cluster, namespace, count, names } => {
+            deployments_available(ctx, cluster, namespace, *count, names).await
+        }
+        Check::ObjectExists { cluster, namespace, kind, name } => object_presence(ctx, cluster, namespace, kind, name, true).await,
+        Check::ObjectAbsent { cluster, namespace, kind, name } => object_presence(ctx, cluster, namespace, kind, name, false).await,
+        Check::FirstServiceIs { cluster, namespace, name } => first_service_is(ctx, cluster, namespace, name).await,
+        Check::HomePage { url, status } => home_page(ctx, &v(url), *status).await,
+        Check::MeshActive { membership } => mesh_active(ctx, membership).await,
+        Check::NamespaceLabels { cluster, name, labels } => namespace_labels(ctx, cluster, name, labels).await,
+        Check::PodsInjected { cluster, namespace, selector, revision } => {
+            pods_injected(ctx, cluster, namespace, selector, revision.as_deref()).await
+        }
+        Check::ServiceEntryAddress { cluster, namespace, name, address } => {
+            service_entry_address(ctx, cluster, namespace, name, &v(address)).await
+        }
+        Check::DnsRecord { address, ttl } => dns_record(ctx, &v(address), *ttl).await,
+        Check::Split { url, via_domain, expect } => {
+            let url = match (url, via_domain) {
+                (Some(u), _) => v(u),
+                (None, _) => format!("http://{}/", ctx.scenario.dns.domain),
+            };
+            split(ctx, &url, *via_domain, expect).await
+        }
+        Check::NothingLeft => nothing_left(ctx).await,
+    }
+}
+
+/// The cluster is listed by the backend.
+pub async fn cluster_exists(ctx: &Ctx<'_>, cluster: &str) -> R {
+    let clusters = ctx.backend.clusters().await?;
+    let state = clusters.get(cluster).cloned();
+    Ok(CheckResult::new(
+        "cluster_exists",
+        state.as_deref() == Some("RUNNING"),
+        format!("cluster {cluster} RUNNING"),
+        state.map(|s| format!("cluster {cluster} {s}")).unwrap_or_else(|| format!("no cluster {cluster}")),
+        json!({"clusters": clusters}),
+    ))
+}
+
+/// The cluster is no longer listed.
+pub async fn cluster_absent(ctx: &Ctx<'_>, cluster: &str) -> R {
+    let clusters = ctx.backend.clusters().await?;
+    Ok(CheckResult::new(
+        "cluster_absent",
+        !clusters.contains_key(cluster),
+        format!("no cluster {cluster}"),
+        if clusters.contains_key(cluster) { format!("cluster {cluster} still listed") } else { "not listed".into() },
+        json!({"clusters": clusters}),
+    ))
+}
+
+/// `kubectl config get-contexts --output=name` lists the cluster's name.
+pub async fn context_listed(ctx: &Ctx<'_>, cluster: &str) -> R {
+    let contexts = ctx.backend.contexts().await?;
+    Ok(CheckResult::new(
+        "context_listed",
+        contexts.iter().any(|c| c == cluster),
+        format!("context {cluster} listed"),
+        format!("contexts {contexts:?}"),
+        json!({"get-contexts --output=name": contexts}),
+    ))
+}
+
+/// The action printed these lines, in this order.
+pub fn output_contains(output: Option<&Output>, lines: &[String]) -> CheckResult {
+    let stdout = output.map(|o| o.stdout.as_str()).unwrap_or_default();
+    let mut rest = stdout;
+    let mut missing = None;
+    for l in lines {
+        match rest.find(l.as_str()) {
+            Some(i) => rest = &rest[i + l.len()..],
+            None => {
+                missing = Some(l.clone());
+                break;
+            }
+        }
+    }
+    CheckResult::new(
+        "output_contains",
+        missing.is_none(),
+        format!("output with {lines:?} in order"),
+        match &missing {
+            None => "all lines, in order".into(),
+            Some(l) => format!("{l:?} missing (or out of order)"),
+        },
+        json!({"command": output.map(|o| o.command.clone()), "stdout": stdout}),
+    )
+}
+
+fn available(d: &Value) -> bool {
+    d["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Available" && c["status"] == "True"))
+}
+
+/// Deployments of a namespace are available.
+pub async fn deployments_available(ctx: &Ctx<'_>, cluster: &str, ns: &str, count: Option<usize>, names: &[String]) -> R {
+    let ds = ctx.backend.list(cluster, Some(ns), "Deployment").await?;
+    let summary: BTreeMap<String, String> = ds
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                format!(
+                    "{}/{} available",
+                    d["status"]["availableReplicas"].as_u64().unwrap_or(0),
+                    d["spec"]["replicas"].as_u64().unwrap_or(1)
+                ),
+            )
+        })
+        .collect();
+    let unavailable: Vec<&str> = ds.iter().filter(|d| !available(d)).filter_map(|d| d["metadata"]["name"].as_str()).collect();
+    let missing: Vec<&String> = names.iter().filter(|n| !summary.contains_key(*n)).collect();
+    let count_ok = count.is_none_or(|c| c == ds.len());
+    let ok = unavailable.is_empty() && missing.is_empty() && count_ok && !ds.is_empty();
+    Ok(CheckResult::new(
+        "deployments_available",
+        ok,
+        format!(
+            "{}all Deployments in {cluster}/{ns} available{}",
+            count.map(|c| format!("{c} Deployments, ")).unwrap_or_default(),
+            if names.is_empty() { String::new() } else { format!(", including {names:?}") }
+        ),
+        format!("{} Deployments; unavailable {unavailable:?}; missing {missing:?}", ds.len()),
+        json!({"deployments": summary}),
+    ))
+}
+
+/// An object exists (or not).
+pub async fn object_presence(ctx: &Ctx<'_>, cluster: &str, ns: &str, kind: &str, name: &str, want: bool) -> R {
+    let objs = ctx.backend.list(cluster, Some(ns), kind).await?;
+    let names: Vec<&str> = objs.iter().filter_map(|o| o["metadata"]["name"].as_str()).collect();
+    let present = names.contains(&name);
+    Ok(CheckResult::new(
+        if want { "object_exists" } else { "object_absent" },
+        present == want,
+        format!("{kind} {ns}/{name} {}", if want { "present" } else { "absent" }),
+        format!("{kind} {ns}/{name} {}", if present { "present" } else { "absent" }),
+        json!({format!("{kind} in {cluster}/{ns}"): names}),
+    ))
+}
+
+/// The ingress IP the procedure reads with `.items[0]`: the first Service, with its address.
+pub fn first_service_ip(services: &[Value]) -> Option<(String, Option<String>)> {
+    services.first().map(|s| {
+        (
+            s["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().map(str::to_string),
+        )
+    })
+}
+
+/// `.items[0]` of the namespace's Services is the expected LoadBalancer.
+pub async fn first_service_is(ctx: &Ctx<'_>, cluster: &str, ns: &str, name: &str) -> R {
+    let svcs = ctx.backend.list(cluster, Some(ns), "Service").await?;
+    let first = first_service_ip(&svcs);
+    let names: Vec<&str> = svcs.iter().filter_map(|s| s["metadata"]["name"].as_str()).collect();
+    Ok(CheckResult::new(
+        "first_service_is",
+        first.as_ref().is_some_and(|(n, ip)| n == name && ip.is_some()),
+        format!(".items[0] is LoadBalancer {name} with an external IP"),
+        match &first {
+            Some((n, ip)) => format!(".items[0] is {n} (ip {ip:?})"),
+            None => "no Services".into(),
+        },
+        json!({"services in order": names}),
+    ))
+}
+
+/// The page answers with `status` and a footer that identifies who served it.
+pub async fn home_page(ctx: &Ctx<'_>, url: &str, status: u16) -> R {
+    let _ = ctx;
+    let client = sampler::client(&Target { url: url.into(), host: None, resolve: vec![], dns: None })
+        .map_err(|e| BackendError::infra(format!("fetching {url}"), crate::error_chain(&e)))?;
+    let (got, body) = match client.get(url).send().await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => {
+            return Ok(CheckResult::new(
+                "home_page",
+                false,
+                format!("GET {url} answers {status} with an identifying footer"),
+                format!("no answer: {}", crate::error_chain(&e)),
+                json!({}),
+            ))
+        }
+    };
+    let f = footer::parse(&body);
+    let identified = matches!(&f, Ok(f) if f.state == FooterState::Identified);
+    Ok(CheckResult::new(
+        "home_page",
+        got == status && identified,
+        format!("GET {url} answers {status} with an identifying footer"),
+        format!("status {got}, footer {}", match &f {
+            Ok(f) => serde_json::to_string(f).unwrap_or_default(),
+            Err(e) => e.to_string(),
+        }),
+        json!({"status": got, "footer": f.as_ref().ok(), "title": body.contains("<title>Online Boutique</title>")}),
+    ))
+}
+
+/// `fleet mesh describe` shows both planes ACTIVE for the membership.
+pub async fn mesh_active(ctx: &Ctx<'_>, membership: &str) -> R {
+    let yaml = ctx.backend.mesh_describe().await?;
+    let status = crate::fleet::membership_status(&yaml, membership)
+        .map_err(|e| BackendError::infra("reading fleet mesh describe", e))?;
+    Ok(CheckResult::new(
+        "mesh_active",
+        status.as_ref().is_some_and(|s| s.is_active()),
+        format!("membership {membership}: controlPlaneManagement and dataPlaneManagement ACTIVE"),
+        match &status {
+            Some(s) => format!("control plane {}, data plane {} ({})", s.control_plane, s.data_plane, s.details.join("; ")),
+            None => format!("membership {membership} not listed"),
+        },
+        json!({"describe": yaml}),
+    ))
+}
+
+/// The namespace carries the labels.
+pub async fn namespace_labels(ctx: &Ctx<'_>, cluster: &str, name: &str, labels: &BTreeMap<String, String>) -> R {
+    let nss = ctx.backend.list(cluster, None, "Namespace").await?;
+    let got = nss
+        .iter()
+        .find(|n| n["metadata"]["name"] == name)
+        .map(|n| string_map(&n["metadata"]["labels"]));
+    let ok = got.as_ref().is_some_and(|g| labels.iter().all(|(k, v)| g.get(k) == Some(v)));
+    Ok(CheckResult::new(
+        "namespace_labels",
+        ok,
+        format!("namespace {name} labelled {labels:?}"),
+        match &got {
+            Some(g) => format!("labels {g:?}"),
+            None => format!("no namespace {name}"),
+        },
+        json!({"namespace": name, "labels": got}),
+    ))
+}
+
+/// Every selected pod runs an injected istio-proxy (of `revision`, if given).
+pub async fn pods_injected(ctx: &Ctx<'_>, cluster: &str, ns: &str, selector: &BTreeMap<String, String>, revision: Option<&str>) -> R {
+    let pods = ctx.backend.list(cluster, Some(ns), "Pod").await?;
+    let selected: Vec<&Value> = pods
+        .iter()
+        .filter(|p| {
+            let l = string_map(&p["metadata"]["labels"]);
+            selector.iter().all(|(k, v)| l.get(k) == Some(v))
+        })
+        .collect();
+    let mut evidence = BTreeMap::new();
+    let mut bad = Vec::new();
+    for p in &selected {
+        let name = p["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let status: Value = p["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .as_str()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null);
+        let proxy_image = p["spec"]["containers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == "istio-proxy"))
+            .and_then(|c| c["image"].as_str().map(str::to_string));
+        let rev = status["revision"].as_str().map(str::to_string);
+        let ok = !status.is_null()
+            && proxy_image.as_deref().is_some_and(|i| i != "auto")
+            && revision.is_none_or(|r| rev.as_deref() == Some(r));
+        if !ok {
+            bad.push(name.clone());
+        }
+        evidence.insert(name, json!({"revision": rev, "istio-proxy image": proxy_image,
+            "waiting": p["status"]["containerStatuses"].as_array().and_then(|cs| cs.iter().find_map(|c| c["state"]["waiting"]["reason"].as_str().map(str::to_string)))}));
+    }
+    Ok(CheckResult::new(
+        "pods_injected",
+        !selected.is_empty() && bad.is_empty(),
+        format!("pods {selector:?} in {cluster}/{ns} injected{}", revision.map(|r| format!(" by revision {r}")).unwrap_or_default()),
+        if selected.is_empty() { "no such pods".into() } else { format!("{} pods, not injected: {bad:?}", selected.len()) },
+        json!(evidence),
+    ))
+}
+
+/// The applied ServiceEntry's endpoint address.
+pub async fn service_entry_address(ctx: &Ctx<'_>, cluster: &str, ns: &str, name: &str, address: &str) -> R {
+    let ses = ctx.backend.list(cluster, Some(ns), "ServiceEntry").await?;
+    let se = ses.iter().find(|s| s["metadata"]["name"] == name);
+    let addrs: Vec<String> = se
+        .and_then(|s| s["spec"]["endpoints"].as_array())
+        .map(|es| es.iter().filter_map(|e| e["address"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    Ok(CheckResult::new(
+        "service_entry_address",
+        addrs == [address.to_string()],
+        format!("ServiceEntry {ns}/{name} endpoint address {address}"),
+        if se.is_none() { format!("no ServiceEntry {ns}/{name}") } else { format!("endpoint addresses {addrs:?}") },
+        json!({"spec": se.map(|s| s["spec"].clone())}),
+    ))
+}
+
+/// The domain's A record and TTL, as the DNS server answers.
+pub async fn dns_record(ctx: &Ctx<'_>, address: &str, ttl: u32) -> R {
+    let server = ctx.backend.dns_server();
+    let domain = &ctx.scenario.dns.domain;
+    let (ok, observed, evidence) = match crate::dns::query_a(server, domain).await {
+        Ok((ips, got_ttl)) => {
+            let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+            (
+                ips == [address.to_string()] && got_ttl == ttl,
+                format!("A {ips:?} TTL {got_ttl}"),
+                json!({"server": server.to_string(), "answer": ips, "ttl": got_ttl}),
+            )
+        }
+        Err(e) => (false, e.to_string(), json!({"server": server.to_string()})),
+    };
+    Ok(CheckResult::new("dns_record", ok, format!("{domain} A {address} TTL {ttl}"), observed, evidence))
+}
+
+/// Pod name → cluster, for footers that print only the pod.
+async fn pod_map(ctx: &Ctx<'_>) -> Result<BTreeMap<String, String>, BackendError> {
+    let mut map = BTreeMap::new();
+    let live = ctx.backend.clusters().await?;
+    for c in &ctx.scenario.clusters {
+        if !live.contains_key(&c.name) {
+            continue;
+        }
+        for p in ctx.backend.list(&c.name, None, "Pod").await? {
+            if let Some(n) = p["metadata"]["name"].as_str() {
+                map.insert(n.to_string(), c.name.clone());
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// Sampled traffic splits between clusters as expected.
+pub async fn split(ctx: &Ctx<'_>, url: &str, via_domain: bool, expect: &BTreeMap<String, f64>) -> R {
+    let id = ByClusterOrPod { pods: pod_map(ctx).await? };
+    let target = Target {
+        url: url.to_string(),
+        host: None,
+        resolve: vec![],
+        dns: via_domain.then(|| ctx.backend.dns_server()),
+    };
+    let n = ctx.params.samples_for(expect) as u64;
+    let bar = ctx.progress.then(|| progress_bar(n, url));
+    let s = sampler::sample(&target, n, ctx.concurrency, &id, bar.as_ref())
+        .await
+        .map_err(|e| BackendError::infra(format!("sampling {url}"), crate::error_chain(&e)))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let verdict = stats::judge(&s.counts, s.error_total(), expect, ctx.params);
+    let observed = verdict
+        .shares
+        .iter()
+        .map(|(k, v)| format!("{k} {} ({:.1}%, interval {:.1}–{:.1}%)", v.count, v.observed * 100.0, v.interval.0 * 100.0, v.interval.1 * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let expected = expect.iter().map(|(k, v)| format!("{k} {v}%")).collect::<Vec<_>>().join(", ");
+    Ok(CheckResult::new(
+        "split",
+        verdict.ok,
+        format!("{expected} of requests to {url}{}", if via_domain { " (resolved through the scenario's DNS)" } else { "" }),
+        format!("{observed}; errors {}{}", s.error_total(), if s.errors.is_empty() { String::new() } else { format!(" {:?}", s.errors) }),
+        json!({"requests": s.requests, "seconds": s.seconds, "counts": s.counts, "errors": s.errors,
+               "error_examples": s.error_examples, "test": verdict.statement, "params": ctx.params}),
+    ))
+}
+
+/// A progress bar on stderr for a sampling run.
+pub fn progress_bar(n: u64, what: &str) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr());
+    b.set_style(
+        indicatif::ProgressStyle::with_template("  sampling {msg} [{bar:30}] {pos}/{len} {per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b.set_message(what.to_string());
+    b
+}
+
+/// Nothing of the run is left.
+pub async fn nothing_left(ctx: &Ctx<'_>) -> R {
+    let inv = ctx.backend.inventory().await?;
+    let mut left = Vec::new();
+    for (c, state) in &inv.clusters {
+        left.push(format!("cluster {c} ({state})"));
+    }
+    for m in &inv.memberships {
+        left.push(format!("fleet membership {m}"));
+    }
+    if inv.mesh_feature_enabled {
+        left.push("fleet mesh feature enabled".into());
+    }
+    Ok(CheckResult::new(
+        "nothing_left",
+        inv.is_empty(),
+        "no cluster, fleet membership, mesh feature or load balancer of the run left".to_string(),
+        if left.is_empty() { "nothing left".into() } else { format!("left: {}", left.join(", ")) },
+        json!(inv),
+    ))
+}
+
+/// Parses an address variable (`ReadIngressIp` results, DNS records).
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.parse().ok().or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}

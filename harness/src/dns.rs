@@ -1,0 +1,186 @@
+//! The embedded authoritative DNS server of the cut-over (step G), and the resolver that reads it.
+//!
+//! A real DNS server (hickory-server, UDP and TCP) on a loopback address serves the test domain's
+//! A record with its TTL. The sampler resolves the domain through a real caching resolver
+//! (hickory-resolver) pointed at it, so answers are held exactly as long as their TTL says.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::rr::rdata::{A, SOA};
+use hickory_resolver::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::TokioResolver;
+use hickory_server::authority::{Catalog, ZoneType};
+use hickory_server::store::in_memory::InMemoryAuthority;
+use hickory_server::ServerFuture;
+use tokio_util::sync::CancellationToken;
+
+/// Errors of the DNS server and resolver.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The server's sockets could not be opened.
+    #[error("starting the DNS server on {addr}")]
+    Bind {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A name is not a valid domain.
+    #[error("parsing domain {domain:?}: {message}")]
+    Name {
+        /// The domain.
+        domain: String,
+        /// Why.
+        message: String,
+    },
+    /// A look-up failed.
+    #[error("resolving {domain} through {server}: {message}")]
+    Resolve {
+        /// The domain.
+        domain: String,
+        /// The server asked.
+        server: SocketAddr,
+        /// What the resolver said.
+        message: String,
+    },
+}
+
+/// An authoritative server for one zone.
+pub struct DnsServer {
+    addr: SocketAddr,
+    origin: Name,
+    authority: Arc<InMemoryAuthority>,
+    shutdown: CancellationToken,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    serial: std::sync::atomic::AtomicU32,
+}
+
+fn name(domain: &str) -> Result<Name, DnsError> {
+    let fqdn = if domain.ends_with('.') {
+        domain.to_string()
+    } else {
+        format!("{domain}.")
+    };
+    Name::from_str(&fqdn).map_err(|e| DnsError::Name {
+        domain: domain.to_string(),
+        message: e.to_string(),
+    })
+}
+
+impl DnsServer {
+    /// Starts a server for `zone` on `ip` (an ephemeral port, UDP and TCP).
+    pub async fn start(ip: Ipv4Addr, zone: &str) -> Result<Self, DnsError> {
+        let origin = name(zone)?;
+        let bind = |e| DnsError::Bind {
+            addr: SocketAddr::new(IpAddr::V4(ip), 0),
+            source: e,
+        };
+        let udp = tokio::net::UdpSocket::bind((ip, 0)).await.map_err(bind)?;
+        let addr = udp.local_addr().map_err(bind)?;
+        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| DnsError::Bind { addr, source: e })?;
+
+        let mut authority = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
+        let soa = SOA::new(
+            Name::from_str("ns.").expect("static name").append_domain(&origin).unwrap_or(origin.clone()),
+            Name::from_str("hostmaster.").expect("static name").append_domain(&origin).unwrap_or(origin.clone()),
+            1,
+            3600,
+            600,
+            86400,
+            5,
+        );
+        authority.upsert_mut(Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)), 1);
+        let authority = Arc::new(authority);
+        let mut catalog = Catalog::new();
+        catalog.upsert(LowerName::new(&origin), vec![authority.clone()]);
+        let mut server = ServerFuture::new(catalog);
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5));
+        let shutdown = server.shutdown_token().clone();
+        let task = tokio::spawn(async move {
+            let _ = server.block_until_done().await;
+        });
+        Ok(Self {
+            addr,
+            origin,
+            authority,
+            shutdown,
+            task: tokio::sync::Mutex::new(Some(task)),
+            serial: std::sync::atomic::AtomicU32::new(1),
+        })
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sets `domain`'s A record to `address` with `ttl` (replacing any previous one).
+    pub async fn set_a(&self, domain: &str, address: Ipv4Addr, ttl: u32) -> Result<(), DnsError> {
+        let n = name(domain)?;
+        if !self.origin.zone_of(&n) {
+            return Err(DnsError::Name {
+                domain: domain.to_string(),
+                message: format!("not in the served zone {}", self.origin),
+            });
+        }
+        let serial = self.serial.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.authority
+            .records_mut()
+            .await
+            .remove(&RrKey::new(LowerName::new(&n), RecordType::A));
+        self.authority
+            .upsert(Record::from_rdata(n, ttl, RData::A(A(address))), serial)
+            .await;
+        Ok(())
+    }
+
+    /// Stops the server and waits for its sockets to close.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// A caching resolver that asks only `server`.
+pub fn resolver(server: SocketAddr) -> TokioResolver {
+    let mut config = ResolverConfig::new();
+    config.add_name_server(NameServerConfig::new(server, Protocol::Udp));
+    let mut opts = ResolverOpts::default();
+    opts.attempts = 2;
+    opts.timeout = Duration::from_secs(2);
+    opts.cache_size = 64;
+    let mut builder = TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
+    *builder.options_mut() = opts;
+    builder.build()
+}
+
+/// One A look-up, uncached: the addresses and the TTL the server gave.
+pub async fn query_a(server: SocketAddr, domain: &str) -> Result<(Vec<Ipv4Addr>, u32), DnsError> {
+    let r = resolver(server);
+    let fail = |message: String| DnsError::Resolve {
+        domain: domain.to_string(),
+        server,
+        message,
+    };
+    let lookup = r
+        .ipv4_lookup(name(domain)?)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let ttl = lookup
+        .as_lookup()
+        .record_iter()
+        .map(|r| r.ttl())
+        .min()
+        .unwrap_or(0);
+    Ok((lookup.iter().map(|a| a.0).collect(), ttl))
+}

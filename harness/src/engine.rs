@@ -1,0 +1,423 @@
+//! The engine: runs a scenario's steps in order on a backend, records each step's outcome,
+//! duration and evidence, stops at the first failure, and always tears down what the run
+//! created — after a failed step, a panic, or Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::backend::{Backend, BackendError, FleetOp, Output, TeardownReport};
+use crate::checks::{self, CheckResult, Ctx};
+use crate::report::Printer;
+use crate::scenario::{substitute, Action, Scenario, Step};
+use crate::stats::SplitParams;
+
+/// Errors the engine raises itself (backend errors are recorded in step reports).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A manifest replacement or variable could not be applied while running.
+    #[error("preparing step {step}: {message}")]
+    Prepare {
+        /// The step.
+        step: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Keep what the run created (for debugging).
+    pub keep: bool,
+    /// Split-test parameters.
+    pub params: SplitParams,
+    /// Concurrent requests when sampling.
+    pub concurrency: usize,
+    /// Print steps as they finish, with progress bars.
+    pub print: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            keep: false,
+            params: SplitParams::default(),
+            concurrency: 8,
+            print: false,
+        }
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// Its action and checks passed.
+    Passed,
+    /// Its action failed as the procedure's tool fails, or a check did not hold.
+    Failed,
+    /// The harness could not carry it out.
+    Error,
+}
+
+/// A step's record.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// Step id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Outcome.
+    pub status: StepStatus,
+    /// Seconds taken.
+    pub seconds: f64,
+    /// The command run, and what it printed.
+    pub output: Option<Output>,
+    /// The action's error, if it failed.
+    pub error: Option<String>,
+    /// The checks.
+    pub checks: Vec<CheckResult>,
+}
+
+impl StepReport {
+    /// The failure's summary: the action error and the failed checks' messages.
+    pub fn failure(&self) -> String {
+        let mut parts: Vec<String> = self.error.iter().cloned().collect();
+        parts.extend(self.checks.iter().filter(|c| !c.ok).map(|c| c.message()));
+        parts.join("\n")
+    }
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every step passed.
+    Passed,
+    /// A step's assertion failed.
+    AssertionFailed {
+        /// The step.
+        step: String,
+    },
+    /// The harness could not carry a step out.
+    Infrastructure {
+        /// The step.
+        step: String,
+        /// Why.
+        message: String,
+    },
+    /// Ctrl-C.
+    Interrupted,
+    /// The harness panicked.
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// The process exit code: 0 pass, 1 assertion failed, 3 infrastructure failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Passed => 0,
+            Outcome::AssertionFailed { .. } => 1,
+            Outcome::Infrastructure { .. } | Outcome::Interrupted | Outcome::Panicked { .. } => 3,
+        }
+    }
+}
+
+/// The record of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// Backend name.
+    pub backend: String,
+    /// Steps run.
+    pub steps: Vec<StepReport>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What teardown did.
+    pub teardown: TeardownReport,
+    /// Seconds in all.
+    pub seconds: f64,
+}
+
+/// What a step changes for the steps after it.
+#[derive(Debug, Default)]
+struct Effects {
+    vars: BTreeMap<String, String>,
+    dns_ttl: Option<u32>,
+}
+
+struct Shared {
+    scenario: Arc<Scenario>,
+    backend: Arc<dyn Backend>,
+    opts: RunOptions,
+    printer: Printer,
+    reports: Mutex<Vec<StepReport>>,
+}
+
+/// Runs a scenario and tears down; never returns without having called the backend's teardown.
+pub async fn run(scenario: Arc<Scenario>, backend: Arc<dyn Backend>, opts: RunOptions) -> RunReport {
+    let started = Instant::now();
+    let printer = Printer::new(opts.print);
+    printer.header(&scenario, backend.name());
+    let shared = Arc::new(Shared {
+        scenario: scenario.clone(),
+        backend: backend.clone(),
+        opts: opts.clone(),
+        printer,
+        reports: Mutex::new(Vec::new()),
+    });
+    let mut task = tokio::spawn(execute(shared.clone()));
+    let outcome = tokio::select! {
+        r = &mut task => match r {
+            Ok(o) => o,
+            Err(e) if e.is_panic() => {
+                let p = e.into_panic();
+                let message = p.downcast_ref::<String>().cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into());
+                Outcome::Panicked { message }
+            }
+            Err(_) => Outcome::Interrupted,
+        },
+        _ = tokio::signal::ctrl_c() => {
+            task.abort();
+            let _ = task.await;
+            Outcome::Interrupted
+        }
+    };
+    shared.printer.teardown_start(opts.keep);
+    let teardown = backend.teardown(opts.keep).await;
+    let steps = shared.reports.lock().expect("reports lock is never poisoned").clone();
+    let report = RunReport {
+        scenario: scenario.name.clone(),
+        backend: backend.name().to_string(),
+        steps,
+        outcome,
+        teardown,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    shared.printer.footer(&report);
+    report
+}
+
+async fn execute(shared: Arc<Shared>) -> Outcome {
+    let steps = shared.scenario.steps.clone();
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    let mut dns_ttl: Option<u32> = None;
+    let mut i = 0;
+    while i < steps.len() {
+        // A run of consecutive steps of one group goes concurrently.
+        let mut j = i + 1;
+        if let Some(g) = &steps[i].group {
+            while j < steps.len() && steps[j].group.as_ref() == Some(g) {
+                j += 1;
+            }
+        }
+        let batch = &steps[i..j];
+        let results = futures::future::join_all(batch.iter().map(|s| run_step(&shared, s, &vars, dns_ttl))).await;
+        let mut stop = None;
+        for (report, effects) in results {
+            vars.extend(effects.vars);
+            if effects.dns_ttl.is_some() {
+                dns_ttl = effects.dns_ttl;
+            }
+            shared.printer.step(&report);
+            let status = report.status;
+            let id = report.id.clone();
+            let message = report.failure();
+            shared.reports.lock().expect("reports lock is never poisoned").push(report);
+            if stop.is_none() {
+                stop = match status {
+                    StepStatus::Passed => None,
+                    StepStatus::Failed => Some(Outcome::AssertionFailed { step: id }),
+                    StepStatus::Error => Some(Outcome::Infrastructure { step: id, message }),
+                };
+            }
+        }
+        if let Some(o) = stop {
+            return o;
+        }
+        i = j;
+    }
+    Outcome::Passed
+}
+
+async fn run_step(shared: &Shared, step: &Step, vars: &BTreeMap<String, String>, dns_ttl: Option<u32>) -> (StepReport, Effects) {
+    let started = Instant::now();
+    let mut effects = Effects::default();
+    let action = match &step.run {
+        Some(a) => Some(act(shared, step, a, vars, dns_ttl, &mut effects).await),
+        None => None,
+    };
+    let mut report = StepReport {
+        id: step.id.clone(),
+        title: step.title.clone(),
+        status: StepStatus::Passed,
+        seconds: 0.0,
+        output: None,
+        error: None,
+        checks: Vec::new(),
+    };
+    let mut run_checks = true;
+    match action {
+        Some(Ok(o)) => report.output = Some(o),
+        Some(Err(e)) => {
+            report.error = Some(crate::error_chain(&e));
+            report.status = if e.is_procedure() { StepStatus::Failed } else { StepStatus::Error };
+            run_checks = e.is_procedure() && step.check_after_failed_action;
+        }
+        None => {}
+    }
+    if run_checks {
+        let mut all_vars = vars.clone();
+        all_vars.extend(effects.vars.clone());
+        let ctx = Ctx {
+            backend: shared.backend.as_ref(),
+            scenario: &shared.scenario,
+            vars: &all_vars,
+            output: report.output.as_ref(),
+            params: &shared.opts.params,
+            concurrency: shared.opts.concurrency,
+            progress: shared.opts.print,
+        };
+        for c in &step.check {
+            match checks::run(&ctx, c).await {
+                Ok(r) => {
+                    if !r.ok && report.status == StepStatus::Passed {
+                        report.status = StepStatus::Failed;
+                    }
+                    report.checks.push(r);
+                }
+                Err(e) => {
+                    report.status = StepStatus::Error;
+                    report.error = Some(crate::error_chain(&e));
+                    break;
+                }
+            }
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    (report, effects)
+}
+
+/// Carries out a step's action on the backend.
+async fn act(
+    shared: &Shared,
+    step: &Step,
+    action: &Action,
+    vars: &BTreeMap<String, String>,
+    dns_ttl: Option<u32>,
+    effects: &mut Effects,
+) -> Result<Output, BackendError> {
+    let b = shared.backend.as_ref();
+    let s = &shared.scenario;
+    match action {
+        Action::CreateCluster { cluster } => {
+            let spec = s.cluster(cluster).expect("validated: the cluster is declared");
+            b.create_cluster(spec).await
+        }
+        Action::RenameContext { cluster } => b.rename_context(cluster).await,
+        Action::InstallIstio { cluster, profile } => b.install_istio(cluster, profile).await,
+        Action::FleetEnableMesh => b.fleet(&FleetOp::EnableMesh).await,
+        Action::FleetRegister { cluster, membership } => {
+            b.fleet(&FleetOp::Register { cluster: cluster.clone(), membership: membership.clone() }).await
+        }
+        Action::FleetMeshUpdate { membership } => b.fleet(&FleetOp::MeshUpdate { membership: membership.clone() }).await,
+        Action::WaitMeshActive { membership, timeout_seconds, poll_seconds } => {
+            wait_mesh_active(b, membership, Duration::from_secs_f64(*timeout_seconds), Duration::from_secs_f64(*poll_seconds)).await
+        }
+        Action::CreateNamespace { cluster, name } => b.create_namespace(cluster, name).await,
+        Action::LabelNamespace { cluster, name, labels } => b.label_namespace(cluster, name, labels).await,
+        Action::Apply { cluster, namespace, manifests, replace } => {
+            let pairs: Vec<(String, String)> = replace.iter().map(|r| (r.from.clone(), substitute(&r.to, vars))).collect();
+            let mut objects = Vec::new();
+            for m in manifests {
+                let objs = s.manifests.objects(m, &pairs).map_err(|e| {
+                    BackendError::infra(
+                        format!("preparing step {}", step.id),
+                        crate::error_chain(&EngineError::Prepare { step: step.id.clone(), message: e.to_string() }),
+                    )
+                })?;
+                objects.extend(objs);
+            }
+            b.apply(cluster, namespace.as_deref(), &objects).await
+        }
+        Action::Delete { cluster, namespace, kind, name } => b.delete(cluster, namespace, kind, name).await,
+        Action::ReadIngressIp { cluster, namespace, save_as } => {
+            let svcs = b.list(cluster, Some(namespace), "Service").await?;
+            let command = format!(
+                "kubectl --namespace {namespace} --context={cluster} get service --output jsonpath='{{.items[0].status.loadBalancer.ingress[0].ip}}'"
+            );
+            match checks::first_service_ip(&svcs) {
+                Some((_, Some(ip))) => {
+                    effects.vars.insert(save_as.clone(), ip.clone());
+                    Ok(Output::new(command, format!("{ip}\n")))
+                }
+                Some((name, None)) => Err(BackendError::Procedure {
+                    command,
+                    message: format!(".items[0] is Service {name}, which has no load balancer ingress IP (empty output)"),
+                }),
+                None => Err(BackendError::Procedure { command, message: "No resources found".into() }),
+            }
+        }
+        Action::DnsSetRecord { address, ttl } => {
+            let a = substitute(address, vars);
+            let ip = checks::parse_ip(&a).ok_or_else(|| BackendError::Procedure {
+                command: format!("set A record to {a}"),
+                message: format!("{a:?} is not an IP address"),
+            })?;
+            let out = b.dns_set(&s.dns.domain, ip, *ttl).await?;
+            effects.dns_ttl = Some(*ttl);
+            Ok(out)
+        }
+        Action::WaitDnsTtl => {
+            let ttl = dns_ttl.unwrap_or(0);
+            tokio::time::sleep(Duration::from_secs(ttl as u64) + Duration::from_millis(100)).await;
+            Ok(Output::new(format!("sleep {ttl}"), format!("waited {ttl}s for resolvers to drop the previous answer\n")))
+        }
+        Action::DeleteCluster { name } => b.delete_cluster(name).await,
+        Action::FleetUnregister { membership } => b.fleet(&FleetOp::Unregister { membership: membership.clone() }).await,
+        Action::FleetDisableMesh => b.fleet(&FleetOp::DisableMesh).await,
+    }
+}
+
+/// Repeats `fleet mesh describe` until both planes are ACTIVE, or the timeout.
+async fn wait_mesh_active(b: &dyn Backend, membership: &str, timeout: Duration, poll: Duration) -> Result<Output, BackendError> {
+    let command = "gcloud container fleet mesh describe".to_string();
+    let deadline = Instant::now() + timeout;
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let yaml = b.mesh_describe().await?;
+        let status = crate::fleet::membership_status(&yaml, membership)
+            .map_err(|e| BackendError::infra("reading fleet mesh describe", e))?;
+        let line = match &status {
+            Some(s) => format!("controlPlaneManagement {} / dataPlaneManagement {}", s.control_plane, s.data_plane),
+            None => format!("membership {membership} not listed"),
+        };
+        if seen.last() != Some(&line) {
+            seen.push(line.clone());
+        }
+        if status.as_ref().is_some_and(|s| s.is_active()) {
+            return Ok(Output::new(command, format!("{}\n---\n{yaml}", seen.join(" → "))));
+        }
+        if Instant::now() + poll > deadline {
+            return Err(BackendError::Procedure {
+                command,
+                message: format!(
+                    "not ACTIVE after {:?}: states seen {}; last details {:?}",
+                    timeout,
+                    seen.join(" → "),
+                    status.map(|s| s.details).unwrap_or_default()
+                ),
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}

@@ -1,0 +1,233 @@
+//! Reading `gcloud container fleet mesh describe` output (step C6).
+//!
+//! The output is YAML; per membership (keyed `projects/NUMBER/locations/global/memberships/NAME`)
+//! it reports `servicemesh.controlPlaneManagement.state` and `dataPlaneManagement.state`
+//! (DISABLED, PROVISIONING, ACTIVE, or an error state) with details.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors reading the describe output.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The output is not the YAML gcloud prints.
+    #[error("reading `fleet mesh describe` output: {message}")]
+    Parse {
+        /// The parser's message.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Describe {
+    #[serde(default)]
+    membership_states: BTreeMap<String, MembershipState>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MembershipState {
+    #[serde(default)]
+    servicemesh: Option<ServiceMesh>,
+    #[serde(default)]
+    state: Option<StateCode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceMesh {
+    #[serde(default)]
+    control_plane_management: Option<Management>,
+    #[serde(default)]
+    data_plane_management: Option<Management>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Management {
+    #[serde(default)]
+    details: Vec<Detail>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Detail {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    details: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StateCode {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// The managed mesh's state for one membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MeshStatus {
+    /// controlPlaneManagement.state (DISABLED when absent).
+    pub control_plane: String,
+    /// dataPlaneManagement.state (DISABLED when absent).
+    pub data_plane: String,
+    /// Detail lines (`CODE: details`).
+    pub details: Vec<String>,
+    /// The membership's overall state line.
+    pub summary: String,
+}
+
+impl MeshStatus {
+    /// Whether both planes are ACTIVE.
+    pub fn is_active(&self) -> bool {
+        self.control_plane == "ACTIVE" && self.data_plane == "ACTIVE"
+    }
+}
+
+/// The status of `membership` in describe output; None when the membership is not listed.
+pub fn membership_status(yaml: &str, membership: &str) -> Result<Option<MeshStatus>, FleetError> {
+    let d: Describe = serde_yaml::from_str(yaml).map_err(|e| FleetError::Parse {
+        message: e.to_string(),
+    })?;
+    let suffix = format!("/memberships/{membership}");
+    let Some((_, m)) = d
+        .membership_states
+        .into_iter()
+        .find(|(k, _)| k.ends_with(&suffix) || k == membership)
+    else {
+        return Ok(None);
+    };
+    let mut details = Vec::new();
+    let mut state_of = |mgmt: Option<Management>| {
+        let Some(mgmt) = mgmt else {
+            return "DISABLED".to_string();
+        };
+        for d in mgmt.details {
+            details.push(format!(
+                "{}: {}",
+                d.code.unwrap_or_default(),
+                d.details.unwrap_or_default()
+            ));
+        }
+        mgmt.state.unwrap_or_else(|| "DISABLED".into())
+    };
+    let (cp, dp) = match m.servicemesh {
+        Some(sm) => (
+            state_of(sm.control_plane_management),
+            state_of(sm.data_plane_management),
+        ),
+        None => ("DISABLED".to_string(), "DISABLED".to_string()),
+    };
+    let summary = m
+        .state
+        .map(|s| {
+            format!(
+                "{} {}",
+                s.code.unwrap_or_default(),
+                s.description.unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    Ok(Some(MeshStatus {
+        control_plane: cp,
+        data_plane: dp,
+        details,
+        summary: summary.trim().to_string(),
+    }))
+}
+
+/// The resource key gcloud uses for a membership.
+pub fn membership_key(project_number: &str, membership: &str) -> String {
+    format!("projects/{project_number}/locations/global/memberships/{membership}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// The ready output quoted in PROCEDURE.md step C6.
+    const READY: &str = "membershipStates:
+  projects/123456789123/locations/global/memberships/cluster-with-csm-membership:
+    servicemesh:
+      controlPlaneManagement:
+        details:
+        - code: REVISION_READY
+          details: 'Ready: asm-managed'
+        state: ACTIVE
+      dataPlaneManagement:
+        details:
+        - code: OK
+          details: Service is running.
+        state: ACTIVE
+    state:
+      code: OK
+      description: 'Revision(s) ready for use: asm-managed.'
+resourceState:
+  state: ACTIVE
+";
+
+    const PROVISIONING: &str = "membershipStates:
+  projects/123456789123/locations/global/memberships/cluster-with-csm-membership:
+    servicemesh:
+      controlPlaneManagement:
+        details:
+        - code: PROVISIONING
+          details: Service is provisioning.
+        state: PROVISIONING
+      dataPlaneManagement:
+        state: PROVISIONING
+    state:
+      code: OK
+resourceState:
+  state: ACTIVE
+";
+
+    const DISABLED: &str = "membershipStates:
+  projects/123456789123/locations/global/memberships/cluster-with-csm-membership:
+    state:
+      code: OK
+      description: Please see https://cloud.google.com/service-mesh/docs/install for instructions to onboard to Anthos Service Mesh.
+resourceState:
+  state: ACTIVE
+";
+
+    const FAILED: &str = "membershipStates:
+  projects/123456789123/locations/global/memberships/cluster-with-csm-membership:
+    servicemesh:
+      controlPlaneManagement:
+        details:
+        - code: PRECONDITION_FAILED
+          details: Workload Identity is not enabled on the cluster.
+        state: FAILED_PRECONDITION
+    state:
+      code: ERROR
+resourceState:
+  state: ACTIVE
+";
+
+    #[rstest]
+    #[case(READY, "ACTIVE", "ACTIVE", true)]
+    #[case(PROVISIONING, "PROVISIONING", "PROVISIONING", false)]
+    #[case(DISABLED, "DISABLED", "DISABLED", false)]
+    #[case(FAILED, "FAILED_PRECONDITION", "DISABLED", false)]
+    fn reads_the_states(#[case] yaml: &str, #[case] cp: &str, #[case] dp: &str, #[case] active: bool) {
+        let s = membership_status(yaml, "cluster-with-csm-membership").unwrap().unwrap();
+        assert_eq!((s.control_plane.as_str(), s.data_plane.as_str(), s.is_active()), (cp, dp, active));
+    }
+
+    #[test]
+    fn failure_details_are_kept() {
+        let s = membership_status(FAILED, "cluster-with-csm-membership").unwrap().unwrap();
+        assert_eq!(s.details, vec!["PRECONDITION_FAILED: Workload Identity is not enabled on the cluster."]);
+    }
+
+    #[test]
+    fn unknown_membership_is_none() {
+        assert_eq!(membership_status(READY, "other").unwrap(), None);
+    }
+}

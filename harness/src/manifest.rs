@@ -1,0 +1,338 @@
+//! Kubernetes and Istio manifests: where they come from, and parsing them up front.
+//!
+//! Steps name manifests by their path inside a folder laid out like `../shared/upstream`
+//! (`microservices-demo/...`, `anthos-service-mesh-samples/...`). The project's own `fixtures/`
+//! is that folder by default; `--manifests DIR` points at another, such as the real upstream files.
+//! Every document of every manifest is parsed into its typed form before a run starts, so a bad
+//! manifest fails with its file, line and column.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::istio::{Gateway, ServiceEntry, VirtualService};
+use crate::scenario::{strip_location, Location};
+
+/// Errors met while reading manifests.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The manifest file is missing or unreadable.
+    #[error("{at}: reading manifest {path}")]
+    Read {
+        /// The step that names it.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A document is not a valid object of its kind.
+    #[error("{at}: invalid {kind} in manifest: {message}")]
+    Invalid {
+        /// Where in the manifest.
+        at: Location,
+        /// The document's kind, as far as it is known.
+        kind: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A replacement the procedure makes (`sed -i`) finds nothing to replace.
+    #[error("replacing {from:?} in {path}: the text does not occur")]
+    ReplacementMissing {
+        /// The manifest.
+        path: String,
+        /// The text.
+        from: String,
+    },
+}
+
+impl ManifestError {
+    /// The location of the problem, where there is one.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            ManifestError::Read { at, .. } | ManifestError::Invalid { at, .. } => Some(at),
+            ManifestError::ReplacementMissing { .. } => None,
+        }
+    }
+}
+
+/// The folder manifests are read from.
+#[derive(Debug, Clone)]
+pub struct ManifestSource {
+    /// The root, laid out like `../shared/upstream`.
+    pub root: PathBuf,
+}
+
+impl ManifestSource {
+    /// The manifests under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The file a step's manifest path names.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+}
+
+/// One object of a manifest, as applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`, if the manifest sets it.
+    pub namespace: Option<String>,
+    /// The whole object as JSON.
+    pub body: Value,
+    /// Where it was written.
+    pub origin: Location,
+}
+
+impl Object {
+    /// The object's labels.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        string_map(&self.body["metadata"]["labels"])
+    }
+}
+
+/// A JSON object of strings as a map (missing → empty).
+pub fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The manifests a scenario applies, each parsed once, with its text kept for replacements.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestSet {
+    files: BTreeMap<String, (PathBuf, String)>,
+}
+
+impl ManifestSet {
+    /// Reads and parses the manifest `relative` (once), to prove it valid.
+    pub fn load(
+        &mut self,
+        source: &ManifestSource,
+        relative: &str,
+        step: &Location,
+    ) -> Result<(), ManifestError> {
+        if self.files.contains_key(relative) {
+            return Ok(());
+        }
+        let path = source.path(relative);
+        let text = std::fs::read_to_string(&path).map_err(|e| ManifestError::Read {
+            at: step.clone(),
+            path: path.clone(),
+            source: e,
+        })?;
+        parse(&path, &text)?;
+        self.files.insert(relative.to_string(), (path, text));
+        Ok(())
+    }
+
+    /// The objects of a loaded manifest after the replacements, parsed again.
+    pub fn objects(
+        &self,
+        relative: &str,
+        replacements: &[(String, String)],
+    ) -> Result<Vec<Object>, ManifestError> {
+        let (path, text) = self
+            .files
+            .get(relative)
+            .expect("manifests are loaded when the scenario is validated");
+        let mut text = text.clone();
+        for (from, to) in replacements {
+            if !text.contains(from.as_str()) {
+                return Err(ManifestError::ReplacementMissing {
+                    path: relative.to_string(),
+                    from: from.clone(),
+                });
+            }
+            text = text.replace(from.as_str(), to);
+        }
+        parse(path, &text)
+    }
+
+    /// The manifests' paths.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
+    }
+}
+
+/// Splits a multi-document YAML text into (first line, text) per document.
+fn documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut start = 1;
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_end();
+        if t == "---" || t.starts_with("--- ") {
+            docs.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    docs.push((start, current));
+    docs
+}
+
+/// Parses every document of a manifest into its typed form.
+pub fn parse(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
+    let mut objects = Vec::new();
+    for (first_line, doc) in documents(text) {
+        let at = |line: usize, column: usize| Location {
+            file: path.to_path_buf(),
+            line: first_line + line.saturating_sub(1),
+            column,
+        };
+        let loc_of = |e: &serde_yaml::Error| {
+            e.location()
+                .map(|l| at(l.line(), l.column()))
+                .unwrap_or_else(|| at(1, 1))
+        };
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(&doc).map_err(|e| ManifestError::Invalid {
+                at: loc_of(&e),
+                kind: "document".into(),
+                message: strip_location(&e.to_string()),
+            })?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let typed = |check: fn(&str) -> Result<(), serde_yaml::Error>| {
+            check(&doc).map_err(|e| ManifestError::Invalid {
+                at: loc_of(&e),
+                kind: kind.clone(),
+                message: strip_location(&e.to_string()),
+            })
+        };
+        match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Namespace") => typed(is::<k8s_openapi::api::core::v1::Namespace>)?,
+            ("v1", "Service") => typed(is::<k8s_openapi::api::core::v1::Service>)?,
+            ("v1", "ServiceAccount") => typed(is::<k8s_openapi::api::core::v1::ServiceAccount>)?,
+            ("apps/v1", "Deployment") => typed(is::<k8s_openapi::api::apps::v1::Deployment>)?,
+            (v, "Gateway") if v.starts_with("networking.istio.io/") => typed(is::<Gateway>)?,
+            (v, "VirtualService") if v.starts_with("networking.istio.io/") => {
+                typed(is::<VirtualService>)?
+            }
+            (v, "ServiceEntry") if v.starts_with("networking.istio.io/") => {
+                typed(is::<ServiceEntry>)?
+            }
+            _ => {
+                return Err(ManifestError::Invalid {
+                    at: at(1, 1),
+                    kind: if kind.is_empty() { "document".into() } else { kind },
+                    message: format!(
+                        "apiVersion {api_version:?} kind is not one the harness knows \
+                         (v1 Namespace/Service/ServiceAccount, apps/v1 Deployment, \
+                         networking.istio.io Gateway/VirtualService/ServiceEntry)"
+                    ),
+                })
+            }
+        }
+        let body: Value = serde_json::to_value(&value).map_err(|e| ManifestError::Invalid {
+            at: at(1, 1),
+            kind: kind.clone(),
+            message: e.to_string(),
+        })?;
+        let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        if name.is_empty() {
+            return Err(ManifestError::Invalid {
+                at: at(1, 1),
+                kind,
+                message: "metadata.name is missing".into(),
+            });
+        }
+        let line = doc
+            .lines()
+            .position(|l| l.starts_with("apiVersion") || l.starts_with("kind"))
+            .unwrap_or(0)
+            + 1;
+        objects.push(Object {
+            api_version,
+            namespace: body["metadata"]["namespace"].as_str().map(str::to_string),
+            kind,
+            name,
+            body,
+            origin: at(line, 1),
+        });
+    }
+    Ok(objects)
+}
+
+fn is<T: DeserializeOwned>(doc: &str) -> Result<(), serde_yaml::Error> {
+    serde_yaml::from_str::<T>(doc).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn upstream(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/upstream").join(rel)
+    }
+
+    #[rstest]
+    #[case("microservices-demo/release/kubernetes-manifests.yaml", 12)]
+    #[case("anthos-service-mesh-samples/docs/shared/online-boutique/kubernetes-manifests.yaml", 12)]
+    fn upstream_online_boutique_has_twelve_deployments(#[case] rel: &str, #[case] n: usize) {
+        let path = upstream(rel);
+        let objects = parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(objects.iter().filter(|o| o.kind == "Deployment").count(), n);
+        assert!(objects.iter().any(|o| o.kind == "Service" && o.name == "frontend-external"));
+    }
+
+    #[rstest]
+    #[case("microservices-demo/istio-manifests/frontend-gateway.yaml", &["Gateway", "VirtualService"])]
+    #[case("anthos-service-mesh-samples/docs/migrate-to-managed-asm/service-entry.yaml", &["ServiceEntry"])]
+    #[case("anthos-service-mesh-samples/docs/migrate-to-managed-asm/virtual-service.yaml", &["VirtualService"])]
+    #[case("anthos-service-mesh-samples/docs/shared/asm-ingress-gateway/asm-gateway-deployment-svc.yaml", &["ServiceAccount", "Service", "Deployment"])]
+    #[case("anthos-service-mesh-samples/docs/shared/asm-ingress-gateway/gateway.yaml", &["Gateway"])]
+    #[case("anthos-service-mesh-samples/docs/shared/online-boutique/virtual-service.yaml", &["VirtualService"])]
+    fn upstream_istio_manifests_parse(#[case] rel: &str, #[case] kinds: &[&str]) {
+        let path = upstream(rel);
+        let objects = parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let got: Vec<&str> = objects.iter().map(|o| o.kind.as_str()).collect();
+        assert_eq!(got, kinds);
+    }
+
+    #[test]
+    fn unknown_field_in_second_document_is_located() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata:\n  name: g\nspec:\n  selectr:\n    a: b\n";
+        let err = parse(Path::new("m.yaml"), text).unwrap_err();
+        let at = err.location().unwrap();
+        assert_eq!((at.line, at.column), (11, 3), "{err}");
+        assert!(err.to_string().contains("selectr"), "{err}");
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected() {
+        let err = parse(Path::new("m.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("ConfigMap"));
+    }
+}

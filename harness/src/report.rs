@@ -1,0 +1,151 @@
+//! Reports: the run as an SRE reads it (each step, its command, its evidence) on stdout, and as
+//! JSON for machines.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::engine::{Outcome, RunReport, StepReport, StepStatus};
+use crate::scenario::Scenario;
+
+/// Errors writing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The report file could not be written.
+    #[error("writing the report to {path}")]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Prints a run as it goes (or stays silent).
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    on: bool,
+}
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines().map(|l| format!("{by}{l}")).collect::<Vec<_>>().join("\n")
+}
+
+impl Printer {
+    /// A printer; `on` false prints nothing.
+    pub fn new(on: bool) -> Self {
+        Self { on }
+    }
+
+    fn out(&self, s: &str) {
+        if self.on {
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{s}");
+        }
+    }
+
+    /// The run's first lines.
+    pub fn header(&self, s: &Scenario, backend: &str) {
+        self.out(&format!("meshmig: scenario {} ({}) on backend {backend}", s.name, s.path.display()));
+    }
+
+    /// A finished step.
+    pub fn step(&self, r: &StepReport) {
+        self.out(&render_step(r));
+    }
+
+    /// Teardown begins.
+    pub fn teardown_start(&self, keep: bool) {
+        self.out(if keep { "teardown: --keep, leaving the run's resources" } else { "teardown" });
+    }
+
+    /// The run's last lines.
+    pub fn footer(&self, r: &RunReport) {
+        self.out(&render_end(r));
+    }
+}
+
+/// A step as text: status, id, title, time, command, and per check expected/observed/evidence.
+pub fn render_step(r: &StepReport) -> String {
+    let mark = match r.status {
+        StepStatus::Passed => "PASS",
+        StepStatus::Failed => "FAIL",
+        StepStatus::Error => "ERROR",
+    };
+    let mut s = format!("{mark} {} {} ({:.2}s)", r.id, r.title, r.seconds);
+    if let Some(o) = &r.output {
+        s.push_str(&format!("\n    $ {}", o.command));
+        let first: Vec<&str> = o.stdout.lines().take(6).collect();
+        if !first.is_empty() {
+            s.push('\n');
+            s.push_str(&indent(&first.join("\n"), "      "));
+        }
+    }
+    if let Some(e) = &r.error {
+        s.push_str(&format!("\n    action failed: {}", indent(e, "      ").trim_start()));
+    }
+    for c in &r.checks {
+        let evidence = if c.ok {
+            compact(&c.evidence)
+        } else {
+            serde_json::to_string_pretty(&c.evidence).unwrap_or_default()
+        };
+        s.push_str(&format!(
+            "\n    {} {}: {}\n      expected: {}\n      evidence: {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.check,
+            c.observed,
+            c.expected,
+            indent(&evidence, "        ").trim_start()
+        ));
+    }
+    s
+}
+
+fn compact(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 240 {
+        format!("{}…", s.chars().take(240).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// The run's outcome and teardown as text.
+pub fn render_end(r: &RunReport) -> String {
+    let mut s = String::new();
+    for x in &r.teardown.removed {
+        s.push_str(&format!("  removed {x}\n"));
+    }
+    for x in &r.teardown.kept {
+        s.push_str(&format!("  kept {x}\n"));
+    }
+    for x in &r.teardown.failed {
+        s.push_str(&format!("  NOT REMOVED {x}\n"));
+    }
+    let passed = r.steps.iter().filter(|s| s.status == StepStatus::Passed).count();
+    let verdict = match &r.outcome {
+        Outcome::Passed => "PASSED".to_string(),
+        Outcome::AssertionFailed { step } => format!("FAILED at step {step}"),
+        Outcome::Infrastructure { step, message } => format!("INFRASTRUCTURE FAILURE at step {step}: {message}"),
+        Outcome::Interrupted => "INTERRUPTED".to_string(),
+        Outcome::Panicked { message } => format!("HARNESS PANIC: {message}"),
+    };
+    s.push_str(&format!(
+        "{verdict}: {passed} of {} steps passed in {:.2}s (scenario {}, backend {})",
+        r.steps.len(),
+        r.seconds,
+        r.scenario,
+        r.backend
+    ));
+    s
+}
+
+/// Writes `report.json` into `dir`.
+pub fn write_json(r: &RunReport, dir: &Path) -> Result<std::path::PathBuf, ReportError> {
+    let path = dir.join(format!("{}.json", r.scenario));
+    let werr = |e| ReportError::Write { path: path.clone(), source: e };
+    std::fs::create_dir_all(dir).map_err(werr)?;
+    std::fs::write(&path, serde_json::to_vec_pretty(r).expect("reports serialize")).map_err(werr)?;
+    Ok(path)
+}

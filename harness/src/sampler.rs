@@ -1,0 +1,204 @@
+//! Sampling user traffic: independent `GET /` requests, each footer read to find who served it.
+//!
+//! No cookie is kept between requests (the reqwest client has no cookie store), so every request
+//! is a new user. When sampling an address, connections are kept alive (Envoy picks a destination
+//! per request, not per connection). When sampling a domain, the domain is resolved through the
+//! scenario's DNS server by a caching resolver that honours the record's TTL, and connections are
+//! not reused, so a changed record takes effect when its TTL runs out, as for a real user.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use hickory_resolver::TokioResolver;
+use serde::Serialize;
+
+use crate::footer::{self, FooterInfo, FooterState};
+
+/// Errors setting up sampling.
+#[derive(Debug, thiserror::Error)]
+pub enum SamplerError {
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client for {target}")]
+    Client {
+        /// What was to be sampled.
+        target: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// What to sample.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The URL.
+    pub url: String,
+    /// A Host header to send instead of the URL's.
+    pub host: Option<String>,
+    /// Fixed resolutions (`--resolve DOMAIN:PORT:ADDR`).
+    pub resolve: Vec<(String, SocketAddr)>,
+    /// A DNS server to resolve the URL's domain through (TTL honoured).
+    pub dns: Option<SocketAddr>,
+}
+
+/// How one answer is attributed.
+pub trait Identify: Send + Sync {
+    /// The destination (cluster) that served this footer, if it can be told.
+    fn identify(&self, footer: &FooterInfo) -> Option<String>;
+}
+
+/// Identifies by the footer's cluster name, else by a pod-name → cluster map.
+#[derive(Debug, Clone, Default)]
+pub struct ByClusterOrPod {
+    /// Pod name → cluster.
+    pub pods: BTreeMap<String, String>,
+}
+
+impl Identify for ByClusterOrPod {
+    fn identify(&self, f: &FooterInfo) -> Option<String> {
+        if let Some(c) = &f.cluster {
+            return Some(c.clone());
+        }
+        f.pod.as_ref().and_then(|p| self.pods.get(p).cloned())
+    }
+}
+
+/// What sampling saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Samples {
+    /// Identified answers per destination.
+    pub counts: BTreeMap<String, u64>,
+    /// Failed or unidentifiable answers per cause (`status 503`, `timeout`, `no identity`...).
+    pub errors: BTreeMap<String, u64>,
+    /// An example of each error cause (footer or message).
+    pub error_examples: BTreeMap<String, String>,
+    /// Requests sent.
+    pub requests: u64,
+    /// Time taken.
+    pub seconds: f64,
+}
+
+impl Samples {
+    /// All error answers.
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+struct HickoryResolve(TokioResolver);
+
+impl reqwest::dns::Resolve for HickoryResolve {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let r = self.0.clone();
+        Box::pin(async move {
+            let ips = r.lookup_ip(name.as_str()).await?;
+            let addrs: reqwest::dns::Addrs = Box::new(
+                ips.iter()
+                    .map(|ip| SocketAddr::new(ip, 0))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            );
+            Ok(addrs)
+        })
+    }
+}
+
+/// A client for a target.
+pub fn client(target: &Target) -> Result<reqwest::Client, SamplerError> {
+    let mut b = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(2))
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none());
+    for (domain, addr) in &target.resolve {
+        b = b.resolve(domain, *addr);
+    }
+    if let Some(dns) = target.dns {
+        b = b
+            .dns_resolver(Arc::new(HickoryResolve(crate::dns::resolver(dns))))
+            .pool_max_idle_per_host(0);
+    }
+    b.build().map_err(|source| SamplerError::Client {
+        target: target.url.clone(),
+        source,
+    })
+}
+
+enum Answer {
+    Served(String),
+    Error(String, String),
+}
+
+async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> Answer {
+    let mut req = client.get(&target.url);
+    if let Some(h) = &target.host {
+        req = req.header(reqwest::header::HOST, h);
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let cause = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            return Answer::Error(cause.into(), crate::error_chain(&e));
+        }
+    };
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let server = body.lines().next().unwrap_or_default().chars().take(120).collect();
+        return Answer::Error(format!("status {}", status.as_u16()), server);
+    }
+    match footer::parse(&body) {
+        Err(e) => Answer::Error("no footer".into(), e.to_string()),
+        Ok(f) => match id.identify(&f) {
+            Some(dest) => Answer::Served(dest),
+            None => {
+                let cause = match f.state {
+                    FooterState::Loading => "footer still loading",
+                    FooterState::Absent => "footer without details",
+                    FooterState::Identified => "unknown cluster or pod",
+                };
+                Answer::Error(cause.into(), serde_json::to_string(&f).unwrap_or_default())
+            }
+        },
+    }
+}
+
+/// Sends `n` independent requests, `concurrency` at a time.
+pub async fn sample(
+    target: &Target,
+    n: u64,
+    concurrency: usize,
+    id: &dyn Identify,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<Samples, SamplerError> {
+    let client = client(target)?;
+    let start = Instant::now();
+    let mut out = Samples::default();
+    let mut answers = stream::iter(0..n)
+        .map(|_| one(&client, target, id))
+        .buffer_unordered(concurrency.max(1));
+    while let Some(a) = answers.next().await {
+        out.requests += 1;
+        match a {
+            Answer::Served(d) => *out.counts.entry(d).or_default() += 1,
+            Answer::Error(cause, example) => {
+                *out.errors.entry(cause.clone()).or_default() += 1;
+                out.error_examples.entry(cause).or_insert(example);
+            }
+        }
+        if let Some(p) = progress {
+            p.inc(1);
+        }
+    }
+    out.seconds = start.elapsed().as_secs_f64();
+    Ok(out)
+}

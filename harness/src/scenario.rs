@@ -1,0 +1,849 @@
+//! Scenario files: the procedure under test as data, validated before anything starts.
+//!
+//! A scenario is a YAML file in `scenarios/`. It names the clusters of the migration, the test
+//! domain, and the steps of the procedure in order; each step has at most one action (what the
+//! procedure does) and the checks that prove it happened. A scenario may build on another one
+//! (`base:`) and replace some of its steps by id, as `published-cleanup.yaml` does with step H.
+//!
+//! Every problem found here is reported with the file, line and column it comes from, and the
+//! binary exits 2 for it, before any cluster is created.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{self, ManifestSet, ManifestSource};
+
+/// Where in a file something is (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// The file.
+    pub file: PathBuf,
+    /// Line, counted from 1.
+    pub line: usize,
+    /// Column, counted from 1.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// Errors met while loading and validating a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The scenario file could not be read.
+    #[error("reading scenario {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML does not describe a scenario (syntax, unknown field, wrong type).
+    #[error("{at}: invalid scenario: {message}")]
+    Parse {
+        /// Where.
+        at: Location,
+        /// What the parser said.
+        message: String,
+    },
+    /// The scenario parses but does not make sense (unknown cluster, undefined variable...).
+    #[error("{at}: invalid scenario: {message}")]
+    Invalid {
+        /// Where.
+        at: Location,
+        /// What is wrong.
+        message: String,
+    },
+    /// A manifest the scenario applies is missing or invalid.
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+}
+
+impl ScenarioError {
+    /// The location of the problem, where there is one.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            ScenarioError::Parse { at, .. } | ScenarioError::Invalid { at, .. } => Some(at),
+            ScenarioError::Manifest(e) => e.location(),
+            ScenarioError::Read { .. } => None,
+        }
+    }
+}
+
+/// A scenario file as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Another scenario this one builds on, relative to this file.
+    #[serde(default)]
+    pub base: Option<PathBuf>,
+    /// The scenario's name (defaults to the file stem).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What the scenario proves.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// What the conformance suite expects of a run.
+    #[serde(default)]
+    pub expect: Option<Expectation>,
+    /// The clusters of the migration.
+    #[serde(default)]
+    pub clusters: Option<Vec<ClusterSpec>>,
+    /// The fleet (managed mesh) settings.
+    #[serde(default)]
+    pub fleet: Option<FleetSpec>,
+    /// The DNS zone the cut-over uses.
+    #[serde(default)]
+    pub dns: Option<DnsSpec>,
+    /// The steps, in order (with `base`: replaces the base's steps of the same id).
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+/// What a run of the scenario should come to.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// `pass` or `fail`.
+    pub outcome: ExpectedOutcome,
+    /// With `fail`: the step that must fail.
+    #[serde(default)]
+    pub failed_step: Option<String>,
+    /// With `fail`: words the failure's evidence must contain.
+    #[serde(default)]
+    pub evidence_contains: Vec<String>,
+}
+
+/// The outcome a conformance trial expects.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpectedOutcome {
+    /// Every step passes.
+    #[default]
+    Pass,
+    /// A named step fails with an assertion failure (exit 1).
+    Fail,
+}
+
+/// One cluster of the migration.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// The procedure's name for it (also its kubeconfig context after the rename step).
+    pub name: String,
+    /// Zone (the procedure uses us-central1-a).
+    #[serde(default = "default_zone")]
+    pub zone: String,
+    /// GKE machine type.
+    #[serde(default)]
+    pub machine_type: Option<String>,
+    /// Node count.
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    /// Whether the cluster has a workload identity pool (`--workload-pool PROJECT.svc.id.goog`).
+    #[serde(default)]
+    pub workload_pool: bool,
+    /// Emulated backend only: which footer the frontends of this cluster render.
+    #[serde(default)]
+    pub footer: Option<FooterVariant>,
+}
+
+fn default_zone() -> String {
+    "us-central1-a".to_string()
+}
+
+/// The footer variants of PROCEDURE.md, for the emulated frontends.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FooterVariant {
+    /// On GKE: cluster, zone and pod lines.
+    Gke,
+    /// v0.4.0..v0.10.6 off GCP: only the pod line.
+    PodOnly,
+    /// "Deployment details are still loading."
+    Loading,
+    /// v0.3.5: all three lines, cluster and zone empty.
+    EmptyCluster,
+    /// The newest frontend off GCP: no details at all.
+    None,
+}
+
+/// Fleet settings (managed mesh).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSpec {
+    /// Emulated backend only: how long the managed control plane takes to become ACTIVE.
+    #[serde(default = "default_provisioning")]
+    pub provisioning_seconds: f64,
+}
+
+fn default_provisioning() -> f64 {
+    1.0
+}
+
+/// The DNS zone of the cut-over.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSpec {
+    /// The domain users reach the shop by.
+    pub domain: String,
+}
+
+/// One step of the procedure.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// The procedure's step id (A1, B2, ...).
+    pub id: String,
+    /// What the step does, in the procedure's words.
+    pub title: String,
+    /// The action, if the step does something.
+    #[serde(default)]
+    pub run: Option<Action>,
+    /// The checks that prove the step happened.
+    #[serde(default)]
+    pub check: Vec<Check>,
+    /// Steps of the same `group` that follow each other run concurrently.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Run the checks even when the action failed (clean-up steps: show what is left).
+    #[serde(default)]
+    pub check_after_failed_action: bool,
+}
+
+/// What a step does: the procedure's command, as the backend performs it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// `gcloud container clusters create` (A1, C1).
+    CreateCluster {
+        /// The cluster, as declared in `clusters`.
+        cluster: String,
+    },
+    /// `kubectl config rename-context` (A2, C2).
+    RenameContext {
+        /// The cluster whose context is renamed to its name.
+        cluster: String,
+    },
+    /// `istioctl install` (A4).
+    InstallIstio {
+        /// Where.
+        cluster: String,
+        /// The istioctl profile.
+        #[serde(default = "default_profile")]
+        profile: String,
+    },
+    /// `gcloud container fleet mesh enable` (C3).
+    FleetEnableMesh,
+    /// `gcloud container fleet memberships register` (C4).
+    FleetRegister {
+        /// The cluster.
+        cluster: String,
+        /// The membership's name.
+        membership: String,
+    },
+    /// `gcloud container fleet mesh update --management automatic` (C5).
+    FleetMeshUpdate {
+        /// The membership.
+        membership: String,
+    },
+    /// `gcloud container fleet mesh describe`, repeated until ACTIVE (C6).
+    WaitMeshActive {
+        /// The membership.
+        membership: String,
+        /// Give up after this long.
+        #[serde(default = "default_mesh_timeout")]
+        timeout_seconds: f64,
+        /// Poll this often.
+        #[serde(default = "default_poll")]
+        poll_seconds: f64,
+    },
+    /// `kubectl create namespace`.
+    CreateNamespace {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        name: String,
+    },
+    /// `kubectl label namespace`.
+    LabelNamespace {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        name: String,
+        /// Labels to set.
+        labels: BTreeMap<String, String>,
+    },
+    /// `kubectl apply -f` of one or more manifests.
+    Apply {
+        /// Where.
+        cluster: String,
+        /// The namespace objects without one go to.
+        #[serde(default)]
+        namespace: Option<String>,
+        /// Manifest paths relative to the manifests root (laid out like ../shared/upstream).
+        manifests: Vec<String>,
+        /// Text replacements made before applying (the procedure's `sed -i`).
+        #[serde(default)]
+        replace: Vec<Replacement>,
+    },
+    /// `kubectl delete KIND NAME`.
+    Delete {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        namespace: String,
+        /// The object's kind.
+        kind: String,
+        /// The object's name.
+        name: String,
+    },
+    /// `kubectl get service -o jsonpath='{.items[0].status.loadBalancer.ingress[0].ip}'` (B5, E3).
+    ReadIngressIp {
+        /// Where.
+        cluster: String,
+        /// The namespace whose Services are listed.
+        namespace: String,
+        /// The variable the address is saved in.
+        save_as: String,
+    },
+    /// Create or change the domain's A record.
+    DnsSetRecord {
+        /// The address (may use variables).
+        address: String,
+        /// The record's TTL in seconds.
+        ttl: u32,
+    },
+    /// Wait as long as a resolver may still hold the previous answer.
+    WaitDnsTtl,
+    /// `gcloud container clusters delete` (G4, H).
+    DeleteCluster {
+        /// The cluster name as the procedure spells it (it may name no cluster).
+        name: String,
+    },
+    /// `gcloud container fleet memberships unregister`.
+    FleetUnregister {
+        /// The membership.
+        membership: String,
+    },
+    /// `gcloud container fleet mesh disable`.
+    FleetDisableMesh,
+}
+
+fn default_profile() -> String {
+    "default".to_string()
+}
+fn default_mesh_timeout() -> f64 {
+    1200.0
+}
+fn default_poll() -> f64 {
+    0.2
+}
+
+/// A text replacement in a manifest before it is applied.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Replacement {
+    /// The text to find (it must occur).
+    pub from: String,
+    /// What replaces it (may use variables).
+    pub to: String,
+}
+
+/// A check that proves a step happened. Each is a small named assertion (see `checks`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    /// The backend lists the cluster, running.
+    ClusterExists {
+        /// The cluster.
+        cluster: String,
+    },
+    /// The backend no longer lists the cluster.
+    ClusterAbsent {
+        /// The cluster.
+        cluster: String,
+    },
+    /// `kubectl config get-contexts -o name` lists the cluster's name.
+    ContextListed {
+        /// The cluster.
+        cluster: String,
+    },
+    /// The step's action printed these lines (in order).
+    OutputContains {
+        /// The lines.
+        lines: Vec<String>,
+    },
+    /// Deployments in the namespace are available.
+    DeploymentsAvailable {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        namespace: String,
+        /// How many Deployments must exist (all of them available).
+        #[serde(default)]
+        count: Option<usize>,
+        /// Deployments that must exist and be available.
+        #[serde(default)]
+        names: Vec<String>,
+    },
+    /// An object exists.
+    ObjectExists {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        namespace: String,
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
+    /// An object does not exist.
+    ObjectAbsent {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        namespace: String,
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
+    /// The first Service of the namespace (what `.items[0]` reads) is this LoadBalancer.
+    FirstServiceIs {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        namespace: String,
+        /// The Service that must sort first.
+        name: String,
+    },
+    /// `GET url` answers with this status and a footer naming who served it.
+    HomePage {
+        /// The URL (may use variables).
+        url: String,
+        /// Expected status.
+        #[serde(default = "default_status")]
+        status: u16,
+    },
+    /// `fleet mesh describe` shows control and data plane ACTIVE for the membership.
+    MeshActive {
+        /// The membership.
+        membership: String,
+    },
+    /// The namespace carries these labels.
+    NamespaceLabels {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        name: String,
+        /// The labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// Every pod matching the selector has the istio-proxy sidecar (or gateway) injected.
+    PodsInjected {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        namespace: String,
+        /// Pod label selector.
+        selector: BTreeMap<String, String>,
+        /// The revision that must have injected them.
+        #[serde(default)]
+        revision: Option<String>,
+    },
+    /// The ServiceEntry's endpoint address is this one.
+    ServiceEntryAddress {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        namespace: String,
+        /// The ServiceEntry.
+        name: String,
+        /// The address it must carry (may use variables).
+        address: String,
+    },
+    /// The domain's A record and TTL, as the DNS server answers them.
+    DnsRecord {
+        /// The address (may use variables).
+        address: String,
+        /// The TTL.
+        ttl: u32,
+    },
+    /// Sampled user traffic splits between clusters as expected.
+    Split {
+        /// Sample this URL (may use variables)...
+        #[serde(default)]
+        url: Option<String>,
+        /// ...or the scenario's domain, resolved through its DNS server.
+        #[serde(default)]
+        via_domain: bool,
+        /// Expected percentage per cluster (summing to 100).
+        expect: BTreeMap<String, f64>,
+    },
+    /// Nothing the run created is left: clusters, fleet memberships, the mesh feature.
+    NothingLeft,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+/// A validated scenario, ready to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The scenario's name.
+    pub name: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// What it proves.
+    pub description: String,
+    /// What a run should come to.
+    pub expect: Expectation,
+    /// The clusters.
+    pub clusters: Vec<ClusterSpec>,
+    /// Fleet settings.
+    pub fleet: FleetSpec,
+    /// DNS settings.
+    pub dns: DnsSpec,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// Every manifest the steps apply, parsed.
+    pub manifests: ManifestSet,
+    /// Where each step was written (for error messages).
+    pub step_locations: BTreeMap<String, Location>,
+}
+
+impl Scenario {
+    /// The declared cluster of this name.
+    pub fn cluster(&self, name: &str) -> Option<&ClusterSpec> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
+
+/// Reads a scenario file and everything it builds on, without validating references.
+fn read_file(path: &Path) -> Result<(ScenarioFile, String), ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: ScenarioFile = serde_yaml::from_str(&text).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        ScenarioError::Parse {
+            at: Location {
+                file: path.to_path_buf(),
+                line,
+                column,
+            },
+            message: strip_location(&e.to_string()),
+        }
+    })?;
+    Ok((file, text))
+}
+
+/// serde_yaml appends " at line L column C" to its messages; the location is reported apart.
+pub(crate) fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Where `needle` first occurs in `text`, as a location in `file` (line 1 when absent).
+pub(crate) fn locate(file: &Path, text: &str, needle: &str) -> Location {
+    let (line, column) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
+        .unwrap_or((1, 1));
+    Location {
+        file: file.to_path_buf(),
+        line,
+        column,
+    }
+}
+
+/// Loads, merges and validates a scenario; parses every manifest it applies from `manifests`.
+pub fn load(path: &Path, manifests: &ManifestSource) -> Result<Scenario, ScenarioError> {
+    let (file, text) = read_file(path)?;
+    let mut step_locations = BTreeMap::new();
+    let invalid = |needle: &str, message: String| ScenarioError::Invalid {
+        at: locate(path, &text, needle),
+        message,
+    };
+
+    let (mut merged, base_steps) = match &file.base {
+        Some(base) => {
+            let base_path = path.parent().unwrap_or(Path::new(".")).join(base);
+            if !base_path.exists() {
+                return Err(invalid(
+                    "base:",
+                    format!("base scenario {} does not exist", base_path.display()),
+                ));
+            }
+            let (base_file, base_text) = read_file(&base_path)?;
+            if base_file.base.is_some() {
+                return Err(invalid("base:", "a base scenario may not have a base itself".into()));
+            }
+            for s in &base_file.steps {
+                let at = locate(&base_path, &base_text, &format!("id: {}", s.id));
+                step_locations.insert(s.id.clone(), at);
+            }
+            let steps = base_file.steps.clone();
+            (base_file, steps)
+        }
+        None => (file.clone(), Vec::new()),
+    };
+
+    // Override the base with what this file says.
+    let mut steps = base_steps;
+    if file.base.is_some() {
+        for s in &file.steps {
+            match steps.iter_mut().find(|b| b.id == s.id) {
+                Some(slot) => *slot = s.clone(),
+                None => steps.push(s.clone()),
+            }
+        }
+        if file.clusters.is_some() {
+            merged.clusters = file.clusters.clone();
+        }
+        if file.fleet.is_some() {
+            merged.fleet = file.fleet.clone();
+        }
+        if file.dns.is_some() {
+            merged.dns = file.dns.clone();
+        }
+        merged.expect = file.expect.clone();
+        merged.description = file.description.clone().or(merged.description);
+    } else {
+        steps = file.steps.clone();
+    }
+    for s in &file.steps {
+        step_locations.insert(s.id.clone(), locate(path, &text, &format!("id: {}", s.id)));
+    }
+
+    let name = file.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let clusters = merged
+        .clusters
+        .clone()
+        .ok_or_else(|| invalid("", "no `clusters` are declared".into()))?;
+    let dns = merged
+        .dns
+        .clone()
+        .ok_or_else(|| invalid("", "no `dns` domain is declared".into()))?;
+    let fleet = merged.fleet.clone().unwrap_or(FleetSpec {
+        provisioning_seconds: default_provisioning(),
+    });
+    let expect = merged.expect.clone().unwrap_or_default();
+
+    let scenario = Scenario {
+        name,
+        path: path.to_path_buf(),
+        description: merged.description.clone().unwrap_or_default(),
+        expect,
+        clusters,
+        fleet,
+        dns,
+        steps,
+        manifests: ManifestSet::default(),
+        step_locations,
+    };
+    validate(scenario, manifests)
+}
+
+/// Checks references between the parts of a scenario and parses its manifests.
+fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, ScenarioError> {
+    let at = |s: &Scenario, id: &str| {
+        s.step_locations.get(id).cloned().unwrap_or(Location {
+            file: s.path.clone(),
+            line: 1,
+            column: 1,
+        })
+    };
+    if s.steps.is_empty() {
+        return Err(ScenarioError::Invalid {
+            at: at(&s, ""),
+            message: "the scenario has no steps".into(),
+        });
+    }
+    let mut names = BTreeSet::new();
+    for c in &s.clusters {
+        if !names.insert(c.name.clone()) {
+            return Err(ScenarioError::Invalid {
+                at: locate(&s.path, &std::fs::read_to_string(&s.path).unwrap_or_default(), &c.name),
+                message: format!("cluster {} is declared twice", c.name),
+            });
+        }
+    }
+    let mut ids = BTreeSet::new();
+    let mut defined: BTreeSet<String> = BTreeSet::new();
+    let mut to_parse: Vec<(String, String)> = Vec::new();
+    for step in &s.steps {
+        let fail = |message: String| ScenarioError::Invalid {
+            at: at(&s, &step.id),
+            message: format!("step {}: {message}", step.id),
+        };
+        if !ids.insert(step.id.clone()) {
+            return Err(fail("the id is used twice".into()));
+        }
+        let mut clusters_named: Vec<&str> = Vec::new();
+        let mut texts: Vec<&str> = Vec::new();
+        if let Some(action) = &step.run {
+            match action {
+                Action::CreateCluster { cluster }
+                | Action::RenameContext { cluster }
+                | Action::InstallIstio { cluster, .. }
+                | Action::FleetRegister { cluster, .. }
+                | Action::CreateNamespace { cluster, .. }
+                | Action::LabelNamespace { cluster, .. }
+                | Action::Delete { cluster, .. } => clusters_named.push(cluster),
+                Action::Apply {
+                    cluster,
+                    manifests,
+                    replace,
+                    ..
+                } => {
+                    clusters_named.push(cluster);
+                    for m in manifests {
+                        to_parse.push((step.id.clone(), m.clone()));
+                    }
+                    for r in replace {
+                        texts.push(&r.to);
+                    }
+                }
+                Action::ReadIngressIp { cluster, .. } => clusters_named.push(cluster),
+                Action::DnsSetRecord { address, .. } => texts.push(address),
+                Action::WaitMeshActive {
+                    timeout_seconds,
+                    poll_seconds,
+                    ..
+                } => {
+                    if *timeout_seconds <= 0.0 || *poll_seconds <= 0.0 {
+                        return Err(fail("timeout_seconds and poll_seconds must be positive".into()));
+                    }
+                }
+                Action::FleetEnableMesh
+                | Action::FleetMeshUpdate { .. }
+                | Action::WaitDnsTtl
+                | Action::DeleteCluster { .. }
+                | Action::FleetUnregister { .. }
+                | Action::FleetDisableMesh => {}
+            }
+        }
+        for check in &step.check {
+            match check {
+                Check::ClusterExists { cluster }
+                | Check::ClusterAbsent { cluster }
+                | Check::ContextListed { cluster }
+                | Check::DeploymentsAvailable { cluster, .. }
+                | Check::ObjectExists { cluster, .. }
+                | Check::ObjectAbsent { cluster, .. }
+                | Check::FirstServiceIs { cluster, .. }
+                | Check::NamespaceLabels { cluster, .. }
+                | Check::PodsInjected { cluster, .. } => clusters_named.push(cluster),
+                Check::ServiceEntryAddress {
+                    cluster, address, ..
+                } => {
+                    clusters_named.push(cluster);
+                    texts.push(address);
+                }
+                Check::HomePage { url, .. } => texts.push(url),
+                Check::DnsRecord { address, .. } => texts.push(address),
+                Check::Split {
+                    url,
+                    via_domain,
+                    expect,
+                } => {
+                    if url.is_some() == *via_domain {
+                        return Err(fail("a split check samples either `url` or `via_domain: true`".into()));
+                    }
+                    if let Some(u) = url {
+                        texts.push(u);
+                    }
+                    let total: f64 = expect.values().sum();
+                    if (total - 100.0).abs() > 1e-9 || expect.values().any(|p| *p < 0.0) {
+                        return Err(fail(format!(
+                            "split percentages must be non-negative and sum to 100, not {total}"
+                        )));
+                    }
+                    for c in expect.keys() {
+                        clusters_named.push(c);
+                    }
+                }
+                Check::OutputContains { .. } | Check::MeshActive { .. } | Check::NothingLeft => {}
+            }
+        }
+        for c in clusters_named {
+            if s.cluster(c).is_none() {
+                return Err(fail(format!(
+                    "cluster {c} is not declared in `clusters` ({})",
+                    s.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        for t in texts {
+            for var in variables_in(t) {
+                if !defined.contains(&var) {
+                    return Err(fail(format!(
+                        "variable ${{{var}}} is used before a step saves it"
+                    )));
+                }
+            }
+        }
+        if let Some(Action::ReadIngressIp { save_as, .. }) = &step.run {
+            defined.insert(save_as.clone());
+        }
+    }
+    for (id, m) in to_parse {
+        let at_step = at(&s, &id);
+        s.manifests.load(source, &m, &at_step)?;
+    }
+    Ok(s)
+}
+
+/// The `${NAME}` variables a text uses.
+pub fn variables_in(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(j) => {
+                out.push(after[..j].to_string());
+                rest = &after[j + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Replaces `${NAME}` by the variable's value.
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("${{{k}}}"), v);
+    }
+    out
+}
+
+/// The scenario files of a folder, sorted by name.
+pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
