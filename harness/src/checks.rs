@@ -467,6 +467,9 @@ pub async fn nothing_left(ctx: &Ctx<'_>) -> R {
     if inv.mesh_feature_enabled {
         left.push("fleet mesh feature enabled".into());
     }
+    for lb in &inv.load_balancers {
+        left.push(format!("load balancer {lb}"));
+    }
     Ok(CheckResult::new(
         "nothing_left",
         inv.is_empty(),

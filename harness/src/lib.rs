@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod footer;
 pub mod istio;
 pub mod manifest;
+pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod sampler;

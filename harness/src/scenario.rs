@@ -102,8 +102,10 @@ pub struct ScenarioFile {
     /// The DNS zone the cut-over uses.
     #[serde(default)]
     pub dns: Option<DnsSpec>,
-    /// The steps, in order (with `base`: replaces the base's steps of the same id).
-    #[serde(default)]
+    /// The steps, in order (with `base`: replaces the base's steps of the same id). Actions and
+    /// checks are written as one-key maps (`create_cluster: {...}`), or a bare name when they
+    /// take nothing (`nothing_left`).
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub steps: Vec<Step>,
 }
 
@@ -792,6 +794,10 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                 )));
             }
         }
+        // A step's checks may read what its own action saves.
+        if let Some(Action::ReadIngressIp { save_as, .. }) = &step.run {
+            defined.insert(save_as.clone());
+        }
         for t in texts {
             for var in variables_in(t) {
                 if !defined.contains(&var) {
@@ -800,9 +806,6 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                     )));
                 }
             }
-        }
-        if let Some(Action::ReadIngressIp { save_as, .. }) = &step.run {
-            defined.insert(save_as.clone());
         }
     }
     for (id, m) in to_parse {
