@@ -1,1 +1,103 @@
-fn main(){}
+//! The conformance suite: one trial per scenario file in `scenarios/`, run end to end on the
+//! emulated backend (real Envoy, real HTTP, real DNS). A trial passes when the run ends as the
+//! scenario's `expect:` says — `canary-cluster` passes every step; `published-cleanup` must fail
+//! at H1 with the leftovers named — and the run's teardown left nothing behind.
+//!
+//! A libtest-mimic binary (`harness = false`), so it works under `cargo test` and
+//! `cargo nextest run`: `--list` prints only `name: test` lines, filters and `--exact` work.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use meshmig::backend::Backend;
+use meshmig::engine::{self, Outcome, RunOptions};
+use meshmig::runner::{self, BackendKind};
+use meshmig::scenario::ExpectedOutcome;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn run_trial(path: &Path) -> Result<(), Failed> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    rt.block_on(async {
+        let scenario = Arc::new(runner::load(path, None).map_err(|e| meshmig::error_chain(&e))?);
+        let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &scenario)
+            .await
+            .map_err(|e| meshmig::error_chain(&e))?;
+        let scratch = backend.scratch_paths();
+        let report = engine::run(scenario.clone(), backend, RunOptions::default()).await;
+        let text: Vec<String> = report
+            .steps
+            .iter()
+            .map(meshmig::report::render_step)
+            .collect();
+        let transcript = format!(
+            "{}\n{}",
+            text.join("\n"),
+            meshmig::report::render_end(&report)
+        );
+        let expect = &scenario.expect;
+        match (expect.outcome, &report.outcome) {
+            (ExpectedOutcome::Pass, Outcome::Passed) => {}
+            (ExpectedOutcome::Fail, Outcome::AssertionFailed { step }) => {
+                if let Some(want) = &expect.failed_step {
+                    if want != step {
+                        return Err(format!(
+                            "expected step {want} to fail, but {step} failed\n{transcript}"
+                        )
+                        .into());
+                    }
+                }
+                let failed = report
+                    .steps
+                    .iter()
+                    .find(|s| &s.id == step)
+                    .map(|s| s.failure())
+                    .unwrap_or_default();
+                for word in &expect.evidence_contains {
+                    if !failed.contains(word.as_str()) {
+                        return Err(format!(
+                            "the failure of {step} does not mention {word:?}:\n{failed}"
+                        )
+                        .into());
+                    }
+                }
+            }
+            (want, got) => {
+                return Err(format!("expected outcome {want:?}, got {got:?}\n{transcript}").into());
+            }
+        }
+        if !report.teardown.failed.is_empty() {
+            return Err(format!("teardown left {:?}", report.teardown.failed).into());
+        }
+        for p in scratch {
+            if p.exists() {
+                return Err(format!("teardown left the scratch folder {}", p.display()).into());
+            }
+        }
+        Ok(())
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let dir = root().join("scenarios");
+    let trials: Vec<Trial> = meshmig::scenario::discover(&dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Trial::test(name, move || run_trial(&path))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}

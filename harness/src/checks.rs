@@ -30,7 +30,13 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    fn new(check: &'static str, ok: bool, expected: impl Into<String>, observed: impl Into<String>, evidence: Value) -> Self {
+    fn new(
+        check: &'static str,
+        ok: bool,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+        evidence: Value,
+    ) -> Self {
         Self {
             check,
             ok,
@@ -77,23 +83,54 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
         Check::ClusterAbsent { cluster } => cluster_absent(ctx, cluster).await,
         Check::ContextListed { cluster } => context_listed(ctx, cluster).await,
         Check::OutputContains { lines } => Ok(output_contains(ctx.output, lines)),
-        Check::DeploymentsAvailable { cluster, namespace, count, names } => {
-            deployments_available(ctx, cluster, namespace, *count, names).await
-        }
-        Check::ObjectExists { cluster, namespace, kind, name } => object_presence(ctx, cluster, namespace, kind, name, true).await,
-        Check::ObjectAbsent { cluster, namespace, kind, name } => object_presence(ctx, cluster, namespace, kind, name, false).await,
-        Check::FirstServiceIs { cluster, namespace, name } => first_service_is(ctx, cluster, namespace, name).await,
+        Check::DeploymentsAvailable {
+            cluster,
+            namespace,
+            count,
+            names,
+        } => deployments_available(ctx, cluster, namespace, *count, names).await,
+        Check::ObjectExists {
+            cluster,
+            namespace,
+            kind,
+            name,
+        } => object_presence(ctx, cluster, namespace, kind, name, true).await,
+        Check::ObjectAbsent {
+            cluster,
+            namespace,
+            kind,
+            name,
+        } => object_presence(ctx, cluster, namespace, kind, name, false).await,
+        Check::FirstServiceIs {
+            cluster,
+            namespace,
+            name,
+        } => first_service_is(ctx, cluster, namespace, name).await,
         Check::HomePage { url, status } => home_page(ctx, &v(url), *status).await,
         Check::MeshActive { membership } => mesh_active(ctx, membership).await,
-        Check::NamespaceLabels { cluster, name, labels } => namespace_labels(ctx, cluster, name, labels).await,
-        Check::PodsInjected { cluster, namespace, selector, revision } => {
-            pods_injected(ctx, cluster, namespace, selector, revision.as_deref()).await
-        }
-        Check::ServiceEntryAddress { cluster, namespace, name, address } => {
-            service_entry_address(ctx, cluster, namespace, name, &v(address)).await
-        }
+        Check::NamespaceLabels {
+            cluster,
+            name,
+            labels,
+        } => namespace_labels(ctx, cluster, name, labels).await,
+        Check::PodsInjected {
+            cluster,
+            namespace,
+            selector,
+            revision,
+        } => pods_injected(ctx, cluster, namespace, selector, revision.as_deref()).await,
+        Check::ServiceEntryAddress {
+            cluster,
+            namespace,
+            name,
+            address,
+        } => service_entry_address(ctx, cluster, namespace, name, &v(address)).await,
         Check::DnsRecord { address, ttl } => dns_record(ctx, &v(address), *ttl).await,
-        Check::Split { url, via_domain, expect } => {
+        Check::Split {
+            url,
+            via_domain,
+            expect,
+        } => {
             let url = match (url, via_domain) {
                 (Some(u), _) => v(u),
                 (None, _) => format!("http://{}/", ctx.scenario.dns.domain),
@@ -112,7 +149,9 @@ pub async fn cluster_exists(ctx: &Ctx<'_>, cluster: &str) -> R {
         "cluster_exists",
         state.as_deref() == Some("RUNNING"),
         format!("cluster {cluster} RUNNING"),
-        state.map(|s| format!("cluster {cluster} {s}")).unwrap_or_else(|| format!("no cluster {cluster}")),
+        state
+            .map(|s| format!("cluster {cluster} {s}"))
+            .unwrap_or_else(|| format!("no cluster {cluster}")),
         json!({"clusters": clusters}),
     ))
 }
@@ -124,7 +163,11 @@ pub async fn cluster_absent(ctx: &Ctx<'_>, cluster: &str) -> R {
         "cluster_absent",
         !clusters.contains_key(cluster),
         format!("no cluster {cluster}"),
-        if clusters.contains_key(cluster) { format!("cluster {cluster} still listed") } else { "not listed".into() },
+        if clusters.contains_key(cluster) {
+            format!("cluster {cluster} still listed")
+        } else {
+            "not listed".into()
+        },
         json!({"clusters": clusters}),
     ))
 }
@@ -168,19 +211,29 @@ pub fn output_contains(output: Option<&Output>, lines: &[String]) -> CheckResult
 }
 
 fn available(d: &Value) -> bool {
-    d["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Available" && c["status"] == "True"))
+    d["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Available" && c["status"] == "True")
+    })
 }
 
 /// Deployments of a namespace are available.
-pub async fn deployments_available(ctx: &Ctx<'_>, cluster: &str, ns: &str, count: Option<usize>, names: &[String]) -> R {
+pub async fn deployments_available(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    ns: &str,
+    count: Option<usize>,
+    names: &[String],
+) -> R {
     let ds = ctx.backend.list(cluster, Some(ns), "Deployment").await?;
     let summary: BTreeMap<String, String> = ds
         .iter()
         .map(|d| {
             (
-                d["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                d["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 format!(
                     "{}/{} available",
                     d["status"]["availableReplicas"].as_u64().unwrap_or(0),
@@ -189,7 +242,11 @@ pub async fn deployments_available(ctx: &Ctx<'_>, cluster: &str, ns: &str, count
             )
         })
         .collect();
-    let unavailable: Vec<&str> = ds.iter().filter(|d| !available(d)).filter_map(|d| d["metadata"]["name"].as_str()).collect();
+    let unavailable: Vec<&str> = ds
+        .iter()
+        .filter(|d| !available(d))
+        .filter_map(|d| d["metadata"]["name"].as_str())
+        .collect();
     let missing: Vec<&String> = names.iter().filter(|n| !summary.contains_key(*n)).collect();
     let count_ok = count.is_none_or(|c| c == ds.len());
     let ok = unavailable.is_empty() && missing.is_empty() && count_ok && !ds.is_empty();
@@ -198,24 +255,53 @@ pub async fn deployments_available(ctx: &Ctx<'_>, cluster: &str, ns: &str, count
         ok,
         format!(
             "{}all Deployments in {cluster}/{ns} available{}",
-            count.map(|c| format!("{c} Deployments, ")).unwrap_or_default(),
-            if names.is_empty() { String::new() } else { format!(", including {names:?}") }
+            count
+                .map(|c| format!("{c} Deployments, "))
+                .unwrap_or_default(),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(", including {names:?}")
+            }
         ),
-        format!("{} Deployments; unavailable {unavailable:?}; missing {missing:?}", ds.len()),
+        format!(
+            "{} Deployments; unavailable {unavailable:?}; missing {missing:?}",
+            ds.len()
+        ),
         json!({"deployments": summary}),
     ))
 }
 
 /// An object exists (or not).
-pub async fn object_presence(ctx: &Ctx<'_>, cluster: &str, ns: &str, kind: &str, name: &str, want: bool) -> R {
+pub async fn object_presence(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    want: bool,
+) -> R {
     let objs = ctx.backend.list(cluster, Some(ns), kind).await?;
-    let names: Vec<&str> = objs.iter().filter_map(|o| o["metadata"]["name"].as_str()).collect();
+    let names: Vec<&str> = objs
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
     let present = names.contains(&name);
     Ok(CheckResult::new(
-        if want { "object_exists" } else { "object_absent" },
+        if want {
+            "object_exists"
+        } else {
+            "object_absent"
+        },
         present == want,
-        format!("{kind} {ns}/{name} {}", if want { "present" } else { "absent" }),
-        format!("{kind} {ns}/{name} {}", if present { "present" } else { "absent" }),
+        format!(
+            "{kind} {ns}/{name} {}",
+            if want { "present" } else { "absent" }
+        ),
+        format!(
+            "{kind} {ns}/{name} {}",
+            if present { "present" } else { "absent" }
+        ),
         json!({format!("{kind} in {cluster}/{ns}"): names}),
     ))
 }
@@ -224,8 +310,13 @@ pub async fn object_presence(ctx: &Ctx<'_>, cluster: &str, ns: &str, kind: &str,
 pub fn first_service_ip(services: &[Value]) -> Option<(String, Option<String>)> {
     services.first().map(|s| {
         (
-            s["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-            s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().map(str::to_string),
+            s["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            s["status"]["loadBalancer"]["ingress"][0]["ip"]
+                .as_str()
+                .map(str::to_string),
         )
     })
 }
@@ -234,10 +325,15 @@ pub fn first_service_ip(services: &[Value]) -> Option<(String, Option<String>)> 
 pub async fn first_service_is(ctx: &Ctx<'_>, cluster: &str, ns: &str, name: &str) -> R {
     let svcs = ctx.backend.list(cluster, Some(ns), "Service").await?;
     let first = first_service_ip(&svcs);
-    let names: Vec<&str> = svcs.iter().filter_map(|s| s["metadata"]["name"].as_str()).collect();
+    let names: Vec<&str> = svcs
+        .iter()
+        .filter_map(|s| s["metadata"]["name"].as_str())
+        .collect();
     Ok(CheckResult::new(
         "first_service_is",
-        first.as_ref().is_some_and(|(n, ip)| n == name && ip.is_some()),
+        first
+            .as_ref()
+            .is_some_and(|(n, ip)| n == name && ip.is_some()),
         format!(".items[0] is LoadBalancer {name} with an external IP"),
         match &first {
             Some((n, ip)) => format!(".items[0] is {n} (ip {ip:?})"),
@@ -250,8 +346,13 @@ pub async fn first_service_is(ctx: &Ctx<'_>, cluster: &str, ns: &str, name: &str
 /// The page answers with `status` and a footer that identifies who served it.
 pub async fn home_page(ctx: &Ctx<'_>, url: &str, status: u16) -> R {
     let _ = ctx;
-    let client = sampler::client(&Target { url: url.into(), host: None, resolve: vec![], dns: None })
-        .map_err(|e| BackendError::infra(format!("fetching {url}"), crate::error_chain(&e)))?;
+    let client = sampler::client(&Target {
+        url: url.into(),
+        host: None,
+        resolve: vec![],
+        dns: None,
+    })
+    .map_err(|e| BackendError::infra(format!("fetching {url}"), crate::error_chain(&e)))?;
     let (got, body) = match client.get(url).send().await {
         Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
         Err(e) => {
@@ -270,10 +371,13 @@ pub async fn home_page(ctx: &Ctx<'_>, url: &str, status: u16) -> R {
         "home_page",
         got == status && identified,
         format!("GET {url} answers {status} with an identifying footer"),
-        format!("status {got}, footer {}", match &f {
-            Ok(f) => serde_json::to_string(f).unwrap_or_default(),
-            Err(e) => e.to_string(),
-        }),
+        format!(
+            "status {got}, footer {}",
+            match &f {
+                Ok(f) => serde_json::to_string(f).unwrap_or_default(),
+                Err(e) => e.to_string(),
+            }
+        ),
         json!({"status": got, "footer": f.as_ref().ok(), "title": body.contains("<title>Online Boutique</title>")}),
     ))
 }
@@ -288,7 +392,12 @@ pub async fn mesh_active(ctx: &Ctx<'_>, membership: &str) -> R {
         status.as_ref().is_some_and(|s| s.is_active()),
         format!("membership {membership}: controlPlaneManagement and dataPlaneManagement ACTIVE"),
         match &status {
-            Some(s) => format!("control plane {}, data plane {} ({})", s.control_plane, s.data_plane, s.details.join("; ")),
+            Some(s) => format!(
+                "control plane {}, data plane {} ({})",
+                s.control_plane,
+                s.data_plane,
+                s.details.join("; ")
+            ),
             None => format!("membership {membership} not listed"),
         },
         json!({"describe": yaml}),
@@ -296,13 +405,20 @@ pub async fn mesh_active(ctx: &Ctx<'_>, membership: &str) -> R {
 }
 
 /// The namespace carries the labels.
-pub async fn namespace_labels(ctx: &Ctx<'_>, cluster: &str, name: &str, labels: &BTreeMap<String, String>) -> R {
+pub async fn namespace_labels(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> R {
     let nss = ctx.backend.list(cluster, None, "Namespace").await?;
     let got = nss
         .iter()
         .find(|n| n["metadata"]["name"] == name)
         .map(|n| string_map(&n["metadata"]["labels"]));
-    let ok = got.as_ref().is_some_and(|g| labels.iter().all(|(k, v)| g.get(k) == Some(v)));
+    let ok = got
+        .as_ref()
+        .is_some_and(|g| labels.iter().all(|(k, v)| g.get(k) == Some(v)));
     Ok(CheckResult::new(
         "namespace_labels",
         ok,
@@ -316,7 +432,13 @@ pub async fn namespace_labels(ctx: &Ctx<'_>, cluster: &str, name: &str, labels: 
 }
 
 /// Every selected pod runs an injected istio-proxy (of `revision`, if given).
-pub async fn pods_injected(ctx: &Ctx<'_>, cluster: &str, ns: &str, selector: &BTreeMap<String, String>, revision: Option<&str>) -> R {
+pub async fn pods_injected(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    ns: &str,
+    selector: &BTreeMap<String, String>,
+    revision: Option<&str>,
+) -> R {
     let pods = ctx.backend.list(cluster, Some(ns), "Pod").await?;
     let selected: Vec<&Value> = pods
         .iter()
@@ -328,7 +450,10 @@ pub async fn pods_injected(ctx: &Ctx<'_>, cluster: &str, ns: &str, selector: &BT
     let mut evidence = BTreeMap::new();
     let mut bad = Vec::new();
     for p in &selected {
-        let name = p["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = p["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let status: Value = p["metadata"]["annotations"]["sidecar.istio.io/status"]
             .as_str()
             .and_then(|s| serde_json::from_str(s).ok())
@@ -350,25 +475,48 @@ pub async fn pods_injected(ctx: &Ctx<'_>, cluster: &str, ns: &str, selector: &BT
     Ok(CheckResult::new(
         "pods_injected",
         !selected.is_empty() && bad.is_empty(),
-        format!("pods {selector:?} in {cluster}/{ns} injected{}", revision.map(|r| format!(" by revision {r}")).unwrap_or_default()),
-        if selected.is_empty() { "no such pods".into() } else { format!("{} pods, not injected: {bad:?}", selected.len()) },
+        format!(
+            "pods {selector:?} in {cluster}/{ns} injected{}",
+            revision
+                .map(|r| format!(" by revision {r}"))
+                .unwrap_or_default()
+        ),
+        if selected.is_empty() {
+            "no such pods".into()
+        } else {
+            format!("{} pods, not injected: {bad:?}", selected.len())
+        },
         json!(evidence),
     ))
 }
 
 /// The applied ServiceEntry's endpoint address.
-pub async fn service_entry_address(ctx: &Ctx<'_>, cluster: &str, ns: &str, name: &str, address: &str) -> R {
+pub async fn service_entry_address(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    ns: &str,
+    name: &str,
+    address: &str,
+) -> R {
     let ses = ctx.backend.list(cluster, Some(ns), "ServiceEntry").await?;
     let se = ses.iter().find(|s| s["metadata"]["name"] == name);
     let addrs: Vec<String> = se
         .and_then(|s| s["spec"]["endpoints"].as_array())
-        .map(|es| es.iter().filter_map(|e| e["address"].as_str().map(str::to_string)).collect())
+        .map(|es| {
+            es.iter()
+                .filter_map(|e| e["address"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     Ok(CheckResult::new(
         "service_entry_address",
         addrs == [address.to_string()],
         format!("ServiceEntry {ns}/{name} endpoint address {address}"),
-        if se.is_none() { format!("no ServiceEntry {ns}/{name}") } else { format!("endpoint addresses {addrs:?}") },
+        if se.is_none() {
+            format!("no ServiceEntry {ns}/{name}")
+        } else {
+            format!("endpoint addresses {addrs:?}")
+        },
         json!({"spec": se.map(|s| s["spec"].clone())}),
     ))
 }
@@ -388,7 +536,13 @@ pub async fn dns_record(ctx: &Ctx<'_>, address: &str, ttl: u32) -> R {
         }
         Err(e) => (false, e.to_string(), json!({"server": server.to_string()})),
     };
-    Ok(CheckResult::new("dns_record", ok, format!("{domain} A {address} TTL {ttl}"), observed, evidence))
+    Ok(CheckResult::new(
+        "dns_record",
+        ok,
+        format!("{domain} A {address} TTL {ttl}"),
+        observed,
+        evidence,
+    ))
 }
 
 /// Pod name → cluster, for footers that print only the pod.
@@ -409,8 +563,15 @@ async fn pod_map(ctx: &Ctx<'_>) -> Result<BTreeMap<String, String>, BackendError
 }
 
 /// Sampled traffic splits between clusters as expected.
-pub async fn split(ctx: &Ctx<'_>, url: &str, via_domain: bool, expect: &BTreeMap<String, f64>) -> R {
-    let id = ByClusterOrPod { pods: pod_map(ctx).await? };
+pub async fn split(
+    ctx: &Ctx<'_>,
+    url: &str,
+    via_domain: bool,
+    expect: &BTreeMap<String, f64>,
+) -> R {
+    let id = ByClusterOrPod {
+        pods: pod_map(ctx).await?,
+    };
     let target = Target {
         url: url.to_string(),
         host: None,
@@ -429,15 +590,42 @@ pub async fn split(ctx: &Ctx<'_>, url: &str, via_domain: bool, expect: &BTreeMap
     let observed = verdict
         .shares
         .iter()
-        .map(|(k, v)| format!("{k} {} ({:.1}%, interval {:.1}–{:.1}%)", v.count, v.observed * 100.0, v.interval.0 * 100.0, v.interval.1 * 100.0))
+        .map(|(k, v)| {
+            format!(
+                "{k} {} ({:.1}%, interval {:.1}–{:.1}%)",
+                v.count,
+                v.observed * 100.0,
+                v.interval.0 * 100.0,
+                v.interval.1 * 100.0
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
-    let expected = expect.iter().map(|(k, v)| format!("{k} {v}%")).collect::<Vec<_>>().join(", ");
+    let expected = expect
+        .iter()
+        .map(|(k, v)| format!("{k} {v}%"))
+        .collect::<Vec<_>>()
+        .join(", ");
     Ok(CheckResult::new(
         "split",
         verdict.ok,
-        format!("{expected} of requests to {url}{}", if via_domain { " (resolved through the scenario's DNS)" } else { "" }),
-        format!("{observed}; errors {}{}", s.error_total(), if s.errors.is_empty() { String::new() } else { format!(" {:?}", s.errors) }),
+        format!(
+            "{expected} of requests to {url}{}",
+            if via_domain {
+                " (resolved through the scenario's DNS)"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "{observed}; errors {}{}",
+            s.error_total(),
+            if s.errors.is_empty() {
+                String::new()
+            } else {
+                format!(" {:?}", s.errors)
+            }
+        ),
         json!({"requests": s.requests, "seconds": s.seconds, "counts": s.counts, "errors": s.errors,
                "error_examples": s.error_examples, "test": verdict.statement, "params": ctx.params}),
     ))
@@ -445,10 +633,13 @@ pub async fn split(ctx: &Ctx<'_>, url: &str, via_domain: bool, expect: &BTreeMap
 
 /// A progress bar on stderr for a sampling run.
 pub fn progress_bar(n: u64, what: &str) -> indicatif::ProgressBar {
-    let b = indicatif::ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr());
+    let b =
+        indicatif::ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr());
     b.set_style(
-        indicatif::ProgressStyle::with_template("  sampling {msg} [{bar:30}] {pos}/{len} {per_sec}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "  sampling {msg} [{bar:30}] {pos}/{len} {per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     b.set_message(what.to_string());
     b
@@ -474,12 +665,18 @@ pub async fn nothing_left(ctx: &Ctx<'_>) -> R {
         "nothing_left",
         inv.is_empty(),
         "no cluster, fleet membership, mesh feature or load balancer of the run left".to_string(),
-        if left.is_empty() { "nothing left".into() } else { format!("left: {}", left.join(", ")) },
+        if left.is_empty() {
+            "nothing left".into()
+        } else {
+            format!("left: {}", left.join(", "))
+        },
         json!(inv),
     ))
 }
 
 /// Parses an address variable (`ReadIngressIp` results, DNS records).
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
-    s.parse().ok().or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+    s.parse()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }

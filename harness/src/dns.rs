@@ -84,12 +84,20 @@ impl DnsServer {
         };
         let udp = tokio::net::UdpSocket::bind((ip, 0)).await.map_err(bind)?;
         let addr = udp.local_addr().map_err(bind)?;
-        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| DnsError::Bind { addr, source: e })?;
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| DnsError::Bind { addr, source: e })?;
 
         let mut authority = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
         let soa = SOA::new(
-            Name::from_str("ns.").expect("static name").append_domain(&origin).unwrap_or(origin.clone()),
-            Name::from_str("hostmaster.").expect("static name").append_domain(&origin).unwrap_or(origin.clone()),
+            Name::from_str("ns.")
+                .expect("static name")
+                .append_domain(&origin)
+                .unwrap_or(origin.clone()),
+            Name::from_str("hostmaster.")
+                .expect("static name")
+                .append_domain(&origin)
+                .unwrap_or(origin.clone()),
             1,
             3600,
             600,
@@ -131,7 +139,10 @@ impl DnsServer {
                 message: format!("not in the served zone {}", self.origin),
             });
         }
-        let serial = self.serial.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         self.authority
             .records_mut()
             .await
@@ -159,7 +170,8 @@ pub fn resolver(server: SocketAddr) -> TokioResolver {
     opts.attempts = 2;
     opts.timeout = Duration::from_secs(2);
     opts.cache_size = 64;
-    let mut builder = TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
+    let mut builder =
+        TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
     *builder.options_mut() = opts;
     builder.build()
 }

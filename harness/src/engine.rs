@@ -162,7 +162,11 @@ struct Shared {
 }
 
 /// Runs a scenario and tears down; never returns without having called the backend's teardown.
-pub async fn run(scenario: Arc<Scenario>, backend: Arc<dyn Backend>, opts: RunOptions) -> RunReport {
+pub async fn run(
+    scenario: Arc<Scenario>,
+    backend: Arc<dyn Backend>,
+    opts: RunOptions,
+) -> RunReport {
     let started = Instant::now();
     let printer = Printer::new(opts.print);
     printer.header(&scenario, backend.name());
@@ -194,7 +198,11 @@ pub async fn run(scenario: Arc<Scenario>, backend: Arc<dyn Backend>, opts: RunOp
     };
     shared.printer.teardown_start(opts.keep);
     let teardown = backend.teardown(opts.keep).await;
-    let steps = shared.reports.lock().expect("reports lock is never poisoned").clone();
+    let steps = shared
+        .reports
+        .lock()
+        .expect("reports lock is never poisoned")
+        .clone();
     let report = RunReport {
         scenario: scenario.name.clone(),
         backend: backend.name().to_string(),
@@ -221,7 +229,9 @@ async fn execute(shared: Arc<Shared>) -> Outcome {
             }
         }
         let batch = &steps[i..j];
-        let results = futures::future::join_all(batch.iter().map(|s| run_step(&shared, s, &vars, dns_ttl))).await;
+        let results =
+            futures::future::join_all(batch.iter().map(|s| run_step(&shared, s, &vars, dns_ttl)))
+                .await;
         let mut stop = None;
         for (report, effects) in results {
             vars.extend(effects.vars);
@@ -232,7 +242,11 @@ async fn execute(shared: Arc<Shared>) -> Outcome {
             let status = report.status;
             let id = report.id.clone();
             let message = report.failure();
-            shared.reports.lock().expect("reports lock is never poisoned").push(report);
+            shared
+                .reports
+                .lock()
+                .expect("reports lock is never poisoned")
+                .push(report);
             if stop.is_none() {
                 stop = match status {
                     StepStatus::Passed => None,
@@ -249,7 +263,12 @@ async fn execute(shared: Arc<Shared>) -> Outcome {
     Outcome::Passed
 }
 
-async fn run_step(shared: &Shared, step: &Step, vars: &BTreeMap<String, String>, dns_ttl: Option<u32>) -> (StepReport, Effects) {
+async fn run_step(
+    shared: &Shared,
+    step: &Step,
+    vars: &BTreeMap<String, String>,
+    dns_ttl: Option<u32>,
+) -> (StepReport, Effects) {
     let started = Instant::now();
     let mut effects = Effects::default();
     let action = match &step.run {
@@ -270,7 +289,11 @@ async fn run_step(shared: &Shared, step: &Step, vars: &BTreeMap<String, String>,
         Some(Ok(o)) => report.output = Some(o),
         Some(Err(e)) => {
             report.error = Some(crate::error_chain(&e));
-            report.status = if e.is_procedure() { StepStatus::Failed } else { StepStatus::Error };
+            report.status = if e.is_procedure() {
+                StepStatus::Failed
+            } else {
+                StepStatus::Error
+            };
             run_checks = e.is_procedure() && step.check_after_failed_action;
         }
         None => {}
@@ -320,37 +343,85 @@ async fn act(
     let s = &shared.scenario;
     match action {
         Action::CreateCluster { cluster } => {
-            let spec = s.cluster(cluster).expect("validated: the cluster is declared");
+            let spec = s
+                .cluster(cluster)
+                .expect("validated: the cluster is declared");
             b.create_cluster(spec).await
         }
         Action::RenameContext { cluster } => b.rename_context(cluster).await,
         Action::InstallIstio { cluster, profile } => b.install_istio(cluster, profile).await,
         Action::FleetEnableMesh => b.fleet(&FleetOp::EnableMesh).await,
-        Action::FleetRegister { cluster, membership } => {
-            b.fleet(&FleetOp::Register { cluster: cluster.clone(), membership: membership.clone() }).await
+        Action::FleetRegister {
+            cluster,
+            membership,
+        } => {
+            b.fleet(&FleetOp::Register {
+                cluster: cluster.clone(),
+                membership: membership.clone(),
+            })
+            .await
         }
-        Action::FleetMeshUpdate { membership } => b.fleet(&FleetOp::MeshUpdate { membership: membership.clone() }).await,
-        Action::WaitMeshActive { membership, timeout_seconds, poll_seconds } => {
-            wait_mesh_active(b, membership, Duration::from_secs_f64(*timeout_seconds), Duration::from_secs_f64(*poll_seconds)).await
+        Action::FleetMeshUpdate { membership } => {
+            b.fleet(&FleetOp::MeshUpdate {
+                membership: membership.clone(),
+            })
+            .await
+        }
+        Action::WaitMeshActive {
+            membership,
+            timeout_seconds,
+            poll_seconds,
+        } => {
+            wait_mesh_active(
+                b,
+                membership,
+                Duration::from_secs_f64(*timeout_seconds),
+                Duration::from_secs_f64(*poll_seconds),
+            )
+            .await
         }
         Action::CreateNamespace { cluster, name } => b.create_namespace(cluster, name).await,
-        Action::LabelNamespace { cluster, name, labels } => b.label_namespace(cluster, name, labels).await,
-        Action::Apply { cluster, namespace, manifests, replace } => {
-            let pairs: Vec<(String, String)> = replace.iter().map(|r| (r.from.clone(), substitute(&r.to, vars))).collect();
+        Action::LabelNamespace {
+            cluster,
+            name,
+            labels,
+        } => b.label_namespace(cluster, name, labels).await,
+        Action::Apply {
+            cluster,
+            namespace,
+            manifests,
+            replace,
+        } => {
+            let pairs: Vec<(String, String)> = replace
+                .iter()
+                .map(|r| (r.from.clone(), substitute(&r.to, vars)))
+                .collect();
             let mut objects = Vec::new();
             for m in manifests {
                 let objs = s.manifests.objects(m, &pairs).map_err(|e| {
                     BackendError::infra(
                         format!("preparing step {}", step.id),
-                        crate::error_chain(&EngineError::Prepare { step: step.id.clone(), message: e.to_string() }),
+                        crate::error_chain(&EngineError::Prepare {
+                            step: step.id.clone(),
+                            message: e.to_string(),
+                        }),
                     )
                 })?;
                 objects.extend(objs);
             }
             b.apply(cluster, namespace.as_deref(), &objects).await
         }
-        Action::Delete { cluster, namespace, kind, name } => b.delete(cluster, namespace, kind, name).await,
-        Action::ReadIngressIp { cluster, namespace, save_as } => {
+        Action::Delete {
+            cluster,
+            namespace,
+            kind,
+            name,
+        } => b.delete(cluster, namespace, kind, name).await,
+        Action::ReadIngressIp {
+            cluster,
+            namespace,
+            save_as,
+        } => {
             let svcs = b.list(cluster, Some(namespace), "Service").await?;
             let command = format!(
                 "kubectl --namespace {namespace} --context={cluster} get service --output jsonpath='{{.items[0].status.loadBalancer.ingress[0].ip}}'"
@@ -380,16 +451,29 @@ async fn act(
         Action::WaitDnsTtl => {
             let ttl = dns_ttl.unwrap_or(0);
             tokio::time::sleep(Duration::from_secs(ttl as u64) + Duration::from_millis(100)).await;
-            Ok(Output::new(format!("sleep {ttl}"), format!("waited {ttl}s for resolvers to drop the previous answer\n")))
+            Ok(Output::new(
+                format!("sleep {ttl}"),
+                format!("waited {ttl}s for resolvers to drop the previous answer\n"),
+            ))
         }
         Action::DeleteCluster { name } => b.delete_cluster(name).await,
-        Action::FleetUnregister { membership } => b.fleet(&FleetOp::Unregister { membership: membership.clone() }).await,
+        Action::FleetUnregister { membership } => {
+            b.fleet(&FleetOp::Unregister {
+                membership: membership.clone(),
+            })
+            .await
+        }
         Action::FleetDisableMesh => b.fleet(&FleetOp::DisableMesh).await,
     }
 }
 
 /// Repeats `fleet mesh describe` until both planes are ACTIVE, or the timeout.
-async fn wait_mesh_active(b: &dyn Backend, membership: &str, timeout: Duration, poll: Duration) -> Result<Output, BackendError> {
+async fn wait_mesh_active(
+    b: &dyn Backend,
+    membership: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<Output, BackendError> {
     let command = "gcloud container fleet mesh describe".to_string();
     let deadline = Instant::now() + timeout;
     let mut seen: Vec<String> = Vec::new();
@@ -398,14 +482,20 @@ async fn wait_mesh_active(b: &dyn Backend, membership: &str, timeout: Duration, 
         let status = crate::fleet::membership_status(&yaml, membership)
             .map_err(|e| BackendError::infra("reading fleet mesh describe", e))?;
         let line = match &status {
-            Some(s) => format!("controlPlaneManagement {} / dataPlaneManagement {}", s.control_plane, s.data_plane),
+            Some(s) => format!(
+                "controlPlaneManagement {} / dataPlaneManagement {}",
+                s.control_plane, s.data_plane
+            ),
             None => format!("membership {membership} not listed"),
         };
         if seen.last() != Some(&line) {
             seen.push(line.clone());
         }
         if status.as_ref().is_some_and(|s| s.is_active()) {
-            return Ok(Output::new(command, format!("{}\n---\n{yaml}", seen.join(" → "))));
+            return Ok(Output::new(
+                command,
+                format!("{}\n---\n{yaml}", seen.join(" → ")),
+            ));
         }
         if Instant::now() + poll > deadline {
             return Err(BackendError::Procedure {

@@ -215,15 +215,34 @@ resourceState:
     #[case(PROVISIONING, "PROVISIONING", "PROVISIONING", false)]
     #[case(DISABLED, "DISABLED", "DISABLED", false)]
     #[case(FAILED, "FAILED_PRECONDITION", "DISABLED", false)]
-    fn reads_the_states(#[case] yaml: &str, #[case] cp: &str, #[case] dp: &str, #[case] active: bool) {
-        let s = membership_status(yaml, "cluster-with-csm-membership").unwrap().unwrap();
-        assert_eq!((s.control_plane.as_str(), s.data_plane.as_str(), s.is_active()), (cp, dp, active));
+    fn reads_the_states(
+        #[case] yaml: &str,
+        #[case] cp: &str,
+        #[case] dp: &str,
+        #[case] active: bool,
+    ) {
+        let s = membership_status(yaml, "cluster-with-csm-membership")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                s.control_plane.as_str(),
+                s.data_plane.as_str(),
+                s.is_active()
+            ),
+            (cp, dp, active)
+        );
     }
 
     #[test]
     fn failure_details_are_kept() {
-        let s = membership_status(FAILED, "cluster-with-csm-membership").unwrap().unwrap();
-        assert_eq!(s.details, vec!["PRECONDITION_FAILED: Workload Identity is not enabled on the cluster."]);
+        let s = membership_status(FAILED, "cluster-with-csm-membership")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.details,
+            vec!["PRECONDITION_FAILED: Workload Identity is not enabled on the cluster."]
+        );
     }
 
     #[test]

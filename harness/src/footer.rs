@@ -59,7 +59,10 @@ pub fn parse(page: &str) -> Result<FooterInfo, FooterError> {
     let html = Html::parse_fragment(fragment);
     let footer_sel = Selector::parse("footer").expect("static selector");
     let bold = Selector::parse("b").expect("static selector");
-    let footer = html.select(&footer_sel).next().ok_or(FooterError::NoFooter)?;
+    let footer = html
+        .select(&footer_sel)
+        .next()
+        .ok_or(FooterError::NoFooter)?;
     let (mut cluster, mut zone, mut pod) = (None, None, None);
     for b in footer.select(&bold) {
         let label: String = b.text().collect::<String>().trim().to_string();
@@ -100,15 +103,35 @@ mod tests {
     use rstest::rstest;
 
     fn sample(name: &str) -> String {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/footers").join(name);
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/footers")
+            .join(name);
         std::fs::read_to_string(p).unwrap()
     }
 
     #[rstest]
-    #[case("gke-cluster-zone-pod.html", FooterState::Identified, Some("cluster-with-csm"), Some("us-central1-a"), Some("frontend-6b8d7c9f5d-x2x7q"))]
-    #[case("kind-pod-only.html", FooterState::Identified, None, None, Some("frontend-7d9c6b5f4-mq8zl"))]
+    #[case(
+        "gke-cluster-zone-pod.html",
+        FooterState::Identified,
+        Some("cluster-with-csm"),
+        Some("us-central1-a"),
+        Some("frontend-6b8d7c9f5d-x2x7q")
+    )]
+    #[case(
+        "kind-pod-only.html",
+        FooterState::Identified,
+        None,
+        None,
+        Some("frontend-7d9c6b5f4-mq8zl")
+    )]
     #[case("details-loading.html", FooterState::Loading, None, None, None)]
-    #[case("v0.3.5-empty-cluster.html", FooterState::Identified, None, None, Some("frontend-5c7f8d9b6-hk2vn"))]
+    #[case(
+        "v0.3.5-empty-cluster.html",
+        FooterState::Identified,
+        None,
+        None,
+        Some("frontend-5c7f8d9b6-hk2vn")
+    )]
     fn reads_every_shared_footer_sample(
         #[case] file: &str,
         #[case] state: FooterState,
@@ -125,7 +148,10 @@ mod tests {
 
     #[test]
     fn page_without_footer_is_an_error() {
-        assert_eq!(parse("<html><body><b>Pod: </b>x</body></html>"), Err(FooterError::NoFooter));
+        assert_eq!(
+            parse("<html><body><b>Pod: </b>x</body></html>"),
+            Err(FooterError::NoFooter)
+        );
     }
 
     #[test]
@@ -136,7 +162,8 @@ mod tests {
 
     #[test]
     fn identity_outside_the_footer_is_ignored() {
-        let page = "<main><b>Cluster: </b>intruder<br/></main><footer><b>Pod: </b>frontend-a-b</footer>";
+        let page =
+            "<main><b>Cluster: </b>intruder<br/></main><footer><b>Pod: </b>frontend-a-b</footer>";
         let info = parse(page).unwrap();
         assert_eq!(info.cluster, None);
         assert_eq!(info.pod.as_deref(), Some("frontend-a-b"));

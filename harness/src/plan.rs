@@ -82,9 +82,21 @@ pub fn check_line(c: &Check) -> String {
 
 /// The whole plan as text.
 pub fn render(s: &Scenario, backend: &str) -> String {
-    let mut out = format!("plan: scenario {} on backend {backend} ({} steps)\n", s.name, s.steps.len());
+    let mut out = format!(
+        "plan: scenario {} on backend {backend} ({} steps)\n",
+        s.name,
+        s.steps.len()
+    );
     for step in &s.steps {
-        out.push_str(&format!("{} {}{}\n", step.id, step.title, step.group.as_ref().map(|g| format!(" [concurrent group {g}]")).unwrap_or_default()));
+        out.push_str(&format!(
+            "{} {}{}\n",
+            step.id,
+            step.title,
+            step.group
+                .as_ref()
+                .map(|g| format!(" [concurrent group {g}]"))
+                .unwrap_or_default()
+        ));
         if let Some(a) = &step.run {
             out.push_str(&format!("    $ {}\n", action_line(s, a)));
         }

@@ -28,7 +28,10 @@ pub struct Printer {
 }
 
 fn indent(text: &str, by: &str) -> String {
-    text.lines().map(|l| format!("{by}{l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("{by}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Printer {
@@ -46,7 +49,11 @@ impl Printer {
 
     /// The run's first lines.
     pub fn header(&self, s: &Scenario, backend: &str) {
-        self.out(&format!("meshmig: scenario {} ({}) on backend {backend}", s.name, s.path.display()));
+        self.out(&format!(
+            "meshmig: scenario {} ({}) on backend {backend}",
+            s.name,
+            s.path.display()
+        ));
     }
 
     /// A finished step.
@@ -56,7 +63,11 @@ impl Printer {
 
     /// Teardown begins.
     pub fn teardown_start(&self, keep: bool) {
-        self.out(if keep { "teardown: --keep, leaving the run's resources" } else { "teardown" });
+        self.out(if keep {
+            "teardown: --keep, leaving the run's resources"
+        } else {
+            "teardown"
+        });
     }
 
     /// The run's last lines.
@@ -82,7 +93,10 @@ pub fn render_step(r: &StepReport) -> String {
         }
     }
     if let Some(e) = &r.error {
-        s.push_str(&format!("\n    action failed: {}", indent(e, "      ").trim_start()));
+        s.push_str(&format!(
+            "\n    action failed: {}",
+            indent(e, "      ").trim_start()
+        ));
     }
     for c in &r.checks {
         let evidence = if c.ok {
@@ -123,11 +137,17 @@ pub fn render_end(r: &RunReport) -> String {
     for x in &r.teardown.failed {
         s.push_str(&format!("  NOT REMOVED {x}\n"));
     }
-    let passed = r.steps.iter().filter(|s| s.status == StepStatus::Passed).count();
+    let passed = r
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Passed)
+        .count();
     let verdict = match &r.outcome {
         Outcome::Passed => "PASSED".to_string(),
         Outcome::AssertionFailed { step } => format!("FAILED at step {step}"),
-        Outcome::Infrastructure { step, message } => format!("INFRASTRUCTURE FAILURE at step {step}: {message}"),
+        Outcome::Infrastructure { step, message } => {
+            format!("INFRASTRUCTURE FAILURE at step {step}: {message}")
+        }
         Outcome::Interrupted => "INTERRUPTED".to_string(),
         Outcome::Panicked { message } => format!("HARNESS PANIC: {message}"),
     };
@@ -144,8 +164,15 @@ pub fn render_end(r: &RunReport) -> String {
 /// Writes `report.json` into `dir`.
 pub fn write_json(r: &RunReport, dir: &Path) -> Result<std::path::PathBuf, ReportError> {
     let path = dir.join(format!("{}.json", r.scenario));
-    let werr = |e| ReportError::Write { path: path.clone(), source: e };
+    let werr = |e| ReportError::Write {
+        path: path.clone(),
+        source: e,
+    };
     std::fs::create_dir_all(dir).map_err(werr)?;
-    std::fs::write(&path, serde_json::to_vec_pretty(r).expect("reports serialize")).map_err(werr)?;
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(r).expect("reports serialize"),
+    )
+    .map_err(werr)?;
     Ok(path)
 }

@@ -56,15 +56,23 @@ pub fn default_manifests(scenario: &Path) -> PathBuf {
 
 /// Loads and validates a scenario, its manifests read from `manifests` (or the default).
 pub fn load(path: &Path, manifests: Option<&Path>) -> Result<Scenario, ScenarioError> {
-    let root = manifests.map(Path::to_path_buf).unwrap_or_else(|| default_manifests(path));
+    let root = manifests
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_manifests(path));
     scenario::load(path, &ManifestSource::new(root))
 }
 
 /// Starts the backend a scenario runs on.
-pub async fn start_backend(kind: BackendKind, s: &Scenario) -> Result<Arc<dyn Backend>, RunnerError> {
+pub async fn start_backend(
+    kind: BackendKind,
+    s: &Scenario,
+) -> Result<Arc<dyn Backend>, RunnerError> {
     match kind {
         BackendKind::Emulated => {
-            let envoy = find_envoy().map_err(|source| RunnerError::Backend { backend: "emulated".into(), source })?;
+            let envoy = find_envoy().map_err(|source| RunnerError::Backend {
+                backend: "emulated".into(),
+                source,
+            })?;
             let b = Emulated::start(EmulatedOptions {
                 envoy,
                 domain: s.dns.domain.clone(),
@@ -72,7 +80,10 @@ pub async fn start_backend(kind: BackendKind, s: &Scenario) -> Result<Arc<dyn Ba
                 footers: Default::default(),
             })
             .await
-            .map_err(|source| RunnerError::Backend { backend: "emulated".into(), source })?;
+            .map_err(|source| RunnerError::Backend {
+                backend: "emulated".into(),
+                source,
+            })?;
             Ok(Arc::new(b))
         }
     }

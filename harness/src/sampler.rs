@@ -153,7 +153,13 @@ async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> An
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if !status.is_success() {
-        let server = body.lines().next().unwrap_or_default().chars().take(120).collect();
+        let server = body
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(120)
+            .collect();
         return Answer::Error(format!("status {}", status.as_u16()), server);
     }
     match footer::parse(&body) {

@@ -537,7 +537,10 @@ fn read_file(path: &Path) -> Result<(ScenarioFile, String), ScenarioError> {
         source,
     })?;
     let file: ScenarioFile = serde_yaml::from_str(&text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
         ScenarioError::Parse {
             at: Location {
                 file: path.to_path_buf(),
@@ -592,7 +595,10 @@ pub fn load(path: &Path, manifests: &ManifestSource) -> Result<Scenario, Scenari
             }
             let (base_file, base_text) = read_file(&base_path)?;
             if base_file.base.is_some() {
-                return Err(invalid("base:", "a base scenario may not have a base itself".into()));
+                return Err(invalid(
+                    "base:",
+                    "a base scenario may not have a base itself".into(),
+                ));
             }
             for s in &base_file.steps {
                 let at = locate(&base_path, &base_text, &format!("id: {}", s.id));
@@ -683,7 +689,11 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
     for c in &s.clusters {
         if !names.insert(c.name.clone()) {
             return Err(ScenarioError::Invalid {
-                at: locate(&s.path, &std::fs::read_to_string(&s.path).unwrap_or_default(), &c.name),
+                at: locate(
+                    &s.path,
+                    &std::fs::read_to_string(&s.path).unwrap_or_default(),
+                    &c.name,
+                ),
                 message: format!("cluster {} is declared twice", c.name),
             });
         }
@@ -732,7 +742,9 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                     ..
                 } => {
                     if *timeout_seconds <= 0.0 || *poll_seconds <= 0.0 {
-                        return Err(fail("timeout_seconds and poll_seconds must be positive".into()));
+                        return Err(fail(
+                            "timeout_seconds and poll_seconds must be positive".into(),
+                        ));
                     }
                 }
                 Action::FleetEnableMesh
@@ -768,7 +780,9 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                     expect,
                 } => {
                     if url.is_some() == *via_domain {
-                        return Err(fail("a split check samples either `url` or `via_domain: true`".into()));
+                        return Err(fail(
+                            "a split check samples either `url` or `via_domain: true`".into(),
+                        ));
                     }
                     if let Some(u) = url {
                         texts.push(u);
@@ -790,7 +804,11 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
             if s.cluster(c).is_none() {
                 return Err(fail(format!(
                     "cluster {c} is not declared in `clusters` ({})",
-                    s.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                    s.clusters
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }

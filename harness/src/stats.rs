@@ -47,7 +47,11 @@ impl SplitParams {
 
     /// Requests to send for these expected shares.
     pub fn samples_for(&self, expected: &BTreeMap<String, f64>) -> usize {
-        let split = expected.values().filter(|p| **p > 0.0 && **p < 100.0).count() > 0;
+        let split = expected
+            .values()
+            .filter(|p| **p > 0.0 && **p < 100.0)
+            .count()
+            > 0;
         if split {
             self.split_samples.max(self.no_leak_samples())
         } else {
@@ -118,7 +122,11 @@ pub fn judge(
 ) -> SplitVerdict {
     let identified: u64 = counts.values().sum();
     let total = identified + errors;
-    let k = expected_pct.values().filter(|p| **p > 0.0 && **p < 100.0).count().max(1);
+    let k = expected_pct
+        .values()
+        .filter(|p| **p > 0.0 && **p < 100.0)
+        .count()
+        .max(1);
     let alpha_each = params.alpha / k as f64;
     let mut shares = BTreeMap::new();
     let mut names: Vec<&String> = expected_pct.keys().collect();
@@ -156,7 +164,11 @@ pub fn judge(
             },
         );
     }
-    let error_rate = if total == 0 { 1.0 } else { errors as f64 / total as f64 };
+    let error_rate = if total == 0 {
+        1.0
+    } else {
+        errors as f64 / total as f64
+    };
     let errors_ok = error_rate <= params.max_error_rate;
     ok &= errors_ok;
     let zero_dests = expected_pct.values().any(|p| *p == 0.0);
@@ -208,7 +220,12 @@ mod tests {
     #[case(&[("a", 700), ("b", 300)], 0, false)]
     #[case(&[("a", 500), ("b", 450)], 50, false)]
     fn half_and_half(#[case] counts: &[(&str, u64)], #[case] errors: u64, #[case] ok: bool) {
-        let v = judge(&m(counts), errors, &e(&[("a", 50.0), ("b", 50.0)]), &SplitParams::default());
+        let v = judge(
+            &m(counts),
+            errors,
+            &e(&[("a", 50.0), ("b", 50.0)]),
+            &SplitParams::default(),
+        );
         assert_eq!(v.ok, ok, "{v:?}");
     }
 
@@ -216,14 +233,24 @@ mod tests {
     #[case(&[("a", 690)], true)]
     #[case(&[("a", 683), ("b", 7)], false)]
     fn all_to_one(#[case] counts: &[(&str, u64)], #[case] ok: bool) {
-        let v = judge(&m(counts), 0, &e(&[("a", 100.0), ("b", 0.0)]), &SplitParams::default());
+        let v = judge(
+            &m(counts),
+            0,
+            &e(&[("a", 100.0), ("b", 0.0)]),
+            &SplitParams::default(),
+        );
         assert_eq!(v.ok, ok, "{v:?}");
         assert!(v.statement.contains("no leak") || !ok);
     }
 
     #[test]
     fn unexpected_destination_fails() {
-        let v = judge(&m(&[("a", 10), ("ghost", 1)]), 0, &e(&[("a", 100.0)]), &SplitParams::default());
+        let v = judge(
+            &m(&[("a", 10), ("ghost", 1)]),
+            0,
+            &e(&[("a", 100.0)]),
+            &SplitParams::default(),
+        );
         assert!(!v.ok);
         assert!(v.shares.contains_key("ghost"));
     }
@@ -240,6 +267,9 @@ mod tests {
     fn clopper_pearson_matches_known_values() {
         // 50 of 100 at 95%: (0.3983, 0.6017) from standard tables.
         let (lo, hi) = clopper_pearson(50, 100, 0.05);
-        assert!((lo - 0.3983).abs() < 1e-3 && (hi - 0.6017).abs() < 1e-3, "{lo} {hi}");
+        assert!(
+            (lo - 0.3983).abs() < 1e-3 && (hi - 0.6017).abs() < 1e-3,
+            "{lo} {hi}"
+        );
     }
 }

@@ -199,7 +199,12 @@ pub trait Backend: Send + Sync {
         kind: &str,
     ) -> Result<Vec<Value>, BackendError>;
     /// Creates or changes the test domain's A record.
-    async fn dns_set(&self, domain: &str, address: IpAddr, ttl: u32) -> Result<Output, BackendError>;
+    async fn dns_set(
+        &self,
+        domain: &str,
+        address: IpAddr,
+        ttl: u32,
+    ) -> Result<Output, BackendError>;
     /// The DNS server that answers for the test domain.
     fn dns_server(&self) -> SocketAddr;
     /// What of the run exists.

@@ -112,7 +112,13 @@ impl Envoy {
         let mut cmd = Command::new(binary);
         cmd.arg("-c")
             .arg(&bootstrap_path)
-            .args(["--disable-hot-restart", "--concurrency", "1", "--log-level", "warning"])
+            .args([
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "--log-level",
+                "warning",
+            ])
             .args(["--drain-time-s", "1", "--parent-shutdown-time-s", "2"])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -182,7 +188,11 @@ impl Envoy {
             if Instant::now() > deadline {
                 return Err(EnvoyError::NotReady {
                     gateway: self.gateway.clone(),
-                    detail: format!("admin {} not LIVE after 20s: {}", self.admin, self.log_tail()),
+                    detail: format!(
+                        "admin {} not LIVE after 20s: {}",
+                        self.admin,
+                        self.log_tail()
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -204,12 +214,14 @@ impl Envoy {
         self.version += 1;
         let (_, _, cds) = envoy_resources(&union, self.version, &self.dir);
         write_atomic(&self.dir.join("cds.json"), &cds)?;
-        self.wait_version("cluster_manager.cds.version_text").await?;
+        self.wait_version("cluster_manager.cds.version_text")
+            .await?;
         // Stage 2: routes, then listeners.
         let (lds, rds, _) = envoy_resources(next, self.version, &self.dir);
         write_atomic(&self.dir.join("rds.json"), &rds)?;
         write_atomic(&self.dir.join("lds.json"), &lds)?;
-        self.wait_version("listener_manager.lds.version_text").await?;
+        self.wait_version("listener_manager.lds.version_text")
+            .await?;
         for port in next.routes.keys() {
             let stat = format!(
                 "http.outbound_0.0.0.0_{port}.rds.{}.version_text",
@@ -224,7 +236,8 @@ impl Envoy {
             self.version += 1;
             let (_, _, cds) = envoy_resources(next, self.version, &self.dir);
             write_atomic(&self.dir.join("cds.json"), &cds)?;
-            self.wait_version("cluster_manager.cds.version_text").await?;
+            self.wait_version("cluster_manager.cds.version_text")
+                .await?;
         }
         self.wait_listening(next).await?;
         self.current = next.clone();
@@ -275,7 +288,11 @@ impl Envoy {
                     return Err(EnvoyError::Rejected {
                         gateway: self.gateway.clone(),
                         version: self.version,
-                        detail: format!("listener {} is not accepting connections: {}", l.addr, self.log_tail()),
+                        detail: format!(
+                            "listener {} is not accepting connections: {}",
+                            l.addr,
+                            self.log_tail()
+                        ),
                     });
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -306,7 +323,11 @@ fn write_atomic(path: &Path, v: &Value) -> Result<(), EnvoyError> {
         path: path.to_path_buf(),
         source: e,
     };
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v).expect("JSON values serialize")).map_err(werr)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(v).expect("JSON values serialize"),
+    )
+    .map_err(werr)?;
     std::fs::rename(&tmp, path).map_err(|e| EnvoyError::Write {
         path: path.to_path_buf(),
         source: e,

@@ -61,7 +61,11 @@ pub struct Frontend {
 
 impl Frontend {
     /// Starts a replica on `addr`.
-    pub async fn start(addr: SocketAddr, id: Identity, ready: ReadyServices) -> std::io::Result<Self> {
+    pub async fn start(
+        addr: SocketAddr,
+        id: Identity,
+        ready: ReadyServices,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let state = AppState {
             id: Arc::new(id),
@@ -115,7 +119,11 @@ fn session_of(headers: &HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("shop_session-id=").map(str::to_string))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix("shop_session-id=")
+                .map(str::to_string)
+        })
 }
 
 async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
@@ -124,7 +132,10 @@ async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
         None => (uuid(), true),
     };
     let missing: Vec<&str> = {
-        let ready = s.ready.read().expect("ready-services lock is never poisoned");
+        let ready = s
+            .ready
+            .read()
+            .expect("ready-services lock is never poisoned");
         HOME_PAGE_DEPENDENCIES
             .iter()
             .copied()
@@ -143,7 +154,12 @@ async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
         )
     };
     let body = page(&main, &footer(&s.id, &session));
-    let mut resp = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response();
     if new_session {
         if let Ok(v) = format!("shop_session-id={session}; Max-Age=172800").parse() {
             resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -210,9 +226,24 @@ mod tests {
     use rstest::rstest;
 
     #[rstest]
-    #[case(FooterVariant::Gke, FooterState::Identified, Some("c1"), Some("frontend-abc-12345"))]
-    #[case(FooterVariant::PodOnly, FooterState::Identified, None, Some("frontend-abc-12345"))]
-    #[case(FooterVariant::EmptyCluster, FooterState::Identified, None, Some("frontend-abc-12345"))]
+    #[case(
+        FooterVariant::Gke,
+        FooterState::Identified,
+        Some("c1"),
+        Some("frontend-abc-12345")
+    )]
+    #[case(
+        FooterVariant::PodOnly,
+        FooterState::Identified,
+        None,
+        Some("frontend-abc-12345")
+    )]
+    #[case(
+        FooterVariant::EmptyCluster,
+        FooterState::Identified,
+        None,
+        Some("frontend-abc-12345")
+    )]
     #[case(FooterVariant::Loading, FooterState::Loading, None, None)]
     #[case(FooterVariant::None, FooterState::Absent, None, None)]
     fn rendered_footers_read_back(

@@ -128,7 +128,10 @@ impl Emulated {
     pub async fn start(opts: EmulatedOptions) -> Result<Self, BackendError> {
         if !opts.envoy.is_file() {
             return Err(find_envoy().err().unwrap_or_else(|| {
-                BackendError::infra("starting the emulated backend", format!("{} is not a file", opts.envoy.display()))
+                BackendError::infra(
+                    "starting the emulated backend",
+                    format!("{} is not a file", opts.envoy.display()),
+                )
             }));
         }
         // A run owns 127.RUN.0.0/16; the claim socket keeps parallel runs apart.
@@ -142,7 +145,10 @@ impl Emulated {
             }
         }
         let (run, claim) = claimed.ok_or_else(|| {
-            BackendError::infra("claiming a loopback address range", "64 ranges tried, all in use")
+            BackendError::infra(
+                "claiming a loopback address range",
+                "64 ranges tried, all in use",
+            )
         })?;
         let scratch = tempfile::Builder::new()
             .prefix("meshmig-")
@@ -151,7 +157,9 @@ impl Emulated {
         let scratch_path = scratch.path().to_path_buf();
         let dns = DnsServer::start(Ipv4Addr::new(127, run, 0, 53), &opts.domain)
             .await
-            .map_err(|e| BackendError::infra("starting the embedded DNS server", crate::error_chain(&e)))?;
+            .map_err(|e| {
+                BackendError::infra("starting the embedded DNS server", crate::error_chain(&e))
+            })?;
         Ok(Self {
             opts,
             run,
@@ -205,10 +213,12 @@ impl Emulated {
         name: &str,
         command: &str,
     ) -> Result<&'a mut VirtualCluster, BackendError> {
-        w.clusters.get_mut(name).ok_or_else(|| BackendError::Procedure {
-            command: command.to_string(),
-            message: format!("error: context \"{name}\" does not exist"),
-        })
+        w.clusters
+            .get_mut(name)
+            .ok_or_else(|| BackendError::Procedure {
+                command: command.to_string(),
+                message: format!("error: context \"{name}\" does not exist"),
+            })
     }
 
     /// Brings the cluster's running parts (frontends, gateway Envoys) in line with its objects.
@@ -218,11 +228,24 @@ impl Emulated {
         for svc in vc.store.list("Service", None) {
             let ns = svc["metadata"]["namespace"].as_str().unwrap_or_default();
             let sel = string_map(&svc["spec"]["selector"]);
-            if vc.store.pods_matching(Some(ns), &sel).iter().any(|p| pod_ready(p)) {
-                ready.insert((ns.to_string(), svc["metadata"]["name"].as_str().unwrap_or_default().to_string()));
+            if vc
+                .store
+                .pods_matching(Some(ns), &sel)
+                .iter()
+                .any(|p| pod_ready(p))
+            {
+                ready.insert((
+                    ns.to_string(),
+                    svc["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ));
             }
         }
-        *vc.ready.write().expect("ready-services lock is never poisoned") = ready;
+        *vc.ready
+            .write()
+            .expect("ready-services lock is never poisoned") = ready;
 
         // Frontend replicas.
         let mut wanted: BTreeMap<String, (SocketAddr, String)> = BTreeMap::new();
@@ -231,7 +254,11 @@ impl Emulated {
                 continue;
             }
             let Some(server) = pod["spec"]["containers"].as_array().and_then(|cs| {
-                cs.iter().find(|c| c["image"].as_str().is_some_and(|i| i.contains("/frontend:")))
+                cs.iter().find(|c| {
+                    c["image"]
+                        .as_str()
+                        .is_some_and(|i| i.contains("/frontend:"))
+                })
             }) else {
                 continue;
             };
@@ -239,15 +266,36 @@ impl Emulated {
                 .as_array()
                 .and_then(|env| env.iter().find(|e| e["name"] == "PORT"))
                 .and_then(|e| e["value"].as_str().and_then(|v| v.parse().ok()))
-                .or_else(|| server["ports"][0]["containerPort"].as_u64().map(|p| p as u16))
+                .or_else(|| {
+                    server["ports"][0]["containerPort"]
+                        .as_u64()
+                        .map(|p| p as u16)
+                })
                 .unwrap_or(8080);
-            let ip: Ipv4Addr = pod["status"]["podIP"].as_str().and_then(|s| s.parse().ok()).unwrap_or(Ipv4Addr::LOCALHOST);
+            let ip: Ipv4Addr = pod["status"]["podIP"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(Ipv4Addr::LOCALHOST);
             wanted.insert(
-                pod["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-                (SocketAddr::new(IpAddr::V4(ip), port), pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string()),
+                pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                (
+                    SocketAddr::new(IpAddr::V4(ip), port),
+                    pod["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
             );
         }
-        let gone: Vec<String> = vc.frontends.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+        let gone: Vec<String> = vc
+            .frontends
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
         for k in gone {
             if let Some(f) = vc.frontends.remove(&k) {
                 f.stop().await;
@@ -262,11 +310,17 @@ impl Emulated {
                 zone: vc.spec.zone.clone(),
                 pod: pod.clone(),
                 namespace: ns,
-                variant: vc.spec.footer.or_else(|| self.opts.footers.get(&vc.spec.name).copied()).unwrap_or(FooterVariant::PodOnly),
+                variant: vc
+                    .spec
+                    .footer
+                    .or_else(|| self.opts.footers.get(&vc.spec.name).copied())
+                    .unwrap_or(FooterVariant::PodOnly),
             };
             let f = Frontend::start(addr, id, vc.ready.clone())
                 .await
-                .map_err(|e| BackendError::infra(format!("starting frontend replica {pod} on {addr}"), e))?;
+                .map_err(|e| {
+                    BackendError::infra(format!("starting frontend replica {pod} on {addr}"), e)
+                })?;
             vc.frontends.insert(pod, f);
         }
 
@@ -279,19 +333,35 @@ impl Emulated {
             let Some(pod) = pods.iter().find(|p| {
                 pod_ready(p)
                     && p["spec"]["containers"].as_array().is_some_and(|cs| {
-                        cs.iter().any(|c| c["name"] == "istio-proxy" && c["args"][1] == "router")
+                        cs.iter()
+                            .any(|c| c["name"] == "istio-proxy" && c["args"][1] == "router")
                     })
             }) else {
                 continue;
             };
-            let ip = pod["status"]["podIP"].as_str().and_then(|s| s.parse().ok()).unwrap_or(Ipv4Addr::LOCALHOST);
+            let ip = pod["status"]["podIP"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(Ipv4Addr::LOCALHOST);
             let labels = string_map(&d["spec"]["template"]["metadata"]["labels"]);
             workloads.insert(
                 format!("{ns}/{name}"),
-                (xds::Workload { namespace: ns.into(), name: name.into(), labels }, ip),
+                (
+                    xds::Workload {
+                        namespace: ns.into(),
+                        name: name.into(),
+                        labels,
+                    },
+                    ip,
+                ),
             );
         }
-        let gone: Vec<String> = vc.gateways.keys().filter(|k| !workloads.contains_key(*k)).cloned().collect();
+        let gone: Vec<String> = vc
+            .gateways
+            .keys()
+            .filter(|k| !workloads.contains_key(*k))
+            .cloned()
+            .collect();
         for k in gone {
             if let Some(mut e) = vc.gateways.remove(&k) {
                 let _ = e.stop().await;
@@ -303,17 +373,32 @@ impl Emulated {
                 tracing::warn!(cluster = %vc.spec.name, gateway = %key, "{w}");
             }
             if !vc.gateways.contains_key(&key) {
-                let dir = self.scratch_path.join(&vc.spec.name).join(key.replace('/', "_"));
-                let e = Envoy::start(&self.opts.envoy, &key, &dir, SocketAddr::new(IpAddr::V4(ip), 15000))
-                    .await
-                    .map_err(|e| BackendError::infra(format!("starting the Envoy of gateway {key}"), crate::error_chain(&e)))?;
+                let dir = self
+                    .scratch_path
+                    .join(&vc.spec.name)
+                    .join(key.replace('/', "_"));
+                let e = Envoy::start(
+                    &self.opts.envoy,
+                    &key,
+                    &dir,
+                    SocketAddr::new(IpAddr::V4(ip), 15000),
+                )
+                .await
+                .map_err(|e| {
+                    BackendError::infra(
+                        format!("starting the Envoy of gateway {key}"),
+                        crate::error_chain(&e),
+                    )
+                })?;
                 vc.gateways.insert(key.clone(), e);
             }
             let envoy = vc.gateways.get_mut(&key).expect("inserted above");
-            envoy
-                .apply(&snap)
-                .await
-                .map_err(|e| BackendError::infra(format!("configuring the Envoy of gateway {key}"), crate::error_chain(&e)))?;
+            envoy.apply(&snap).await.map_err(|e| {
+                BackendError::infra(
+                    format!("configuring the Envoy of gateway {key}"),
+                    crate::error_chain(&e),
+                )
+            })?;
         }
         Ok(())
     }
@@ -346,7 +431,11 @@ impl Emulated {
             .expect("static YAML parses");
             states.insert(key.clone(), state);
             if m.automatic_since.is_some() {
-                specs.insert(key, serde_yaml::from_str("mesh:\n  management: MANAGEMENT_AUTOMATIC\n").expect("static YAML"));
+                specs.insert(
+                    key,
+                    serde_yaml::from_str("mesh:\n  management: MANAGEMENT_AUTOMATIC\n")
+                        .expect("static YAML"),
+                );
             }
         }
         let doc = json!({
@@ -414,8 +503,13 @@ impl Backend for Emulated {
 
     async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError> {
         let mut w = self.world.lock().await;
-        let zone = w.clusters.get(name).map(|c| c.spec.zone.clone()).unwrap_or_else(|| "us-central1-a".into());
-        let command = format!("gcloud container clusters delete {name} --zone={zone} --project={PROJECT}");
+        let zone = w
+            .clusters
+            .get(name)
+            .map(|c| c.spec.zone.clone())
+            .unwrap_or_else(|| "us-central1-a".into());
+        let command =
+            format!("gcloud container clusters delete {name} --zone={zone} --project={PROJECT}");
         let Some(mut vc) = w.clusters.remove(name) else {
             return Err(BackendError::Procedure {
                 command,
@@ -433,22 +527,33 @@ impl Backend for Emulated {
 
     async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError> {
         let w = self.world.lock().await;
-        Ok(w.clusters.keys().map(|k| (k.clone(), "RUNNING".to_string())).collect())
+        Ok(w.clusters
+            .keys()
+            .map(|k| (k.clone(), "RUNNING".to_string()))
+            .collect())
     }
 
     async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError> {
         let mut w = self.world.lock().await;
         let spec = w.clusters.get(cluster).map(|c| c.spec.clone());
-        let from = spec.as_ref().map(gcloud_context).unwrap_or_else(|| format!("gke_{PROJECT}_us-central1-a_{cluster}"));
+        let from = spec
+            .as_ref()
+            .map(gcloud_context)
+            .unwrap_or_else(|| format!("gke_{PROJECT}_us-central1-a_{cluster}"));
         let command = format!("kubectl config rename-context {from} {cluster}");
         match w.contexts.iter_mut().find(|c| **c == from) {
             Some(c) => {
                 *c = cluster.to_string();
-                Ok(Output::new(command, format!("Context \"{from}\" renamed to \"{cluster}\".\n")))
+                Ok(Output::new(
+                    command,
+                    format!("Context \"{from}\" renamed to \"{cluster}\".\n"),
+                ))
             }
             None => Err(BackendError::Procedure {
                 command,
-                message: format!("error: cannot rename the context \"{from}\", it's not in the kubeconfig"),
+                message: format!(
+                    "error: cannot rename the context \"{from}\", it's not in the kubeconfig"
+                ),
             }),
         }
     }
@@ -465,7 +570,9 @@ impl Backend for Emulated {
         if profile != "default" {
             return Err(BackendError::Procedure {
                 command,
-                message: format!("Error: the emulated istioctl knows only the default profile, not {profile:?}"),
+                message: format!(
+                    "Error: the emulated istioctl knows only the default profile, not {profile:?}"
+                ),
             });
         }
         let _ = vc.store.create_namespace("istio-system");
@@ -513,8 +620,15 @@ impl Backend for Emulated {
                     "Waiting for Feature Service Mesh to be created...done.\n",
                 ))
             }
-            FleetOp::Register { cluster, membership } => {
-                let zone = w.clusters.get(cluster).map(|c| c.spec.zone.clone()).unwrap_or_else(|| "us-central1-a".into());
+            FleetOp::Register {
+                cluster,
+                membership,
+            } => {
+                let zone = w
+                    .clusters
+                    .get(cluster)
+                    .map(|c| c.spec.zone.clone())
+                    .unwrap_or_else(|| "us-central1-a".into());
                 let command = format!("gcloud container fleet memberships register {membership} --gke-cluster={zone}/{cluster} --enable-workload-identity --project {p}");
                 if !w.clusters.contains_key(cluster) {
                     return Err(BackendError::Procedure { command, message: format!("ERROR: (gcloud.container.fleet.memberships.register) cluster {zone}/{cluster} not found") });
@@ -522,7 +636,13 @@ impl Backend for Emulated {
                 if w.memberships.contains_key(membership) {
                     return Err(BackendError::Procedure { command, message: format!("ERROR: (gcloud.container.fleet.memberships.register) membership {membership} already exists") });
                 }
-                w.memberships.insert(membership.clone(), Membership { cluster: cluster.clone(), automatic_since: None });
+                w.memberships.insert(
+                    membership.clone(),
+                    Membership {
+                        cluster: cluster.clone(),
+                        automatic_since: None,
+                    },
+                );
                 Ok(Output::new(command, "Waiting for membership to be created...done.\nFinished registering to the Fleet.\n"))
             }
             FleetOp::MeshUpdate { membership } => {
@@ -539,7 +659,9 @@ impl Backend for Emulated {
                 }
             }
             FleetOp::Unregister { membership } => {
-                let command = format!("gcloud container fleet memberships unregister {membership} --project {p}");
+                let command = format!(
+                    "gcloud container fleet memberships unregister {membership} --project {p}"
+                );
                 match w.memberships.remove(membership) {
                     Some(_) => Ok(Output::new(command, "Waiting for membership to be deleted...done.\n")),
                     None => Err(BackendError::Procedure { command, message: format!("ERROR: (gcloud.container.fleet.memberships.unregister) NOT_FOUND: membership {membership} not found") }),
@@ -547,7 +669,10 @@ impl Backend for Emulated {
             }
             FleetOp::DisableMesh => {
                 w.mesh_enabled = false;
-                Ok(Output::new(format!("gcloud container fleet mesh disable --project {p}"), "Waiting for Feature Service Mesh to be deleted...done.\n"))
+                Ok(Output::new(
+                    format!("gcloud container fleet mesh disable --project {p}"),
+                    "Waiting for Feature Service Mesh to be deleted...done.\n",
+                ))
             }
         }
     }
@@ -561,21 +686,41 @@ impl Backend for Emulated {
         let command = format!("kubectl --context {cluster} create namespace {name}");
         let mut w = self.world.lock().await;
         let vc = Self::cluster_mut(&mut w, cluster, &command)?;
-        vc.store.create_namespace(name).map_err(store_err(command.clone()))?;
+        vc.store
+            .create_namespace(name)
+            .map_err(store_err(command.clone()))?;
         Ok(Output::new(command, format!("namespace/{name} created\n")))
     }
 
-    async fn label_namespace(&self, cluster: &str, name: &str, labels: &BTreeMap<String, String>) -> Result<Output, BackendError> {
+    async fn label_namespace(
+        &self,
+        cluster: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Output, BackendError> {
         let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect();
-        let command = format!("kubectl --context {cluster} label namespace {name} {}", pairs.join(" "));
+        let command = format!(
+            "kubectl --context {cluster} label namespace {name} {}",
+            pairs.join(" ")
+        );
         let mut w = self.world.lock().await;
         let vc = Self::cluster_mut(&mut w, cluster, &command)?;
-        vc.store.label_namespace(name, labels).map_err(store_err(command.clone()))?;
+        vc.store
+            .label_namespace(name, labels)
+            .map_err(store_err(command.clone()))?;
         Ok(Output::new(command, format!("namespace/{name} labeled\n")))
     }
 
-    async fn apply(&self, cluster: &str, namespace: Option<&str>, objects: &[Object]) -> Result<Output, BackendError> {
-        let files: BTreeSet<String> = objects.iter().map(|o| o.origin.file.display().to_string()).collect();
+    async fn apply(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+    ) -> Result<Output, BackendError> {
+        let files: BTreeSet<String> = objects
+            .iter()
+            .map(|o| o.origin.file.display().to_string())
+            .collect();
         let ns = namespace.unwrap_or("default");
         let command = format!(
             "kubectl --context={cluster} --namespace={ns} apply -f {}",
@@ -586,7 +731,10 @@ impl Backend for Emulated {
         let vc = Self::cluster_mut(&mut w, cluster, &command)?;
         let mut lines = String::new();
         for o in objects {
-            let line = vc.store.apply(o, ns, &revs).map_err(store_err(command.clone()))?;
+            let line = vc
+                .store
+                .apply(o, ns, &revs)
+                .map_err(store_err(command.clone()))?;
             lines.push_str(&line);
             lines.push('\n');
         }
@@ -594,34 +742,69 @@ impl Backend for Emulated {
         Ok(Output::new(command, lines))
     }
 
-    async fn delete(&self, cluster: &str, namespace: &str, kind: &str, name: &str) -> Result<Output, BackendError> {
+    async fn delete(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Output, BackendError> {
         let resource = store::resource_name(kind);
-        let command = format!("kubectl --context={cluster} --namespace={namespace} delete {resource} {name}");
+        let command =
+            format!("kubectl --context={cluster} --namespace={namespace} delete {resource} {name}");
         let mut w = self.world.lock().await;
         let vc = Self::cluster_mut(&mut w, cluster, &command)?;
-        vc.store.delete(kind, namespace, name).map_err(store_err(command.clone()))?;
+        vc.store
+            .delete(kind, namespace, name)
+            .map_err(store_err(command.clone()))?;
         self.reconcile(vc).await?;
-        Ok(Output::new(command, format!("{resource} \"{name}\" deleted\n")))
+        Ok(Output::new(
+            command,
+            format!("{resource} \"{name}\" deleted\n"),
+        ))
     }
 
-    async fn list(&self, cluster: &str, namespace: Option<&str>, kind: &str) -> Result<Vec<Value>, BackendError> {
+    async fn list(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        kind: &str,
+    ) -> Result<Vec<Value>, BackendError> {
         let command = format!("kubectl --context={cluster} get {kind}");
         let mut w = self.world.lock().await;
         let vc = Self::cluster_mut(&mut w, cluster, &command)?;
-        Ok(vc.store.list(kind, namespace).into_iter().cloned().collect())
+        Ok(vc
+            .store
+            .list(kind, namespace)
+            .into_iter()
+            .cloned()
+            .collect())
     }
 
-    async fn dns_set(&self, domain: &str, address: IpAddr, ttl: u32) -> Result<Output, BackendError> {
+    async fn dns_set(
+        &self,
+        domain: &str,
+        address: IpAddr,
+        ttl: u32,
+    ) -> Result<Output, BackendError> {
         let IpAddr::V4(v4) = address else {
-            return Err(BackendError::infra(format!("setting the A record of {domain}"), "an A record needs an IPv4 address"));
+            return Err(BackendError::infra(
+                format!("setting the A record of {domain}"),
+                "an A record needs an IPv4 address",
+            ));
         };
-        self.dns
-            .set_a(domain, v4, ttl)
-            .await
-            .map_err(|e| BackendError::infra(format!("setting the A record of {domain}"), crate::error_chain(&e)))?;
+        self.dns.set_a(domain, v4, ttl).await.map_err(|e| {
+            BackendError::infra(
+                format!("setting the A record of {domain}"),
+                crate::error_chain(&e),
+            )
+        })?;
         Ok(Output::new(
             format!("(DNS) {domain}. {ttl} IN A {address}"),
-            format!("{domain}. {ttl} IN A {address} (served by {})\n", self.dns.addr()),
+            format!(
+                "{domain}. {ttl} IN A {address} (served by {})\n",
+                self.dns.addr()
+            ),
         ))
     }
 
@@ -632,10 +815,18 @@ impl Backend for Emulated {
     async fn inventory(&self) -> Result<Inventory, BackendError> {
         let w = self.world.lock().await;
         Ok(Inventory {
-            clusters: w.clusters.keys().map(|k| (k.clone(), "RUNNING".into())).collect(),
+            clusters: w
+                .clusters
+                .keys()
+                .map(|k| (k.clone(), "RUNNING".into()))
+                .collect(),
             memberships: w.memberships.keys().cloned().collect(),
             mesh_feature_enabled: w.mesh_enabled,
-            load_balancers: w.clusters.values().flat_map(|c| c.store.load_balancers()).collect(),
+            load_balancers: w
+                .clusters
+                .values()
+                .flat_map(|c| c.store.load_balancers())
+                .collect(),
         })
     }
 
@@ -645,17 +836,30 @@ impl Backend for Emulated {
         if keep {
             for (name, vc) in &w.clusters {
                 for e in vc.gateways.values() {
-                    report.kept.push(format!("cluster {name}: envoy {}", e.describe()));
+                    report
+                        .kept
+                        .push(format!("cluster {name}: envoy {}", e.describe()));
                 }
                 for (pod, f) in &vc.frontends {
-                    report.kept.push(format!("cluster {name}: frontend {pod} on {}", f.addr));
+                    report
+                        .kept
+                        .push(format!("cluster {name}: frontend {pod} on {}", f.addr));
                 }
             }
-            if let Some(dir) = self.scratch.lock().expect("scratch lock is never poisoned").take() {
-                report.kept.push(format!("scratch folder {}", dir.keep().display()));
+            if let Some(dir) = self
+                .scratch
+                .lock()
+                .expect("scratch lock is never poisoned")
+                .take()
+            {
+                report
+                    .kept
+                    .push(format!("scratch folder {}", dir.keep().display()));
             }
             report.kept.push(format!("DNS server {}", self.dns.addr()));
-            report.kept.push("(kept until this process exits: the emulated backend lives in it)".into());
+            report
+                .kept
+                .push("(kept until this process exits: the emulated backend lives in it)".into());
             return report;
         }
         let names: Vec<String> = w.clusters.keys().cloned().collect();
@@ -664,7 +868,9 @@ impl Backend for Emulated {
                 let n = vc.gateways.len();
                 let f = vc.frontends.len();
                 Self::stop_cluster(&mut vc).await;
-                report.removed.push(format!("cluster {name} ({n} gateway envoy(s), {f} frontend replica(s))"));
+                report.removed.push(format!(
+                    "cluster {name} ({n} gateway envoy(s), {f} frontend replica(s))"
+                ));
             }
         }
         for m in std::mem::take(&mut w.memberships).into_keys() {
@@ -675,8 +881,15 @@ impl Backend for Emulated {
         }
         w.contexts.clear();
         self.dns.stop().await;
-        report.removed.push(format!("DNS server {}", self.dns.addr()));
-        if let Some(dir) = self.scratch.lock().expect("scratch lock is never poisoned").take() {
+        report
+            .removed
+            .push(format!("DNS server {}", self.dns.addr()));
+        if let Some(dir) = self
+            .scratch
+            .lock()
+            .expect("scratch lock is never poisoned")
+            .take()
+        {
             let p = dir.path().display().to_string();
             match dir.close() {
                 Ok(()) => report.removed.push(format!("scratch folder {p}")),
@@ -698,5 +911,8 @@ pub fn service_selects(service: &Value, labels: &BTreeMap<String, String>) -> bo
 
 /// The path of a gateway's Envoy log inside a scratch folder.
 pub fn envoy_log(scratch: &Path, cluster: &str, gateway: &str) -> PathBuf {
-    scratch.join(cluster).join(gateway.replace('/', "_")).join("envoy.log")
+    scratch
+        .join(cluster)
+        .join(gateway.replace('/', "_"))
+        .join("envoy.log")
 }

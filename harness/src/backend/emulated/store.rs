@@ -207,7 +207,9 @@ impl Store {
     ) -> Result<String, StoreError> {
         let namespaced = obj.kind != "Namespace";
         let ns = if namespaced {
-            obj.namespace.clone().unwrap_or_else(|| namespace.to_string())
+            obj.namespace
+                .clone()
+                .unwrap_or_else(|| namespace.to_string())
         } else {
             String::new()
         };
@@ -280,7 +282,11 @@ impl Store {
         body["spec"]["clusterIP"] = json!(cluster_ip);
         if body["spec"]["type"] == "LoadBalancer" {
             let ip = previous
-                .and_then(|p| p["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().map(str::to_string))
+                .and_then(|p| {
+                    p["status"]["loadBalancer"]["ingress"][0]["ip"]
+                        .as_str()
+                        .map(str::to_string)
+                })
                 .unwrap_or_else(|| self.addresses.lb_ip().to_string());
             body["status"] = json!({"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}});
         } else {
@@ -434,7 +440,11 @@ impl Store {
     }
 
     /// Pods in `namespace` whose labels include `selector`.
-    pub fn pods_matching(&self, namespace: Option<&str>, selector: &BTreeMap<String, String>) -> Vec<&Value> {
+    pub fn pods_matching(
+        &self,
+        namespace: Option<&str>,
+        selector: &BTreeMap<String, String>,
+    ) -> Vec<&Value> {
         self.list("Pod", namespace)
             .into_iter()
             .filter(|p| selects(selector, &string_map(&p["metadata"]["labels"])))
@@ -445,7 +455,11 @@ impl Store {
     pub fn load_balancers(&self) -> Vec<String> {
         self.list("Service", None)
             .into_iter()
-            .filter_map(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().map(str::to_string))
+            .filter_map(|s| {
+                s["status"]["loadBalancer"]["ingress"][0]["ip"]
+                    .as_str()
+                    .map(str::to_string)
+            })
             .collect()
     }
 
@@ -457,7 +471,10 @@ impl Store {
             self.admit_service(&mut v, None);
         }
         if kind == "Deployment" {
-            let ns = v["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+            let ns = v["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             self.create_pods(&v, &ns, revisions);
         }
         self.put(v);
@@ -467,9 +484,10 @@ impl Store {
 
 /// Whether a pod is ready.
 pub fn pod_ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// Whether `selector` (non-empty) selects `labels`.
@@ -478,11 +496,16 @@ pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, St
 }
 
 /// The revision that injects pods of a namespace with these labels, if any.
-fn injecting_revision(ns_labels: &BTreeMap<String, String>, revisions: &BTreeSet<String>) -> Option<String> {
+fn injecting_revision(
+    ns_labels: &BTreeMap<String, String>,
+    revisions: &BTreeSet<String>,
+) -> Option<String> {
     if let Some(rev) = ns_labels.get("istio.io/rev") {
         return revisions.contains(rev).then(|| rev.clone());
     }
-    if ns_labels.get("istio-injection").map(String::as_str) == Some("enabled") && revisions.contains("default") {
+    if ns_labels.get("istio-injection").map(String::as_str) == Some("enabled")
+        && revisions.contains("default")
+    {
         return Some("default".into());
     }
     None
@@ -490,7 +513,9 @@ fn injecting_revision(ns_labels: &BTreeMap<String, String>, revisions: &BTreeSet
 
 /// What the injector does to a pod's containers.
 fn inject(containers: &mut Value, init_containers: &mut Value, gateway: bool) {
-    let Some(cs) = containers.as_array_mut() else { return };
+    let Some(cs) = containers.as_array_mut() else {
+        return;
+    };
     if let Some(proxy) = cs.iter_mut().find(|c| c["name"] == "istio-proxy") {
         proxy["image"] = json!(PROXY_IMAGE);
         proxy["args"] = json!(["proxy", if gateway { "router" } else { "sidecar" }]);
@@ -522,8 +547,14 @@ fn template_hash(template: &Value) -> String {
 fn key_of(v: &Value) -> Key {
     (
         v["kind"].as_str().unwrap_or_default().to_string(),
-        v["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-        v["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -577,17 +608,24 @@ mod tests {
             name: body["metadata"]["name"].as_str().unwrap().into(),
             namespace: None,
             body,
-            origin: Location { file: "t".into(), line: 1, column: 1 },
+            origin: Location {
+                file: "t".into(),
+                line: 1,
+                column: 1,
+            },
         }
     }
 
     fn gateway_deployment() -> Object {
-        obj("Deployment", json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        obj(
+            "Deployment",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "gw"},
             "spec": {"replicas": 3, "selector": {"matchLabels": {"asm": "ingressgateway"}},
                 "template": {"metadata": {"labels": {"asm": "ingressgateway"},
                     "annotations": {"inject.istio.io/templates": "gateway"}},
-                    "spec": {"containers": [{"name": "istio-proxy", "image": "auto"}]}}}}))
+                    "spec": {"containers": [{"name": "istio-proxy", "image": "auto"}]}}}}),
+        )
     }
 
     #[test]
@@ -597,36 +635,61 @@ mod tests {
         s.create_namespace("a").unwrap();
         s.apply(&gateway_deployment(), "a", &revs).unwrap();
         let d = s.get("Deployment", "a", "gw").unwrap();
-        assert_eq!(d["status"]["availableReplicas"], 0, "not injected: the image stays `auto`");
+        assert_eq!(
+            d["status"]["availableReplicas"], 0,
+            "not injected: the image stays `auto`"
+        );
 
         s.create_namespace("b").unwrap();
-        s.label_namespace("b", &[("istio.io/rev".to_string(), "asm-managed".to_string())].into()).unwrap();
+        s.label_namespace(
+            "b",
+            &[("istio.io/rev".to_string(), "asm-managed".to_string())].into(),
+        )
+        .unwrap();
         s.apply(&gateway_deployment(), "b", &revs).unwrap();
         let d = s.get("Deployment", "b", "gw").unwrap();
         assert_eq!(d["status"]["availableReplicas"], 3);
         let pods = s.pods_of("b", "gw");
         assert_eq!(pods.len(), 3);
         let name = pods[0]["metadata"]["name"].as_str().unwrap();
-        assert!(name.starts_with("gw-") && name.len() == "gw-".len() + 10 + 1 + 5, "{name}");
+        assert!(
+            name.starts_with("gw-") && name.len() == "gw-".len() + 10 + 1 + 5,
+            "{name}"
+        );
     }
 
     #[test]
     fn load_balancer_keeps_its_address_on_reapply_and_delete_is_not_found_twice() {
         let mut s = Store::new(AddressPlan::new(200, 1));
-        let svc = obj("Service", json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}));
-        assert_eq!(s.apply(&svc, "default", &BTreeSet::new()).unwrap(), "service/lb created");
+        let svc = obj(
+            "Service",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}),
+        );
+        assert_eq!(
+            s.apply(&svc, "default", &BTreeSet::new()).unwrap(),
+            "service/lb created"
+        );
         let ip = s.load_balancers();
-        assert_eq!(s.apply(&svc, "default", &BTreeSet::new()).unwrap(), "service/lb unchanged");
+        assert_eq!(
+            s.apply(&svc, "default", &BTreeSet::new()).unwrap(),
+            "service/lb unchanged"
+        );
         assert_eq!(s.load_balancers(), ip);
         assert!(ip[0].starts_with("127.200.32."));
         s.delete("Service", "default", "lb").unwrap();
-        assert!(matches!(s.delete("Service", "default", "lb"), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            s.delete("Service", "default", "lb"),
+            Err(StoreError::NotFound { .. })
+        ));
     }
 
     #[test]
     fn apply_into_missing_namespace_fails() {
         let mut s = Store::new(AddressPlan::new(200, 0));
-        assert!(matches!(s.apply(&gateway_deployment(), "nope", &BTreeSet::new()), Err(StoreError::NoNamespace { .. })));
+        assert!(matches!(
+            s.apply(&gateway_deployment(), "nope", &BTreeSet::new()),
+            Err(StoreError::NoNamespace { .. })
+        ));
     }
 }

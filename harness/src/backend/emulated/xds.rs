@@ -182,14 +182,17 @@ pub fn translate(store: &Store, workload: &Workload) -> Snapshot {
             let vhosts = snap.routes.entry(port).or_default();
             for vs in virtual_services.iter().filter(|vs| binds(vs, gw)) {
                 let vs_ns = vs.metadata.namespace.clone().unwrap_or_default();
-                for host in vs.spec.hosts.iter().filter(|h| host_admitted(h, &server.hosts, &vs_ns)) {
+                for host in vs
+                    .spec
+                    .hosts
+                    .iter()
+                    .filter(|h| host_admitted(h, &server.hosts, &vs_ns))
+                {
                     let routes: Vec<Route> = vs
                         .spec
                         .http
                         .iter()
-                        .flat_map(|r| {
-                            route(r, &vs_ns, &mut wanted_clusters)
-                        })
+                        .flat_map(|r| route(r, &vs_ns, &mut wanted_clusters))
                         .collect();
                     let domains = if host == "*" {
                         vec!["*".to_string()]
@@ -218,7 +221,9 @@ pub fn translate(store: &Store, workload: &Workload) -> Snapshot {
         let name = format!("outbound|{port}||{host_fqdn}");
         if let Some(endpoints) = service_endpoints(store, host_fqdn, *port) {
             snap.clusters.push(Cluster { name, endpoints });
-        } else if let Some(endpoints) = entry_endpoints(&entries, host_fqdn, *port, &mut snap.warnings) {
+        } else if let Some(endpoints) =
+            entry_endpoints(&entries, host_fqdn, *port, &mut snap.warnings)
+        {
             snap.clusters.push(Cluster { name, endpoints });
         } else {
             snap.warnings.push(format!(
@@ -310,7 +315,9 @@ fn entry_endpoints(
     port: u16,
     warnings: &mut Vec<String>,
 ) -> Option<Vec<SocketAddr>> {
-    let se = entries.iter().find(|se| se.spec.hosts.iter().any(|h| h == host))?;
+    let se = entries
+        .iter()
+        .find(|se| se.spec.hosts.iter().any(|h| h == host))?;
     let sp = se.spec.ports.iter().find(|p| p.number == port)?;
     let resolution = se.spec.resolution.as_deref().unwrap_or("NONE");
     if resolution != "STATIC" {
@@ -325,7 +332,12 @@ fn entry_endpoints(
             .endpoints
             .iter()
             .filter_map(|e| {
-                let p = e.ports.get(&sp.name).copied().or(sp.target_port).unwrap_or(port);
+                let p = e
+                    .ports
+                    .get(&sp.name)
+                    .copied()
+                    .or(sp.target_port)
+                    .unwrap_or(port);
                 format!("{}:{p}", e.address).parse().ok()
             })
             .collect(),
@@ -349,7 +361,11 @@ pub fn route_name(port: u16) -> String {
 }
 
 /// Envoy's v3 discovery responses for a snapshot: (listeners, routes, clusters).
-pub fn envoy_resources(snap: &Snapshot, version: u64, dir: &std::path::Path) -> (Value, Value, Value) {
+pub fn envoy_resources(
+    snap: &Snapshot,
+    version: u64,
+    dir: &std::path::Path,
+) -> (Value, Value, Value) {
     let source = json!({
         "resource_api_version": "V3",
         "path_config_source": {"path": dir.join("rds.json"), "watched_directory": {"path": dir}},
@@ -444,7 +460,9 @@ mod tests {
     use std::path::Path;
 
     fn upstream(rel: &str) -> Vec<crate::manifest::Object> {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/upstream").join(rel);
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/upstream")
+            .join(rel);
         parse_manifest(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
     }
 
@@ -453,12 +471,18 @@ mod tests {
         let mut s = Store::new(AddressPlan::new(201, 0));
         s.create_namespace("istio-system").unwrap();
         s.create_namespace("onlineboutique").unwrap();
-        let gw_labels: BTreeMap<String, String> =
-            [("istio".to_string(), "ingressgateway".to_string()), ("app".into(), "istio-ingressgateway".into())].into();
-        s.install(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        let gw_labels: BTreeMap<String, String> = [
+            ("istio".to_string(), "ingressgateway".to_string()),
+            ("app".into(), "istio-ingressgateway".into()),
+        ]
+        .into();
+        s.install(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
             "spec": {"replicas": 1, "template": {"metadata": {"labels": gw_labels},
-                "spec": {"containers": [{"name": "istio-proxy", "image": "proxyv2"}]}}}}), &revs);
+                "spec": {"containers": [{"name": "istio-proxy", "image": "proxyv2"}]}}}}),
+            &revs,
+        );
         s.install(json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
             "spec": {"type": "LoadBalancer", "selector": gw_labels, "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}}), &revs);
@@ -468,7 +492,14 @@ mod tests {
         for o in upstream("microservices-demo/istio-manifests/frontend-gateway.yaml") {
             s.apply(&o, "onlineboutique", &revs).unwrap();
         }
-        (s, Workload { namespace: "istio-system".into(), name: "istio-ingressgateway".into(), labels: gw_labels })
+        (
+            s,
+            Workload {
+                namespace: "istio-system".into(),
+                name: "istio-ingressgateway".into(),
+                labels: gw_labels,
+            },
+        )
     }
 
     #[test]
@@ -477,13 +508,26 @@ mod tests {
         let snap = translate(&s, &w);
         assert_eq!(snap.listeners.len(), 1);
         assert_eq!(snap.listeners[0].addr.port(), 80);
-        assert_eq!(snap.listeners[0].addr.ip().to_string(), s.load_balancers()[0]);
+        assert_eq!(
+            snap.listeners[0].addr.ip().to_string(),
+            s.load_balancers()[0]
+        );
         let vh = &snap.routes[&80];
         assert_eq!(vh[0].domains, vec!["*"]);
-        assert_eq!(vh[0].routes[0].clusters, vec![("outbound|80||frontend.onlineboutique.svc.cluster.local".to_string(), 100)]);
+        assert_eq!(
+            vh[0].routes[0].clusters,
+            vec![(
+                "outbound|80||frontend.onlineboutique.svc.cluster.local".to_string(),
+                100
+            )]
+        );
         let c = &snap.clusters[0];
         assert_eq!(c.endpoints.len(), 1);
-        assert_eq!(c.endpoints[0].port(), 8080, "targetPort of the frontend Service");
+        assert_eq!(
+            c.endpoints[0].port(),
+            8080,
+            "targetPort of the frontend Service"
+        );
         assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
     }
 
@@ -491,27 +535,47 @@ mod tests {
     fn upstream_migration_virtual_service_splits_fifty_fifty_to_the_service_entry_address() {
         let (mut s, w) = istio_cluster();
         let revs = BTreeSet::new();
-        for o in upstream("anthos-service-mesh-samples/docs/migrate-to-managed-asm/service-entry.yaml") {
+        for o in
+            upstream("anthos-service-mesh-samples/docs/migrate-to-managed-asm/service-entry.yaml")
+        {
             s.apply(&o, "onlineboutique", &revs).unwrap();
         }
-        for o in upstream("anthos-service-mesh-samples/docs/migrate-to-managed-asm/virtual-service.yaml") {
+        for o in
+            upstream("anthos-service-mesh-samples/docs/migrate-to-managed-asm/virtual-service.yaml")
+        {
             s.apply(&o, "onlineboutique", &revs).unwrap();
         }
         let snap = translate(&s, &w);
         let routes = &snap.routes[&80][0].routes;
-        assert_eq!(routes.len(), 1, "the migration VirtualService replaces frontend-ingress");
+        assert_eq!(
+            routes.len(),
+            1,
+            "the migration VirtualService replaces frontend-ingress"
+        );
         assert_eq!(
             routes[0].clusters,
             vec![
-                ("outbound|80||frontend.onlineboutique.svc.cluster.local".to_string(), 50),
+                (
+                    "outbound|80||frontend.onlineboutique.svc.cluster.local".to_string(),
+                    50
+                ),
                 ("outbound|80||v2.example.com".to_string(), 50)
             ]
         );
-        let se = snap.clusters.iter().find(|c| c.name == "outbound|80||v2.example.com").unwrap();
-        assert_eq!(se.endpoints, vec!["1.2.3.4:80".parse().unwrap()], "the placeholder, before sed");
+        let se = snap
+            .clusters
+            .iter()
+            .find(|c| c.name == "outbound|80||v2.example.com")
+            .unwrap();
+        assert_eq!(
+            se.endpoints,
+            vec!["1.2.3.4:80".parse().unwrap()],
+            "the placeholder, before sed"
+        );
         let (_, rds, _) = envoy_resources(&snap, 7, Path::new("/tmp/x"));
         assert_eq!(rds["version_info"], "7");
-        let wc = &rds["resources"][0]["virtual_hosts"][0]["routes"][0]["route"]["weighted_clusters"]["clusters"];
+        let wc = &rds["resources"][0]["virtual_hosts"][0]["routes"][0]["route"]
+            ["weighted_clusters"]["clusters"];
         assert_eq!(wc[1]["name"], "outbound|80||v2.example.com");
         assert_eq!(wc[1]["weight"], 50);
     }
@@ -519,18 +583,33 @@ mod tests {
     #[test]
     fn route_to_an_undefined_host_gets_no_cluster_and_a_warning() {
         let (mut s, w) = istio_cluster();
-        for o in upstream("anthos-service-mesh-samples/docs/migrate-to-managed-asm/virtual-service.yaml") {
+        for o in
+            upstream("anthos-service-mesh-samples/docs/migrate-to-managed-asm/virtual-service.yaml")
+        {
             s.apply(&o, "onlineboutique", &BTreeSet::new()).unwrap();
         }
         let snap = translate(&s, &w);
-        assert!(!snap.clusters.iter().any(|c| c.name.contains("v2.example.com")));
-        assert!(snap.warnings.iter().any(|m| m.contains("v2.example.com:80")), "{:?}", snap.warnings);
+        assert!(!snap
+            .clusters
+            .iter()
+            .any(|c| c.name.contains("v2.example.com")));
+        assert!(
+            snap.warnings
+                .iter()
+                .any(|m| m.contains("v2.example.com:80")),
+            "{:?}",
+            snap.warnings
+        );
     }
 
     #[test]
     fn gateway_selecting_no_workload_gives_no_listener() {
         let (s, _) = istio_cluster();
-        let other = Workload { namespace: "x".into(), name: "y".into(), labels: [("asm".to_string(), "ingressgateway".to_string())].into() };
+        let other = Workload {
+            namespace: "x".into(),
+            name: "y".into(),
+            labels: [("asm".to_string(), "ingressgateway".to_string())].into(),
+        };
         assert!(translate(&s, &other).listeners.is_empty());
     }
 }

