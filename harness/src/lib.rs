@@ -47,3 +47,34 @@ pub mod exit {
     /// The harness could not carry the run out.
     pub const INFRASTRUCTURE: i32 = 3;
 }
+
+/// Where tests find `../shared` (the procedure's real upstream manifests and footer samples).
+pub mod testdata {
+    use std::path::PathBuf;
+
+    /// `../shared/SUB` beside the project (or `$MESHMIG_SHARED/SUB`).
+    ///
+    /// When it is missing the calling test fails, unless `MESHMIG_SHARED_OPTIONAL=1` is set (as in
+    /// the GitHub workflow, where `../shared` does not exist): then it returns None and the test
+    /// says on stderr that it did not run.
+    pub fn shared(sub: &str) -> Option<PathBuf> {
+        let base = std::env::var_os("MESHMIG_SHARED")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+        let p = base.join(sub);
+        if p.exists() {
+            return Some(p);
+        }
+        if std::env::var_os("MESHMIG_SHARED_OPTIONAL").is_some_and(|v| v == "1") {
+            eprintln!(
+                "NOT RUN: {} is missing (MESHMIG_SHARED_OPTIONAL=1)",
+                p.display()
+            );
+            return None;
+        }
+        panic!(
+            "{} is missing: tests read the real upstream files there (set MESHMIG_SHARED, or MESHMIG_SHARED_OPTIONAL=1 to skip them)",
+            p.display()
+        );
+    }
+}

@@ -158,7 +158,19 @@ pub fn render_end(r: &RunReport) -> String {
         r.scenario,
         r.backend
     ));
+    if let Some(kb) = peak_memory_kib() {
+        s.push_str(&format!("\nharness peak memory: {:.1} MiB (VmHWM of meshmig itself; Envoy processes not included)", kb as f64 / 1024.0));
+    }
     s
+}
+
+/// This process's peak resident memory (VmHWM), in KiB.
+pub fn peak_memory_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Writes `report.json` into `dir`.
