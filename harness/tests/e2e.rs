@@ -306,3 +306,23 @@ fn published_cleanup_fails_at_h1_naming_what_is_left() {
         "the harness's teardown removes it: {t}"
     );
 }
+
+#[test]
+fn footer_command_reads_a_sample_and_exits_1_without_a_footer() {
+    let Some(footers) = meshmig::testdata::shared("footers") else {
+        return;
+    };
+    let o = meshmig(&[
+        "footer",
+        footers.join("gke-cluster-zone-pod.html").to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(v["cluster"], "cluster-with-csm");
+    assert_eq!(v["state"], "identified");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.html");
+    std::fs::write(&p, "<html><body>no footer</body></html>").unwrap();
+    let o = meshmig(&["footer", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

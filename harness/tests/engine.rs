@@ -1,0 +1,209 @@
+//! The engine's promises, proven with a scripted in-memory backend (no Envoy, no sockets):
+//! steps of one group run concurrently, the run stops at the first failed step, and teardown
+//! runs exactly once after a pass, a failure, an infrastructure error and a panic.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use meshmig::backend::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
+use meshmig::engine::{self, Outcome, RunOptions, StepStatus};
+use meshmig::manifest::{ManifestSource, Object};
+use meshmig::scenario::ClusterSpec;
+use serde_json::Value;
+
+#[derive(Default)]
+struct Scripted {
+    clusters: Mutex<BTreeMap<String, String>>,
+    calls: Mutex<Vec<String>>,
+    teardowns: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+#[async_trait]
+impl Backend for Scripted {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.clusters
+            .lock()
+            .unwrap()
+            .insert(spec.name.clone(), "RUNNING".into());
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("create {}", spec.name));
+        Ok(Output::new("create", ""))
+    }
+    async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError> {
+        self.calls.lock().unwrap().push(format!("delete {name}"));
+        match self.clusters.lock().unwrap().remove(name) {
+            Some(_) => Ok(Output::new("delete", "")),
+            None => Err(BackendError::Procedure {
+                command: format!("delete {name}"),
+                message: "404".into(),
+            }),
+        }
+    }
+    async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError> {
+        Ok(self.clusters.lock().unwrap().clone())
+    }
+    async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError> {
+        Err(BackendError::infra(
+            format!("renaming the context of {cluster}"),
+            "kubeconfig is locked",
+        ))
+    }
+    async fn contexts(&self) -> Result<Vec<String>, BackendError> {
+        Ok(vec![])
+    }
+    async fn install_istio(&self, _: &str, _: &str) -> Result<Output, BackendError> {
+        panic!("istioctl exploded");
+    }
+    async fn fleet(&self, _: &FleetOp) -> Result<Output, BackendError> {
+        Ok(Output::default())
+    }
+    async fn mesh_describe(&self) -> Result<String, BackendError> {
+        Ok(String::new())
+    }
+    async fn create_namespace(&self, _: &str, name: &str) -> Result<Output, BackendError> {
+        self.calls.lock().unwrap().push(format!("namespace {name}"));
+        Ok(Output::default())
+    }
+    async fn label_namespace(
+        &self,
+        _: &str,
+        _: &str,
+        _: &BTreeMap<String, String>,
+    ) -> Result<Output, BackendError> {
+        Ok(Output::default())
+    }
+    async fn apply(&self, _: &str, _: Option<&str>, _: &[Object]) -> Result<Output, BackendError> {
+        Ok(Output::default())
+    }
+    async fn delete(&self, _: &str, _: &str, _: &str, _: &str) -> Result<Output, BackendError> {
+        Ok(Output::default())
+    }
+    async fn list(&self, _: &str, _: Option<&str>, _: &str) -> Result<Vec<Value>, BackendError> {
+        Ok(vec![])
+    }
+    async fn dns_set(&self, _: &str, _: IpAddr, _: u32) -> Result<Output, BackendError> {
+        Ok(Output::default())
+    }
+    fn dns_server(&self) -> SocketAddr {
+        "127.0.0.1:53".parse().unwrap()
+    }
+    async fn inventory(&self) -> Result<Inventory, BackendError> {
+        Ok(Inventory {
+            clusters: self.clusters.lock().unwrap().clone(),
+            ..Inventory::default()
+        })
+    }
+    async fn teardown(&self, _keep: bool) -> TeardownReport {
+        self.teardowns.fetch_add(1, Ordering::SeqCst);
+        self.clusters.lock().unwrap().clear();
+        TeardownReport::default()
+    }
+    fn scratch_paths(&self) -> Vec<PathBuf> {
+        vec![]
+    }
+}
+
+const HEAD: &str = "clusters:\n  - name: a\n  - name: b\ndns:\n  domain: example.com\nsteps:\n";
+
+async fn run(steps: &str) -> (engine::RunReport, Arc<Scripted>, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.yaml");
+    std::fs::write(&path, format!("{HEAD}{steps}")).unwrap();
+    let s = meshmig::scenario::load(&path, &ManifestSource::new(dir.path())).unwrap();
+    let backend = Arc::new(Scripted::default());
+    let started = Instant::now();
+    let report = engine::run(Arc::new(s), backend.clone(), RunOptions::default()).await;
+    (report, backend, started.elapsed())
+}
+
+#[tokio::test]
+async fn steps_of_one_group_run_concurrently_and_others_in_order() {
+    let (r, b, took) = run(
+        "  - {id: A1, title: a, group: clusters, run: {create_cluster: {cluster: a}}}\n\
+         \x20 - {id: C1, title: b, group: clusters, run: {create_cluster: {cluster: b}}}\n\
+         \x20 - {id: X, title: after, run: {create_namespace: {cluster: a, name: n}}, check: [{cluster_exists: {cluster: a}}, {cluster_exists: {cluster: b}}]}\n",
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    assert_eq!(b.max_in_flight.load(Ordering::SeqCst), 2);
+    assert!(
+        took < Duration::from_millis(390),
+        "two 200 ms creations overlapped: {took:?}"
+    );
+    assert_eq!(b.calls.lock().unwrap().last().unwrap(), "namespace n");
+    assert_eq!(b.teardowns.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_first_failed_check_stops_the_run_and_teardown_follows() {
+    let (r, b, _) = run(
+        "  - {id: A1, title: a, run: {create_cluster: {cluster: a}}, check: [{cluster_exists: {cluster: b}}]}\n\
+         \x20 - {id: A2, title: never, run: {create_namespace: {cluster: a, name: n}}}\n",
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::AssertionFailed { step: "A1".into() });
+    assert_eq!(r.outcome.exit_code(), 1);
+    assert_eq!(r.steps.len(), 1);
+    let c = &r.steps[0].checks[0];
+    assert_eq!(
+        (c.expected.as_str(), c.observed.as_str()),
+        ("cluster b RUNNING", "no cluster b")
+    );
+    assert!(!b.calls.lock().unwrap().iter().any(|c| c == "namespace n"));
+    assert_eq!(b.teardowns.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_procedure_error_is_a_failure_and_an_infrastructure_error_exits_3() {
+    let (r, b, _) =
+        run("  - {id: H, title: wrong name, run: {delete_cluster: {name: zzz}}}\n").await;
+    assert_eq!(r.outcome, Outcome::AssertionFailed { step: "H".into() });
+    assert_eq!(r.steps[0].status, StepStatus::Failed);
+    assert_eq!(b.teardowns.load(Ordering::SeqCst), 1);
+
+    let (r, b, _) = run("  - {id: A2, title: rename, run: {rename_context: {cluster: a}}}\n").await;
+    assert_eq!(r.outcome.exit_code(), 3, "{:?}", r.outcome);
+    assert!(
+        matches!(&r.outcome, Outcome::Infrastructure { message, .. } if message.contains("kubeconfig is locked"))
+    );
+    assert_eq!(b.teardowns.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_panic_in_a_step_still_tears_down() {
+    let (r, b, _) = run(
+        "  - {id: A1, title: a, run: {create_cluster: {cluster: a}}}\n\
+         \x20 - {id: A4, title: boom, run: {install_istio: {cluster: a}}}\n",
+    )
+    .await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Panicked {
+            message: "istioctl exploded".into()
+        }
+    );
+    assert_eq!(r.outcome.exit_code(), 3);
+    assert_eq!(b.teardowns.load(Ordering::SeqCst), 1);
+    assert!(b.clusters.lock().unwrap().is_empty());
+    assert_eq!(
+        r.steps.len(),
+        1,
+        "the step that passed before the panic is kept"
+    );
+}
