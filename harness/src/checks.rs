@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use crate::backend::{Backend, BackendError, Output};
 use crate::footer::{self, FooterState};
 use crate::manifest::string_map;
-use crate::sampler::{self, ByClusterOrPod, Target};
+use crate::sampler::{self, ByClusterOrPod, Pace, Target};
 use crate::scenario::{substitute, Check, Scenario};
-use crate::stats::{self, SplitParams};
+use crate::stats::{self, SplitParams, SplitTest};
 
 /// The result of one check.
 #[derive(Debug, Clone, Serialize)]
@@ -67,8 +67,8 @@ pub struct Ctx<'a> {
     pub output: Option<&'a Output>,
     /// Split-test parameters.
     pub params: &'a SplitParams,
-    /// Sampling concurrency.
-    pub concurrency: usize,
+    /// Sampling pace.
+    pub pace: Pace,
     /// Whether to draw progress bars.
     pub progress: bool,
 }
@@ -562,7 +562,7 @@ async fn pod_map(ctx: &Ctx<'_>) -> Result<BTreeMap<String, String>, BackendError
     Ok(map)
 }
 
-/// Sampled traffic splits between clusters as expected.
+/// Sampled traffic splits between clusters as expected (sequential test, see `stats`).
 pub async fn split(
     ctx: &Ctx<'_>,
     url: &str,
@@ -578,29 +578,17 @@ pub async fn split(
         resolve: vec![],
         dns: via_domain.then(|| ctx.backend.dns_server()),
     };
-    let n = ctx.params.samples_for(expect) as u64;
-    let bar = ctx.progress.then(|| progress_bar(n, url));
-    let s = sampler::sample(&target, n, ctx.concurrency, &id, bar.as_ref())
+    let mut test = SplitTest::new(expect, *ctx.params);
+    let bar = ctx
+        .progress
+        .then(|| progress_bar(ctx.params.max_requests, url));
+    let s = sampler::sample_until(&target, &mut test, ctx.pace, &id, bar.as_ref())
         .await
         .map_err(|e| BackendError::infra(format!("sampling {url}"), crate::error_chain(&e)))?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let verdict = stats::judge(&s.counts, s.error_total(), expect, ctx.params);
-    let observed = verdict
-        .shares
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k} {} ({:.1}%, interval {:.1}–{:.1}%)",
-                v.count,
-                v.observed * 100.0,
-                v.interval.0 * 100.0,
-                v.interval.1 * 100.0
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let verdict = test.verdict();
     let expected = expect
         .iter()
         .map(|(k, v)| format!("{k} {v}%"))
@@ -608,7 +596,7 @@ pub async fn split(
         .join(", ");
     Ok(CheckResult::new(
         "split",
-        verdict.ok,
+        verdict.ok(),
         format!(
             "{expected} of requests to {url}{}",
             if via_domain {
@@ -618,17 +606,43 @@ pub async fn split(
             }
         ),
         format!(
-            "{observed}; errors {}{}",
-            s.error_total(),
-            if s.errors.is_empty() {
-                String::new()
-            } else {
-                format!(" {:?}", s.errors)
-            }
+            "{}; {}",
+            describe_shares(&verdict),
+            describe_decision(&verdict.decision)
         ),
         json!({"requests": s.requests, "seconds": s.seconds, "counts": s.counts, "errors": s.errors,
-               "error_examples": s.error_examples, "test": verdict.statement, "params": ctx.params}),
+               "error_examples": s.error_examples, "test": verdict.statement, "decision": verdict.decision,
+               "shares": verdict.shares}),
     ))
+}
+
+/// Counts, shares and intervals in one line.
+pub fn describe_shares(v: &stats::SplitVerdict) -> String {
+    let mut parts: Vec<String> = v
+        .shares
+        .iter()
+        .map(|(k, s)| {
+            format!(
+                "{k} {} ({:.1}%, {:.1}–{:.1}%)",
+                s.count,
+                s.observed * 100.0,
+                s.interval.0 * 100.0,
+                s.interval.1 * 100.0
+            )
+        })
+        .collect();
+    parts.push(format!("errors {}", v.errors));
+    parts.join(", ")
+}
+
+/// The decision in words.
+pub fn describe_decision(d: &stats::Decision) -> String {
+    match d {
+        stats::Decision::Continue => "no decision".into(),
+        stats::Decision::Consistent => "consistent".into(),
+        stats::Decision::Inconsistent(r) => format!("inconsistent: {r}"),
+        stats::Decision::Undecided(r) => format!("undecided: {r}"),
+    }
 }
 
 /// A progress bar on stderr for a sampling run.

@@ -1,6 +1,6 @@
 //! The engine: runs a scenario's steps in order on a backend, records each step's outcome,
 //! duration and evidence, stops at the first failure, and always tears down what the run
-//! created — after a failed step, a panic, or Ctrl-C.
+//! created — after a failed step, a panic, Ctrl-C or SIGTERM.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::backend::{Backend, BackendError, FleetOp, Output, TeardownReport};
 use crate::checks::{self, CheckResult, Ctx};
 use crate::report::Printer;
+use crate::sampler::Pace;
 use crate::scenario::{substitute, Action, Scenario, Step};
 use crate::stats::SplitParams;
 
@@ -28,28 +29,18 @@ pub enum EngineError {
 }
 
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Keep what the run created (for debugging).
     pub keep: bool,
     /// Split-test parameters.
     pub params: SplitParams,
-    /// Concurrent requests when sampling.
-    pub concurrency: usize,
+    /// Sampling pace (concurrency, rate limit).
+    pub pace: Pace,
     /// Print steps as they finish, with progress bars.
     pub print: bool,
 }
 
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            keep: false,
-            params: SplitParams::default(),
-            concurrency: 8,
-            print: false,
-        }
-    }
-}
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,7 +100,7 @@ pub enum Outcome {
         /// Why.
         message: String,
     },
-    /// Ctrl-C.
+    /// Ctrl-C or SIGTERM.
     Interrupted,
     /// The harness panicked.
     Panicked {
@@ -190,7 +181,7 @@ pub async fn run(
             }
             Err(_) => Outcome::Interrupted,
         },
-        _ = tokio::signal::ctrl_c() => {
+        _ = crate::shutdown_signal() => {
             task.abort();
             let _ = task.await;
             Outcome::Interrupted
@@ -307,7 +298,7 @@ async fn run_step(
             vars: &all_vars,
             output: report.output.as_ref(),
             params: &shared.opts.params,
-            concurrency: shared.opts.concurrency,
+            pace: shared.opts.pace,
             progress: shared.opts.print,
         };
         for c in &step.check {

@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 
 use meshmig::engine::RunOptions;
 use meshmig::runner::{self, BackendKind};
+use meshmig::sampler::Pace;
 use meshmig::sampler::{self, ByClusterOrPod, Target};
-use meshmig::stats::{self, SplitParams};
+use meshmig::stats::{SplitParams, SplitTest};
 use meshmig::{exit, footer, plan, report, scenario};
 
 #[derive(Parser)]
@@ -24,6 +25,55 @@ use meshmig::{exit, footer, plan, report, scenario};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How split checks sample and decide.
+#[derive(clap::Args, Clone, Copy)]
+struct SplitArgs {
+    /// Chance of failing a correct split.
+    #[arg(long, default_value_t = 1e-4)]
+    alpha: f64,
+    /// Chance of passing a split off by at least --delta points (and of missing a --lambda leak).
+    #[arg(long, default_value_t = 1e-3)]
+    beta: f64,
+    /// The smallest misroute to catch, in percentage points.
+    #[arg(long, default_value_t = 10.0)]
+    delta: f64,
+    /// The smallest leak to a destination expected at 0% to catch, in percent.
+    #[arg(long, default_value_t = 1.0)]
+    lambda: f64,
+    /// Requests after which an undecided check fails.
+    #[arg(long, default_value_t = 5000)]
+    max_requests: u64,
+    /// Share of error answers tolerated, in percent (0: any error fails).
+    #[arg(long, default_value_t = 0.0)]
+    max_error_rate: f64,
+    /// Concurrent requests.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// At most this many requests a second.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+impl SplitArgs {
+    fn params(&self) -> SplitParams {
+        SplitParams {
+            alpha: self.alpha,
+            beta: self.beta,
+            delta: self.delta / 100.0,
+            lambda: self.lambda / 100.0,
+            max_requests: self.max_requests,
+            max_error_rate: self.max_error_rate / 100.0,
+        }
+    }
+
+    fn pace(&self) -> Pace {
+        Pace {
+            concurrency: self.concurrency,
+            rate: self.rate,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -44,9 +94,8 @@ enum Command {
         /// Keep what the run created (for debugging).
         #[arg(long)]
         keep: bool,
-        /// Concurrent requests when sampling.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
+        #[command(flatten)]
+        split: SplitArgs,
     },
     /// Print a scenario's steps and actions; nothing is executed.
     Plan {
@@ -82,12 +131,23 @@ enum Command {
         /// CLUSTER=POD: attribute footers that print only this pod name to CLUSTER.
         #[arg(long)]
         pod: Vec<String>,
-        /// Concurrent requests.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        split: SplitArgs,
+    },
+    /// Serve a real Envoy splitting between stand-in frontends, until Ctrl-C.
+    Demo {
+        /// Weights, e.g. a=50,b=50 (the frontends print these as their cluster names).
+        #[arg(long, default_value = "a=50,b=50")]
+        split: String,
+        /// Percent of requests answered 503 by the gateway.
+        #[arg(long, default_value_t = 0.0)]
+        abort_percent: f64,
+        /// Listen address (its last octet + 1, + 2... are the frontends').
+        #[arg(long, default_value = "127.0.99.1:8081")]
+        listen: SocketAddr,
     },
     /// Read a page's footer (a file, or - for stdin) and print what it says as JSON.
     Footer {
@@ -136,13 +196,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             manifests,
             report_dir,
             keep,
-            concurrency,
+            split,
         } => {
             let opts = RunOptions {
                 keep,
-                concurrency,
+                params: split.params(),
+                pace: split.pace(),
                 print: true,
-                ..RunOptions::default()
             };
             match runner::run_file(&scenario, manifests.as_deref(), backend, opts).await {
                 Ok(r) => {
@@ -201,9 +261,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             host,
             resolve,
             pod,
-            concurrency,
             json,
-        } => split(url, &expect, host, resolve, pod, concurrency, json).await,
+            split: args,
+        } => split(url, &expect, host, resolve, pod, args, json).await,
+        Command::Demo {
+            split,
+            abort_percent,
+            listen,
+        } => demo(&split, abort_percent, listen).await,
         Command::Footer { file } => {
             let page = if file == "-" {
                 let mut s = String::new();
@@ -257,7 +322,7 @@ async fn split(
     host: Option<String>,
     resolve: Vec<String>,
     pods: Vec<String>,
-    concurrency: usize,
+    args: SplitArgs,
     json: bool,
 ) -> anyhow::Result<i32> {
     let expect = match parse_expect(expect) {
@@ -287,41 +352,48 @@ async fn split(
         };
         id.pods.insert(pod.to_string(), c.to_string());
     }
-    let params = SplitParams::default();
-    let n = params.samples_for(&expect) as u64;
+    let params = args.params();
     let target = Target {
         url: url.clone(),
         host,
         resolve: fixed,
         dns: None,
     };
-    let bar = meshmig::checks::progress_bar(n, &url);
-    let s = sampler::sample(&target, n, concurrency, &id, Some(&bar)).await?;
+    let mut test = SplitTest::new(&expect, params);
+    let bar = meshmig::checks::progress_bar(params.max_requests, &url);
+    let s = sampler::sample_until(&target, &mut test, args.pace(), &id, Some(&bar)).await?;
     bar.finish_and_clear();
-    let v = stats::judge(&s.counts, s.error_total(), &expect, &params);
+    let v = test.verdict();
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"verdict": v, "samples": s, "params": params})
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({"verdict": v, "samples": s}))?
         );
     } else {
         println!(
-            "{} {url}: {} requests in {:.2}s",
-            if v.ok { "CONSISTENT" } else { "NOT CONSISTENT" },
+            "{} {url}: {} requests in {:.2}s ({:.0}/s)",
+            if v.ok() {
+                "CONSISTENT"
+            } else {
+                "NOT CONSISTENT"
+            },
             s.requests,
-            s.seconds
+            s.seconds,
+            s.requests as f64 / s.seconds.max(1e-9)
+        );
+        println!(
+            "  decision: {}",
+            meshmig::checks::describe_decision(&v.decision)
         );
         for (k, sh) in &v.shares {
             println!(
-                "  {k}: {} ({:.2}%, expected {:.2}%, interval {:.2}–{:.2}%){}",
+                "  {k}: {} ({:.2}%, expected {:.2}%, {:.2}–{:.2}% at {}% confidence)",
                 sh.count,
                 sh.observed * 100.0,
                 sh.expected * 100.0,
                 sh.interval.0 * 100.0,
                 sh.interval.1 * 100.0,
-                if sh.ok { "" } else { "  <-- off" }
+                (1.0 - params.alpha) * 100.0
             );
         }
         for (cause, n) in &s.errors {
@@ -332,11 +404,41 @@ async fn split(
         }
         println!("  test: {}", v.statement);
     }
-    Ok(if v.ok {
+    Ok(if v.ok() {
         exit::PASS
     } else {
         exit::ASSERTION_FAILED
     })
+}
+
+async fn demo(split: &str, abort_percent: f64, listen: SocketAddr) -> anyhow::Result<i32> {
+    let weights: BTreeMap<String, u32> = match parse_expect(split) {
+        Ok(m) => m.into_iter().map(|(k, v)| (k, v.round() as u32)).collect(),
+        Err(e) => {
+            eprintln!("meshmig: {e:#}");
+            return Ok(exit::INVALID_INPUT);
+        }
+    };
+    let std::net::IpAddr::V4(ip) = listen.ip() else {
+        eprintln!("meshmig: --listen must be an IPv4 address");
+        return Ok(exit::INVALID_INPUT);
+    };
+    let envoy = meshmig::backend::emulated::find_envoy()?;
+    let d = meshmig::backend::emulated::demo::Demo::start(
+        &envoy,
+        ip,
+        listen.port(),
+        &weights,
+        abort_percent,
+    )
+    .await?;
+    println!(
+        "serving {} (weights {split}, {abort_percent}% answered 503); Ctrl-C stops",
+        d.url
+    );
+    meshmig::shutdown_signal().await;
+    d.stop().await;
+    Ok(exit::PASS)
 }
 
 fn doctor() -> i32 {

@@ -16,6 +16,7 @@ use hickory_resolver::TokioResolver;
 use serde::Serialize;
 
 use crate::footer::{self, FooterInfo, FooterState};
+use crate::stats::SplitTest;
 
 /// Errors setting up sampling.
 #[derive(Debug, thiserror::Error)]
@@ -178,31 +179,69 @@ async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> An
     }
 }
 
-/// Sends `n` independent requests, `concurrency` at a time.
-pub async fn sample(
+/// How fast to sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// At most this many requests a second (None: as fast as answers come).
+    pub rate: Option<f64>,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            rate: None,
+        }
+    }
+}
+
+/// Samples until `test` decides. Requests go out `pace.concurrency` at a time; answers are fed
+/// to the test in the order the requests were issued.
+pub async fn sample_until(
     target: &Target,
-    n: u64,
-    concurrency: usize,
+    test: &mut SplitTest,
+    pace: Pace,
     id: &dyn Identify,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<Samples, SamplerError> {
     let client = client(target)?;
     let start = Instant::now();
     let mut out = Samples::default();
-    let mut answers = stream::iter(0..n)
-        .map(|_| one(&client, target, id))
-        .buffer_unordered(concurrency.max(1));
+    let limiter = pace.rate.filter(|r| *r > 0.0).map(|r| {
+        let mut i = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::sync::Mutex::new(i)
+    });
+    let limiter = &limiter;
+    let client = &client;
+    let mut answers = stream::iter(0u64..)
+        .map(|_| async move {
+            if let Some(l) = limiter {
+                l.lock().await.tick().await;
+            }
+            one(client, target, id).await
+        })
+        .buffered(pace.concurrency.max(1));
     while let Some(a) = answers.next().await {
         out.requests += 1;
-        match a {
-            Answer::Served(d) => *out.counts.entry(d).or_default() += 1,
+        let decision = match a {
+            Answer::Served(d) => {
+                *out.counts.entry(d.clone()).or_default() += 1;
+                test.observe(Some(&d)).is_final()
+            }
             Answer::Error(cause, example) => {
                 *out.errors.entry(cause.clone()).or_default() += 1;
                 out.error_examples.entry(cause).or_insert(example);
+                test.observe(None).is_final()
             }
-        }
+        };
         if let Some(p) = progress {
             p.inc(1);
+        }
+        if decision {
+            break;
         }
     }
     out.seconds = start.elapsed().as_secs_f64();

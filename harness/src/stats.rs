@@ -1,11 +1,25 @@
-//! Deciding whether an observed split is consistent with the expected weights.
+//! Deciding whether sampled traffic splits as expected: sequentially, with stated error rates.
 //!
-//! The test: `n` independent requests; for each destination with an expected share strictly
-//! between 0 and 1, the Clopper-Pearson interval of its observed share at confidence
-//! `1 - alpha / k` (Bonferroni over the `k` destinations) must contain the expected share.
-//! A destination expected at 0% must receive no request at all: with `n` samples and no leak
-//! seen, a leak of at least `lambda` would have been seen with probability `1 - (1 - lambda)^n`,
-//! which the verdict reports. Any error answer fails the check (the error gate).
+//! **Splits** (some destination expected strictly between 0% and 100%): for each tested
+//! destination with expected share `p`, two Wald sequential probability ratio tests run on its
+//! Bernoulli sequence (served by it, or not): H0 `share = p` against H1 `share = p + δ`, and
+//! against `share = p − δ` (a side is dropped when it leaves [0, 1]). With `m` tested
+//! destinations (one when there are two, since their shares are complementary), each test has
+//! type-I error `α / 2m`, so a correct split fails with probability at most `α`; each has type-II
+//! error `β`, so a split off by at least `δ` points passes with probability at most `β`. The check
+//! passes when every test has accepted H0, fails when any rejects it, and reports "undecided" (a
+//! failure) at the request cap.
+//!
+//! **All to one** (one destination at 100%): any answer from elsewhere fails at once; the check
+//! passes after `n = ⌈ln β / ln(1 − λ)⌉` answers with no leak, so a leak of at least `λ` is seen
+//! with probability at least `1 − β`.
+//!
+//! **Error gate**: non-200 answers, timeouts and pages with no identity are errors; with the
+//! default threshold 0 the first error fails the check, otherwise the error rate at the decision
+//! must not exceed the threshold.
+//!
+//! Answers are fed in the order the requests were issued, not the order they complete, so that
+//! a slower destination cannot bias the sequence.
 
 use std::collections::BTreeMap;
 
@@ -13,16 +27,18 @@ use serde::Serialize;
 use statrs::distribution::{Beta, ContinuousCDF};
 
 /// Parameters of a split check.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct SplitParams {
     /// Chance of failing a correct split.
     pub alpha: f64,
-    /// The smallest leak (share) to a destination expected at 0% that must be seen.
-    pub lambda: f64,
-    /// Chance of missing a leak of at least `lambda`.
+    /// Chance of passing a split off by at least `delta` (and of missing a leak of `lambda`).
     pub beta: f64,
-    /// Requests for a split between two or more destinations.
-    pub split_samples: usize,
+    /// The smallest misroute that must be caught, as a share (0.10 = 10 points).
+    pub delta: f64,
+    /// The smallest leak to a destination expected at 0% that must be caught.
+    pub lambda: f64,
+    /// Requests after which an undecided check fails.
+    pub max_requests: u64,
     /// Share of error answers tolerated (0: any error fails).
     pub max_error_rate: f64,
 }
@@ -31,32 +47,86 @@ impl Default for SplitParams {
     fn default() -> Self {
         Self {
             alpha: 1e-4,
-            lambda: 0.01,
             beta: 1e-3,
-            split_samples: 1000,
+            delta: 0.10,
+            lambda: 0.01,
+            max_requests: 5000,
             max_error_rate: 0.0,
         }
     }
 }
 
 impl SplitParams {
-    /// Requests needed so that a leak of at least `lambda` is seen with probability `1 - beta`.
-    pub fn no_leak_samples(&self) -> usize {
-        ((self.beta.ln()) / (1.0 - self.lambda).ln()).ceil() as usize
+    /// Answers needed so that a leak of at least `lambda` is seen with probability `1 - beta`.
+    pub fn no_leak_samples(&self) -> u64 {
+        (self.beta.ln() / (1.0 - self.lambda).ln()).ceil() as u64
+    }
+}
+
+/// One Wald SPRT on a Bernoulli sequence: H0 `p0` against H1 `p1`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Sprt {
+    /// Null share.
+    pub p0: f64,
+    /// Alternative share.
+    pub p1: f64,
+    /// Log-likelihood ratio so far.
+    pub llr: f64,
+    upper: f64,
+    lower: f64,
+    step_hit: f64,
+    step_miss: f64,
+    /// Some(true) rejected H0, Some(false) accepted H0.
+    pub decided: Option<bool>,
+}
+
+impl Sprt {
+    /// A test with type-I error `alpha` and type-II error `beta`.
+    pub fn new(p0: f64, p1: f64, alpha: f64, beta: f64) -> Self {
+        Self {
+            p0,
+            p1,
+            llr: 0.0,
+            upper: ((1.0 - beta) / alpha).ln(),
+            lower: (beta / (1.0 - alpha)).ln(),
+            step_hit: (p1 / p0).ln(),
+            step_miss: ((1.0 - p1) / (1.0 - p0)).ln(),
+            decided: None,
+        }
     }
 
-    /// Requests to send for these expected shares.
-    pub fn samples_for(&self, expected: &BTreeMap<String, f64>) -> usize {
-        let split = expected
-            .values()
-            .filter(|p| **p > 0.0 && **p < 100.0)
-            .count()
-            > 0;
-        if split {
-            self.split_samples.max(self.no_leak_samples())
-        } else {
-            self.no_leak_samples()
+    /// Adds one observation (hit: served by this destination).
+    pub fn observe(&mut self, hit: bool) {
+        if self.decided.is_some() {
+            return;
         }
+        self.llr += if hit { self.step_hit } else { self.step_miss };
+        if self.llr >= self.upper {
+            self.decided = Some(true);
+        } else if self.llr <= self.lower {
+            self.decided = Some(false);
+        }
+    }
+}
+
+/// Where a check stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", content = "reason", rename_all = "lowercase")]
+pub enum Decision {
+    /// More answers are needed.
+    Continue,
+    /// The split is consistent with the expectation.
+    Consistent,
+    /// It is not (the reason says why).
+    Inconsistent(String),
+    /// The request cap was reached before a decision.
+    Undecided(String),
+}
+
+impl Decision {
+    /// Whether sampling can stop.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Decision::Continue)
     }
 }
 
@@ -69,25 +139,256 @@ pub struct ShareVerdict {
     pub expected: f64,
     /// Observed share among identified answers.
     pub observed: f64,
-    /// Confidence interval of the share.
+    /// Clopper-Pearson interval of the share at confidence 1 − α.
     pub interval: (f64, f64),
-    /// Whether the expectation holds.
-    pub ok: bool,
 }
 
 /// The verdict on a split.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SplitVerdict {
+    /// The decision.
+    pub decision: Decision,
     /// Per destination.
     pub shares: BTreeMap<String, ShareVerdict>,
     /// Answers that identified a destination.
     pub identified: u64,
-    /// Error answers (non-200, timeouts, pages without identity).
+    /// Error answers.
     pub errors: u64,
     /// The statement the decision rests on.
     pub statement: String,
-    /// Whether the split is consistent.
-    pub ok: bool,
+    /// The parameters.
+    pub params: SplitParams,
+}
+
+impl SplitVerdict {
+    /// Whether the check passed.
+    pub fn ok(&self) -> bool {
+        self.decision == Decision::Consistent
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Mode {
+    /// One destination gets everything.
+    AllTo(String),
+    /// SPRTs per tested destination: (destination, tests).
+    Split(Vec<(String, Vec<Sprt>)>),
+}
+
+/// A sequential split check: feed answers in request order until it decides.
+#[derive(Debug, Clone)]
+pub struct SplitTest {
+    expected: BTreeMap<String, f64>,
+    params: SplitParams,
+    mode: Mode,
+    counts: BTreeMap<String, u64>,
+    errors: u64,
+    decision: Decision,
+}
+
+impl SplitTest {
+    /// A check of `expected` shares (percent, summing to 100).
+    pub fn new(expected_pct: &BTreeMap<String, f64>, params: SplitParams) -> Self {
+        let expected: BTreeMap<String, f64> = expected_pct
+            .iter()
+            .map(|(k, v)| (k.clone(), v / 100.0))
+            .collect();
+        let mode = match expected.iter().find(|(_, p)| **p >= 1.0) {
+            Some((dest, _)) => Mode::AllTo(dest.clone()),
+            None => {
+                let mut tested: Vec<(&String, &f64)> =
+                    expected.iter().filter(|(_, p)| **p > 0.0).collect();
+                if tested.len() == 2 {
+                    tested.truncate(1);
+                }
+                let m = tested.len().max(1) as f64;
+                let alpha_each = params.alpha / (2.0 * m);
+                Mode::Split(
+                    tested
+                        .into_iter()
+                        .map(|(d, p)| {
+                            let mut tests = Vec::new();
+                            if p + params.delta < 1.0 {
+                                tests.push(Sprt::new(
+                                    *p,
+                                    p + params.delta,
+                                    alpha_each,
+                                    params.beta,
+                                ));
+                            }
+                            if p - params.delta > 0.0 {
+                                tests.push(Sprt::new(
+                                    *p,
+                                    p - params.delta,
+                                    alpha_each,
+                                    params.beta,
+                                ));
+                            }
+                            (d.clone(), tests)
+                        })
+                        .collect(),
+                )
+            }
+        };
+        Self {
+            expected,
+            params,
+            mode,
+            counts: BTreeMap::new(),
+            errors: 0,
+            decision: Decision::Continue,
+        }
+    }
+
+    /// Answers seen (identified and errors).
+    pub fn requests(&self) -> u64 {
+        self.counts.values().sum::<u64>() + self.errors
+    }
+
+    /// The decision so far.
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// Adds one answer: `Some(destination)` or `None` for an error answer.
+    pub fn observe(&mut self, answer: Option<&str>) -> &Decision {
+        if self.decision.is_final() {
+            return &self.decision;
+        }
+        match answer {
+            None => {
+                self.errors += 1;
+                if self.params.max_error_rate == 0.0 {
+                    self.decision = Decision::Inconsistent(format!(
+                        "an error answer (error gate: none allowed; {} so far)",
+                        self.errors
+                    ));
+                    return &self.decision;
+                }
+            }
+            Some(d) => {
+                *self.counts.entry(d.to_string()).or_default() += 1;
+                if self.expected.get(d).copied().unwrap_or(0.0) == 0.0 {
+                    self.decision = Decision::Inconsistent(format!(
+                        "{d} served a request but is expected to serve none (leak after {} answers)",
+                        self.requests()
+                    ));
+                    return &self.decision;
+                }
+                if let Mode::Split(tests) = &mut self.mode {
+                    for (dest, ts) in tests.iter_mut() {
+                        for t in ts.iter_mut() {
+                            t.observe(dest == d);
+                        }
+                    }
+                }
+            }
+        }
+        let identified: u64 = self.counts.values().sum();
+        let decided = match &self.mode {
+            Mode::AllTo(_) => {
+                (identified >= self.params.no_leak_samples()).then_some(Decision::Consistent)
+            }
+            Mode::Split(tests) => {
+                let rejected = tests.iter().find_map(|(d, ts)| {
+                    ts.iter().find(|t| t.decided == Some(true)).map(|t| {
+                        format!(
+                            "the share of {d} is nearer {:.0}% than the expected {:.0}% (SPRT rejected after {identified} answers)",
+                            t.p1 * 100.0,
+                            t.p0 * 100.0
+                        )
+                    })
+                });
+                match rejected {
+                    Some(r) => Some(Decision::Inconsistent(r)),
+                    None if tests
+                        .iter()
+                        .all(|(_, ts)| ts.iter().all(|t| t.decided == Some(false))) =>
+                    {
+                        Some(Decision::Consistent)
+                    }
+                    None => None,
+                }
+            }
+        };
+        if let Some(mut d) = decided {
+            let total = self.requests();
+            let rate = self.errors as f64 / total.max(1) as f64;
+            if d == Decision::Consistent && rate > self.params.max_error_rate {
+                d = Decision::Inconsistent(format!(
+                    "error rate {:.2}% exceeds the allowed {:.2}%",
+                    rate * 100.0,
+                    self.params.max_error_rate * 100.0
+                ));
+            }
+            self.decision = d;
+        } else if self.requests() >= self.params.max_requests {
+            self.decision = Decision::Undecided(format!(
+                "no decision after {} requests (the cap)",
+                self.requests()
+            ));
+        }
+        &self.decision
+    }
+
+    /// The verdict with its evidence.
+    pub fn verdict(&self) -> SplitVerdict {
+        let identified: u64 = self.counts.values().sum();
+        let mut names: Vec<&String> = self.expected.keys().collect();
+        for n in self.counts.keys() {
+            if !self.expected.contains_key(n) {
+                names.push(n);
+            }
+        }
+        let shares = names
+            .into_iter()
+            .map(|n| {
+                let count = self.counts.get(n).copied().unwrap_or(0);
+                (
+                    n.clone(),
+                    ShareVerdict {
+                        count,
+                        expected: self.expected.get(n).copied().unwrap_or(0.0),
+                        observed: if identified == 0 {
+                            0.0
+                        } else {
+                            count as f64 / identified as f64
+                        },
+                        interval: clopper_pearson(count, identified, self.params.alpha),
+                    },
+                )
+            })
+            .collect();
+        let p = &self.params;
+        let statement = match &self.mode {
+            Mode::AllTo(d) => format!(
+                "all answers from {d}: {} answers with no leak are needed, so a leak of {}% or more is seen with probability ≥ {} (seen: {identified})",
+                p.no_leak_samples(),
+                p.lambda * 100.0,
+                1.0 - p.beta
+            ),
+            Mode::Split(tests) => format!(
+                "Wald SPRT on {} destination share(s), H0 = expected vs H1 = expected ± {} points; P(fail a correct split) ≤ {}, P(pass a split off by ≥ {} points) ≤ {}; cap {} requests",
+                tests.len(),
+                p.delta * 100.0,
+                p.alpha,
+                p.delta * 100.0,
+                p.beta,
+                p.max_requests
+            ),
+        };
+        SplitVerdict {
+            decision: self.decision.clone(),
+            shares,
+            identified,
+            errors: self.errors,
+            statement: format!(
+                "{statement}; error answers {} (allowed rate {})",
+                self.errors, p.max_error_rate
+            ),
+            params: self.params,
+        }
+    }
 }
 
 /// Clopper-Pearson interval for `k` successes in `n` trials at confidence `1 - alpha`.
@@ -113,154 +414,164 @@ pub fn clopper_pearson(k: u64, n: u64, alpha: f64) -> (f64, f64) {
     (lo, hi)
 }
 
-/// Judges observed counts against expected percentages (summing to 100).
-pub fn judge(
-    counts: &BTreeMap<String, u64>,
-    errors: u64,
+/// Feeds a whole sequence of answers; returns the verdict (for tests and simulations).
+pub fn decide<'a>(
     expected_pct: &BTreeMap<String, f64>,
-    params: &SplitParams,
+    params: SplitParams,
+    answers: impl IntoIterator<Item = Option<&'a str>>,
 ) -> SplitVerdict {
-    let identified: u64 = counts.values().sum();
-    let total = identified + errors;
-    let k = expected_pct
-        .values()
-        .filter(|p| **p > 0.0 && **p < 100.0)
-        .count()
-        .max(1);
-    let alpha_each = params.alpha / k as f64;
-    let mut shares = BTreeMap::new();
-    let mut names: Vec<&String> = expected_pct.keys().collect();
-    for n in counts.keys() {
-        if !expected_pct.contains_key(n) {
-            names.push(n);
+    let mut t = SplitTest::new(expected_pct, params);
+    for a in answers {
+        if t.observe(a).is_final() {
+            break;
         }
     }
-    let mut ok = identified > 0;
-    for name in names {
-        let count = counts.get(name).copied().unwrap_or(0);
-        let expected = expected_pct.get(name).copied().unwrap_or(0.0) / 100.0;
-        let observed = if identified == 0 {
-            0.0
-        } else {
-            count as f64 / identified as f64
-        };
-        let interval = clopper_pearson(count, identified, alpha_each);
-        let share_ok = if expected == 0.0 {
-            count == 0
-        } else if expected == 1.0 {
-            count == identified
-        } else {
-            interval.0 <= expected && expected <= interval.1
-        };
-        ok &= share_ok;
-        shares.insert(
-            name.clone(),
-            ShareVerdict {
-                count,
-                expected,
-                observed,
-                interval,
-                ok: share_ok,
-            },
-        );
-    }
-    let error_rate = if total == 0 {
-        1.0
-    } else {
-        errors as f64 / total as f64
-    };
-    let errors_ok = error_rate <= params.max_error_rate;
-    ok &= errors_ok;
-    let zero_dests = expected_pct.values().any(|p| *p == 0.0);
-    let detect = 1.0 - (1.0 - params.lambda).powf(identified as f64);
-    let mut statement = if k > 1 || expected_pct.values().any(|p| *p > 0.0 && *p < 100.0) {
-        format!(
-            "each expected share lies in its {:.4}% Clopper-Pearson interval (alpha {} split over {} destinations)",
-            100.0 * (1.0 - alpha_each),
-            params.alpha,
-            k
-        )
-    } else {
-        "all answers from the expected destination".to_string()
-    };
-    if zero_dests {
-        statement.push_str(&format!(
-            "; no leak seen in {identified} answers: a leak of {}% or more would have been seen with probability {:.4}",
-            params.lambda * 100.0,
-            detect
-        ));
-    }
-    statement.push_str(&format!(
-        "; error answers {errors}/{total} (allowed rate {})",
-        params.max_error_rate
-    ));
-    SplitVerdict {
-        shares,
-        identified,
-        errors,
-        statement,
-        ok,
-    }
+    t.verdict()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
     use rstest::rstest;
 
-    fn m(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-    }
     fn e(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
-    #[rstest]
-    #[case(&[("a", 510), ("b", 490)], 0, true)]
-    #[case(&[("a", 700), ("b", 300)], 0, false)]
-    #[case(&[("a", 500), ("b", 450)], 50, false)]
-    fn half_and_half(#[case] counts: &[(&str, u64)], #[case] errors: u64, #[case] ok: bool) {
-        let v = judge(
-            &m(counts),
-            errors,
-            &e(&[("a", 50.0), ("b", 50.0)]),
-            &SplitParams::default(),
-        );
-        assert_eq!(v.ok, ok, "{v:?}");
+    /// Answers drawn from true shares, seeded.
+    fn draws(
+        truth: &[(&'static str, f64)],
+        seed: u64,
+    ) -> impl Iterator<Item = Option<&'static str>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let truth = truth.to_vec();
+        std::iter::repeat_with(move || {
+            let x: f64 = rng.random();
+            let mut acc = 0.0;
+            for (d, p) in &truth {
+                acc += p;
+                if x < acc {
+                    return Some(*d);
+                }
+            }
+            None
+        })
     }
 
     #[rstest]
-    #[case(&[("a", 690)], true)]
-    #[case(&[("a", 683), ("b", 7)], false)]
-    fn all_to_one(#[case] counts: &[(&str, u64)], #[case] ok: bool) {
-        let v = judge(
-            &m(counts),
-            0,
-            &e(&[("a", 100.0), ("b", 0.0)]),
-            &SplitParams::default(),
+    #[case(&[("a", 0.5), ("b", 0.5)], true)]
+    #[case(&[("a", 0.7), ("b", 0.3)], false)]
+    #[case(&[("a", 0.6), ("b", 0.4)], false)]
+    fn fifty_fifty(#[case] truth: &[(&'static str, f64)], #[case] ok: bool) {
+        for seed in 0..20 {
+            let v = decide(
+                &e(&[("a", 50.0), ("b", 50.0)]),
+                SplitParams::default(),
+                draws(truth, seed),
+            );
+            assert_eq!(v.ok(), ok, "seed {seed}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn three_way_split_works() {
+        let exp = e(&[("a", 50.0), ("b", 25.0), ("c", 25.0)]);
+        let v = decide(
+            &exp,
+            SplitParams::default(),
+            draws(&[("a", 0.5), ("b", 0.25), ("c", 0.25)], 7),
         );
-        assert_eq!(v.ok, ok, "{v:?}");
-        assert!(v.statement.contains("no leak") || !ok);
+        assert!(v.ok(), "{v:?}");
+        let v = decide(
+            &exp,
+            SplitParams::default(),
+            draws(&[("a", 0.5), ("b", 0.4), ("c", 0.1)], 7),
+        );
+        assert!(!v.ok(), "{v:?}");
+    }
+
+    #[test]
+    fn a_five_percent_error_rate_fails_at_the_first_error() {
+        let v = decide(
+            &e(&[("a", 50.0), ("b", 50.0)]),
+            SplitParams::default(),
+            draws(&[("a", 0.475), ("b", 0.475)], 3),
+        );
+        assert!(
+            matches!(v.decision, Decision::Inconsistent(ref r) if r.contains("error")),
+            "{v:?}"
+        );
+        assert_eq!(v.errors, 1);
+    }
+
+    #[test]
+    fn errors_within_a_set_threshold_pass() {
+        let p = SplitParams {
+            max_error_rate: 0.10,
+            ..SplitParams::default()
+        };
+        let v = decide(
+            &e(&[("a", 50.0), ("b", 50.0)]),
+            p,
+            draws(&[("a", 0.475), ("b", 0.475)], 3),
+        );
+        assert!(v.ok(), "{v:?}");
+    }
+
+    #[rstest]
+    #[case(0.0, true)]
+    #[case(0.01, false)]
+    fn all_to_one(#[case] leak: f64, #[case] ok: bool) {
+        let p = SplitParams::default();
+        let v = decide(
+            &e(&[("a", 100.0), ("b", 0.0)]),
+            p,
+            draws(&[("a", 1.0 - leak), ("b", leak)], 11),
+        );
+        assert_eq!(v.ok(), ok, "{v:?}");
+        if ok {
+            assert_eq!(v.identified, p.no_leak_samples());
+            assert!(
+                v.statement.contains("leak of 1% or more"),
+                "{}",
+                v.statement
+            );
+        }
     }
 
     #[test]
     fn unexpected_destination_fails() {
-        let v = judge(
-            &m(&[("a", 10), ("ghost", 1)]),
-            0,
+        let v = decide(
             &e(&[("a", 100.0)]),
-            &SplitParams::default(),
+            SplitParams::default(),
+            [Some("a"), Some("ghost")],
         );
-        assert!(!v.ok);
+        assert!(!v.ok());
         assert!(v.shares.contains_key("ghost"));
+    }
+
+    #[test]
+    fn the_cap_gives_undecided() {
+        let p = SplitParams {
+            max_requests: 50,
+            ..SplitParams::default()
+        };
+        let v = decide(
+            &e(&[("a", 50.0), ("b", 50.0)]),
+            p,
+            draws(&[("a", 0.55), ("b", 0.45)], 1),
+        );
+        assert!(matches!(v.decision, Decision::Undecided(_)), "{v:?}");
+        assert!(!v.ok());
     }
 
     #[test]
     fn no_leak_sample_size_meets_beta() {
         let p = SplitParams::default();
-        let n = p.no_leak_samples();
-        assert!((1.0 - p.lambda).powi(n as i32) <= p.beta);
-        assert!((1.0 - p.lambda).powi(n as i32 - 1) > p.beta);
+        let n = p.no_leak_samples() as i32;
+        assert!((1.0 - p.lambda).powi(n) <= p.beta);
+        assert!((1.0 - p.lambda).powi(n - 1) > p.beta);
     }
 
     #[test]

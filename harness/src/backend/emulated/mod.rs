@@ -10,6 +10,7 @@
 //! The managed mesh is a stand-in that goes DISABLED → PROVISIONING → ACTIVE and then injects
 //! `istio.io/rev=asm-managed` namespaces.
 
+pub mod demo;
 pub mod envoy;
 pub mod frontend;
 pub mod store;
