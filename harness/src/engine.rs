@@ -41,7 +41,6 @@ pub struct RunOptions {
     pub print: bool,
 }
 
-
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

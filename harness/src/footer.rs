@@ -50,7 +50,16 @@ fn footer_fragment(page: &str) -> Option<&str> {
 fn find_ci(hay: &str, needle: &str, from: usize) -> Option<usize> {
     let h = hay.as_bytes();
     let n = needle.as_bytes();
-    (from..h.len().saturating_sub(n.len() - 1)).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+    let mut i = from;
+    // Every needle here starts with '<': jump from one '<' to the next.
+    while let Some(off) = h.get(i..)?.iter().position(|&c| c == n[0]) {
+        i += off;
+        if h.get(i..i + n.len())?.eq_ignore_ascii_case(n) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Reads the footer of an Online Boutique page.

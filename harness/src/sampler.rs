@@ -152,7 +152,8 @@ async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> An
         }
     };
     let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let body = String::from_utf8_lossy(&bytes);
     if !status.is_success() {
         let server = body
             .lines()
