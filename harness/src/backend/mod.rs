@@ -5,6 +5,7 @@
 //! shape the API server returns them (with `status`), so the checks read every backend alike.
 
 pub mod emulated;
+pub mod kube;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
