@@ -5,6 +5,9 @@
 //!
 //! A libtest-mimic binary (`harness = false`), so it works under `cargo test` and
 //! `cargo nextest run`: `--list` prints only `name: test` lines, filters and `--exact` work.
+//!
+//! `cargo test --features gke` runs the same trials on real GKE (see the `gke` feature in
+//! Cargo.toml): it needs MESHMIG_GKE_PROJECT and fails at once without it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,22 +15,52 @@ use std::sync::Arc;
 use libtest_mimic::{Arguments, Failed, Trial};
 use meshmig::backend::Backend;
 use meshmig::engine::{self, Outcome, RunOptions};
-use meshmig::runner::{self, BackendKind};
+use meshmig::runner::{self, BackendKind, BackendOptions};
 use meshmig::scenario::ExpectedOutcome;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
+/// The backend the suite runs on, its options, and the manifests folder (None: the fixtures).
+#[cfg(not(feature = "gke"))]
+fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
+    Ok((BackendKind::Emulated, BackendOptions::default(), None))
+}
+
+#[cfg(feature = "gke")]
+fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
+    let project = std::env::var("MESHMIG_GKE_PROJECT")
+        .map_err(|_| "the gke feature runs on real Google Cloud: set MESHMIG_GKE_PROJECT to a project ID (gcloud authenticated, kubectl and istioctl on PATH)".to_string())?;
+    // Real clusters need the real Online Boutique manifests; the fixtures are for the emulated backend.
+    let manifests = std::env::var_os("MESHMIG_MANIFESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/upstream"));
+    if !manifests.exists() {
+        return Err(format!("set MESHMIG_MANIFESTS to a folder laid out like ../shared/upstream ({} does not exist)", manifests.display()));
+    }
+    Ok((
+        BackendKind::Gke,
+        BackendOptions {
+            project: Some(project),
+            ..BackendOptions::default()
+        },
+        Some(manifests),
+    ))
+}
+
 fn run_trial(path: &Path) -> Result<(), Failed> {
+    let (kind, backend_opts, manifests) = backend()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
     rt.block_on(async {
-        let scenario = Arc::new(runner::load(path, None).map_err(|e| meshmig::error_chain(&e))?);
-        let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &scenario)
+        let scenario = Arc::new(
+            runner::load(path, manifests.as_deref()).map_err(|e| meshmig::error_chain(&e))?,
+        );
+        let backend: Arc<dyn Backend> = runner::start_backend_with(kind, &scenario, &backend_opts)
             .await
             .map_err(|e| meshmig::error_chain(&e))?;
         let scratch = backend.scratch_paths();
@@ -87,6 +120,12 @@ fn run_trial(path: &Path) -> Result<(), Failed> {
 
 fn main() -> std::process::ExitCode {
     let args = Arguments::from_args();
+    if !args.list {
+        if let Err(why) = backend() {
+            eprintln!("conformance: {why}");
+            return std::process::ExitCode::from(2);
+        }
+    }
     let dir = root().join("scenarios");
     let trials: Vec<Trial> = meshmig::scenario::discover(&dir)
         .unwrap_or_default()

@@ -457,17 +457,23 @@ async fn act(
     }
 }
 
-/// Repeats `fleet mesh describe` until both planes are ACTIVE, or the timeout.
-async fn wait_mesh_active(
+/// Repeats `fleet mesh describe` until both planes are ACTIVE, or the timeout: the interval
+/// starts at `poll` and grows by half each time, up to four times `poll`.
+pub async fn wait_mesh_active(
     b: &dyn Backend,
     membership: &str,
     timeout: Duration,
     poll: Duration,
 ) -> Result<Output, BackendError> {
+    let (timeout, poll) = b.mesh_wait(timeout, poll);
     let command = "gcloud container fleet mesh describe".to_string();
-    let deadline = Instant::now() + timeout;
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let mut interval = poll;
     let mut seen: Vec<String> = Vec::new();
+    let mut polls = 0u32;
     loop {
+        polls += 1;
         let yaml = b.mesh_describe().await?;
         let status = crate::fleet::membership_status(&yaml, membership)
             .map_err(|e| BackendError::infra("reading fleet mesh describe", e))?;
@@ -484,20 +490,26 @@ async fn wait_mesh_active(
         if status.as_ref().is_some_and(|s| s.is_active()) {
             return Ok(Output::new(
                 command,
-                format!("{}\n---\n{yaml}", seen.join(" → ")),
+                format!(
+                    "{} ({polls} polls, {:.1}s)\n---\n{yaml}",
+                    seen.join(" → "),
+                    started.elapsed().as_secs_f64()
+                ),
             ));
         }
-        if Instant::now() + poll > deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Err(BackendError::Procedure {
                 command,
                 message: format!(
-                    "not ACTIVE after {:?}: states seen {}; last details {:?}",
+                    "not ACTIVE after {:?} ({polls} polls): states seen {}; last details {:?}",
                     timeout,
                     seen.join(" → "),
                     status.map(|s| s.details).unwrap_or_default()
                 ),
             });
         }
-        tokio::time::sleep(poll).await;
+        tokio::time::sleep(interval.min(deadline - now)).await;
+        interval = (interval.mul_f64(1.5)).min(poll * 4);
     }
 }

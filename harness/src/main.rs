@@ -5,12 +5,13 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use meshmig::engine::RunOptions;
-use meshmig::runner::{self, BackendKind};
+use meshmig::runner::{self, BackendKind, BackendOptions};
 use meshmig::sampler::Pace;
 use meshmig::sampler::{self, ByClusterOrPod, Target};
 use meshmig::stats::{SplitParams, SplitTest};
@@ -76,6 +77,57 @@ impl SplitArgs {
     }
 }
 
+/// Settings of the real-cluster backends.
+#[derive(clap::Args, Clone)]
+struct CloudArgs {
+    /// GKE: the Google Cloud project (or MESHMIG_GKE_PROJECT).
+    #[arg(long)]
+    project: Option<String>,
+    /// GKE: one zone for every cluster (default: each cluster's zone in the scenario).
+    #[arg(long)]
+    zone: Option<String>,
+    /// GKE: a Cloud DNS managed zone for the cut-over (default: the embedded DNS server).
+    #[arg(long)]
+    dns_zone: Option<String>,
+    /// GKE: how long the managed control plane may take to become ACTIVE (e.g. 20m).
+    #[arg(long, value_parser = parse_duration)]
+    mesh_timeout: Option<Duration>,
+    /// A fixed run id (default: a new one).
+    #[arg(long)]
+    run_id: Option<String>,
+}
+
+impl CloudArgs {
+    fn options(&self) -> BackendOptions {
+        BackendOptions {
+            project: self.project.clone(),
+            zone: self.zone.clone(),
+            dns_zone: self.dns_zone.clone(),
+            mesh_timeout: self.mesh_timeout,
+            run_id: self.run_id.clone(),
+        }
+    }
+}
+
+/// `90s`, `20m`, `6h`, `2d`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 20m, 6h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, m, h, d)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario: every step with its evidence; teardown always runs.
@@ -96,6 +148,8 @@ enum Command {
         keep: bool,
         #[command(flatten)]
         split: SplitArgs,
+        #[command(flatten)]
+        cloud: CloudArgs,
     },
     /// Print a scenario's steps and actions; nothing is executed.
     Plan {
@@ -107,6 +161,17 @@ enum Command {
         /// Manifests folder (as for `run`).
         #[arg(long)]
         manifests: Option<PathBuf>,
+        #[command(flatten)]
+        cloud: CloudArgs,
+    },
+    /// GKE: delete what crashed runs left (clusters labelled meshmig-run, their memberships).
+    Gc {
+        /// Only what is older than this (e.g. 6h).
+        #[arg(long, value_parser = parse_duration, default_value = "6h")]
+        older_than: Duration,
+        /// The Google Cloud project (or MESHMIG_GKE_PROJECT).
+        #[arg(long)]
+        project: Option<String>,
     },
     /// List the scenarios of a folder and their steps.
     List {
@@ -154,8 +219,15 @@ enum Command {
         /// The page.
         file: String,
     },
-    /// Check what the emulated backend needs, with the line that installs what is missing.
-    Doctor,
+    /// Check what a backend needs, with the line that installs what is missing.
+    Doctor {
+        /// The backend to check.
+        #[arg(long, value_enum, default_value = "emulated")]
+        backend: BackendKind,
+        /// GKE: the project to check (or MESHMIG_GKE_PROJECT).
+        #[arg(long)]
+        project: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -201,6 +273,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             report_dir,
             keep,
             split,
+            cloud,
         } => {
             let opts = RunOptions {
                 keep,
@@ -208,7 +281,15 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
                 pace: split.pace(),
                 print: true,
             };
-            match runner::run_file(&scenario, manifests.as_deref(), backend, opts).await {
+            match runner::run_file(
+                &scenario,
+                manifests.as_deref(),
+                backend,
+                &cloud.options(),
+                opts,
+            )
+            .await
+            {
                 Ok(r) => {
                     if let Some(dir) = report_dir {
                         let p = report::write_json(&r, &dir)?;
@@ -226,12 +307,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             scenario,
             backend,
             manifests,
+            cloud,
         } => match runner::load(&scenario, manifests.as_deref()) {
             Ok(s) => {
-                print!(
-                    "{}",
-                    plan::render(&s, &format!("{backend:?}").to_lowercase())
-                );
+                match backend {
+                    BackendKind::Emulated => print!("{}", plan::render(&s, "emulated")),
+                    BackendKind::Gke => match cloud.options().gke() {
+                        Ok(cfg) => print!("{}", meshmig::backend::gke::plan(&cfg, &s)),
+                        Err(e) => {
+                            eprintln!("meshmig: {e}");
+                            return Ok(exit::INVALID_INPUT);
+                        }
+                    },
+                }
                 Ok(exit::PASS)
             }
             Err(e) => {
@@ -297,7 +385,37 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
                 }
             }
         }
-        Command::Doctor => Ok(doctor()),
+        Command::Doctor { backend, project } => Ok(match backend {
+            BackendKind::Emulated => doctor(),
+            BackendKind::Gke => doctor_gke(project).await,
+        }),
+        Command::Gc {
+            older_than,
+            project,
+        } => {
+            let Some(project) = project.or_else(|| std::env::var("MESHMIG_GKE_PROJECT").ok())
+            else {
+                eprintln!("meshmig: gc needs --project ID or MESHMIG_GKE_PROJECT");
+                return Ok(exit::INVALID_INPUT);
+            };
+            let exec = meshmig::backend::exec::Process {
+                env: Default::default(),
+            };
+            let done = meshmig::backend::gke::gc(
+                &exec,
+                &project,
+                older_than,
+                meshmig::backend::gke::chrono_like::Utc::now(),
+            )
+            .await?;
+            if done.is_empty() {
+                println!("nothing older than {older_than:?} in project {project}");
+            }
+            for d in done {
+                println!("{d}");
+            }
+            Ok(exit::PASS)
+        }
     }
 }
 
@@ -443,6 +561,93 @@ async fn demo(split: &str, abort_percent: f64, listen: SocketAddr) -> anyhow::Re
     meshmig::shutdown_signal().await;
     d.stop().await;
     Ok(exit::PASS)
+}
+
+/// What the GKE backend needs: gcloud with an active account, the project, its APIs, kubectl and
+/// istioctl. Accounts and credentials are checked, never printed.
+async fn doctor_gke(project: Option<String>) -> i32 {
+    use meshmig::backend::exec::{on_path, Cmd, Exec, Process};
+    let mut missing = 0;
+    for (tool, install) in [
+        ("gcloud", "https://cloud.google.com/sdk/docs/install (or apt-get install google-cloud-cli from Google's apt repository)"),
+        ("kubectl", "gcloud components install kubectl, or apt-get install kubernetes-client"),
+        ("istioctl", "curl -L https://istio.io/downloadIstio | sh - (then put istio-*/bin on PATH)"),
+    ] {
+        match on_path(tool) {
+            Some(p) => println!("ok      {tool}: {}", p.display()),
+            None => {
+                missing += 1;
+                println!("MISSING {tool}; install: {install}");
+            }
+        }
+    }
+    if on_path("gcloud").is_none() {
+        return exit::INFRASTRUCTURE;
+    }
+    let exec = Process {
+        env: Default::default(),
+    };
+    let run = |args: Vec<String>| {
+        let exec = &exec;
+        async move { exec.run(&Cmd::new("gcloud", args)).await.ok() }
+    };
+    let active = run(vec![
+        "auth".into(),
+        "list".into(),
+        "--filter=status:ACTIVE".into(),
+        "--format=value(account)".into(),
+    ])
+    .await;
+    if active
+        .as_ref()
+        .is_some_and(|r| r.ok() && !r.stdout.trim().is_empty())
+        || std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some()
+    {
+        println!("ok      gcloud has an active account (not shown)");
+    } else {
+        missing += 1;
+        println!("MISSING credentials: gcloud auth login (or set GOOGLE_APPLICATION_CREDENTIALS)");
+    }
+    let Some(project) = project.or_else(|| std::env::var("MESHMIG_GKE_PROJECT").ok()) else {
+        println!("MISSING project: pass --project ID or set MESHMIG_GKE_PROJECT");
+        return exit::INFRASTRUCTURE;
+    };
+    let enabled = run(vec![
+        "services".into(),
+        "list".into(),
+        "--enabled".into(),
+        format!("--project={project}"),
+        "--format=value(config.name)".into(),
+    ])
+    .await;
+    match enabled {
+        Some(r) if r.ok() => {
+            for api in [
+                "container.googleapis.com",
+                "gkehub.googleapis.com",
+                "mesh.googleapis.com",
+                "compute.googleapis.com",
+            ] {
+                if r.stdout.lines().any(|l| l.trim() == api) {
+                    println!("ok      {api} enabled in {project}");
+                } else {
+                    missing += 1;
+                    println!(
+                        "MISSING {api}; enable: gcloud services enable {api} --project={project}"
+                    );
+                }
+            }
+        }
+        _ => {
+            missing += 1;
+            println!("MISSING access to project {project} (gcloud services list failed)");
+        }
+    }
+    if missing == 0 {
+        exit::PASS
+    } else {
+        exit::INFRASTRUCTURE
+    }
 }
 
 fn doctor() -> i32 {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::emulated::{find_envoy, Emulated, EmulatedOptions};
+use crate::backend::gke::{Gke, GkeConfig};
 use crate::backend::{Backend, BackendError};
 use crate::engine::{self, RunOptions, RunReport};
 use crate::manifest::ManifestSource;
@@ -43,6 +44,48 @@ impl RunnerError {
 pub enum BackendKind {
     /// Everything on this machine: real Envoy, HTTP and DNS; virtual clusters.
     Emulated,
+    /// Real GKE clusters and managed Cloud Service Mesh in a Google Cloud project.
+    Gke,
+}
+
+/// Settings of the real-cluster backends.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    /// GKE: the project.
+    pub project: Option<String>,
+    /// GKE: one zone for every cluster.
+    pub zone: Option<String>,
+    /// GKE: a Cloud DNS managed zone for the cut-over.
+    pub dns_zone: Option<String>,
+    /// GKE: how long the managed control plane may take (default 20 min).
+    pub mesh_timeout: Option<Duration>,
+    /// A fixed run id (default: a new one).
+    pub run_id: Option<String>,
+}
+
+impl BackendOptions {
+    /// The GKE configuration these options give; the project is required.
+    pub fn gke(&self) -> Result<GkeConfig, BackendError> {
+        let project = self
+            .project
+            .clone()
+            .or_else(|| std::env::var("MESHMIG_GKE_PROJECT").ok())
+            .ok_or_else(|| BackendError::MissingTool {
+                doing: "choosing the Google Cloud project".into(),
+                tool: "a project".into(),
+                hint: "pass --project ID or set MESHMIG_GKE_PROJECT".into(),
+            })?;
+        let mut cfg = GkeConfig::new(&project);
+        cfg.zone = self.zone.clone();
+        cfg.dns_zone = self.dns_zone.clone();
+        if let Some(t) = self.mesh_timeout {
+            cfg.mesh_timeout = t;
+        }
+        if let Some(r) = &self.run_id {
+            cfg.run_id = r.clone();
+        }
+        Ok(cfg)
+    }
 }
 
 /// The default manifests folder for a scenario: `fixtures/` beside its `scenarios/` folder.
@@ -67,12 +110,22 @@ pub async fn start_backend(
     kind: BackendKind,
     s: &Scenario,
 ) -> Result<Arc<dyn Backend>, RunnerError> {
+    start_backend_with(kind, s, &BackendOptions::default()).await
+}
+
+/// Starts the backend a scenario runs on, with the real-cluster settings.
+pub async fn start_backend_with(
+    kind: BackendKind,
+    s: &Scenario,
+    opts: &BackendOptions,
+) -> Result<Arc<dyn Backend>, RunnerError> {
+    let backend_err = |source| RunnerError::Backend {
+        backend: format!("{kind:?}").to_lowercase(),
+        source,
+    };
     match kind {
         BackendKind::Emulated => {
-            let envoy = find_envoy().map_err(|source| RunnerError::Backend {
-                backend: "emulated".into(),
-                source,
-            })?;
+            let envoy = find_envoy().map_err(backend_err)?;
             let b = Emulated::start(EmulatedOptions {
                 envoy,
                 domain: s.dns.domain.clone(),
@@ -80,11 +133,21 @@ pub async fn start_backend(
                 footers: Default::default(),
             })
             .await
-            .map_err(|source| RunnerError::Backend {
-                backend: "emulated".into(),
-                source,
-            })?;
+            .map_err(backend_err)?;
             Ok(Arc::new(b))
+        }
+        BackendKind::Gke => {
+            let cfg = opts.gke().map_err(backend_err)?;
+            for tool in ["gcloud", "kubectl", "istioctl"] {
+                if crate::backend::exec::on_path(tool).is_none() {
+                    return Err(backend_err(BackendError::MissingTool {
+                        doing: "starting the gke backend".into(),
+                        tool: tool.into(),
+                        hint: "see `meshmig doctor --backend gke`".into(),
+                    }));
+                }
+            }
+            Ok(Arc::new(Gke::start(cfg, s).await.map_err(backend_err)?))
         }
     }
 }
@@ -94,9 +157,10 @@ pub async fn run_file(
     path: &Path,
     manifests: Option<&Path>,
     kind: BackendKind,
+    backend_opts: &BackendOptions,
     opts: RunOptions,
 ) -> Result<RunReport, RunnerError> {
     let s = Arc::new(load(path, manifests)?);
-    let backend = start_backend(kind, &s).await?;
+    let backend = start_backend_with(kind, &s, backend_opts).await?;
     Ok(engine::run(s, backend, opts).await)
 }

@@ -107,6 +107,9 @@ pub struct ScenarioFile {
     /// take nothing (`nothing_left`).
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub steps: Vec<Step>,
+    /// With `base`: ids of the base's steps this scenario leaves out.
+    #[serde(default)]
+    pub drop_steps: Vec<String>,
 }
 
 /// What a run of the scenario should come to.
@@ -612,6 +615,21 @@ pub fn load(path: &Path, manifests: &ManifestSource) -> Result<Scenario, Scenari
 
     // Override the base with what this file says.
     let mut steps = base_steps;
+    if file.base.is_none() && !file.drop_steps.is_empty() {
+        return Err(invalid(
+            "drop_steps:",
+            "drop_steps needs a base scenario".into(),
+        ));
+    }
+    for id in &file.drop_steps {
+        if !steps.iter().any(|s| &s.id == id) {
+            return Err(invalid(
+                id,
+                format!("drop_steps: the base has no step {id}"),
+            ));
+        }
+        steps.retain(|s| &s.id != id);
+    }
     if file.base.is_some() {
         for s in &file.steps {
             match steps.iter_mut().find(|b| b.id == s.id) {

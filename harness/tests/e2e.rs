@@ -326,3 +326,28 @@ fn footer_command_reads_a_sample_and_exits_1_without_a_footer() {
     let o = meshmig(&["footer", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
+
+#[test]
+fn doctor_for_gke_without_gcloud_exits_non_zero_naming_it() {
+    let o = Command::new(env!("CARGO_BIN_EXE_meshmig"))
+        .args(["doctor", "--backend", "gke", "--project", "demo"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    assert!(t.contains("MISSING gcloud"), "{t}");
+}
+
+#[test]
+fn gke_without_a_project_says_which_variable_to_set() {
+    let o = Command::new(env!("CARGO_BIN_EXE_meshmig"))
+        .args(["plan", "scenarios/canary-cluster.yaml", "--backend", "gke"])
+        .current_dir(project())
+        .env_remove("MESHMIG_GKE_PROJECT")
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("MESHMIG_GKE_PROJECT"), "{t}");
+}

@@ -23,6 +23,9 @@ struct Scripted {
     teardowns: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// `fleet mesh describe` answers, in order; the last one repeats.
+    describe: Mutex<Vec<String>>,
+    describes: AtomicUsize,
 }
 
 #[async_trait]
@@ -74,7 +77,9 @@ impl Backend for Scripted {
         Ok(Output::default())
     }
     async fn mesh_describe(&self) -> Result<String, BackendError> {
-        Ok(String::new())
+        let n = self.describes.fetch_add(1, Ordering::SeqCst);
+        let d = self.describe.lock().unwrap();
+        Ok(d.get(n).or(d.last()).cloned().unwrap_or_default())
     }
     async fn create_namespace(&self, _: &str, name: &str) -> Result<Output, BackendError> {
         self.calls.lock().unwrap().push(format!("namespace {name}"));
@@ -206,4 +211,59 @@ async fn a_panic_in_a_step_still_tears_down() {
         1,
         "the step that passed before the panic is kept"
     );
+}
+
+fn describe(state: &str, detail: &str) -> String {
+    format!(
+        "membershipStates:\n  projects/1/locations/global/memberships/m:\n    servicemesh:\n      controlPlaneManagement:\n        details:\n        - code: {state}\n          details: {detail}\n        state: {state}\n      dataPlaneManagement:\n        state: {state}\n"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn mesh_polling_backs_off_until_active() {
+    let b = Scripted::default();
+    *b.describe.lock().unwrap() = vec![
+        describe("DISABLED", "none"),
+        describe("PROVISIONING", "Service is provisioning."),
+        describe("PROVISIONING", "Service is provisioning."),
+        describe("PROVISIONING", "Service is provisioning."),
+        describe("ACTIVE", "Service is running."),
+    ];
+    let started = tokio::time::Instant::now();
+    let out = engine::wait_mesh_active(&b, "m", Duration::from_secs(1200), Duration::from_secs(10))
+        .await
+        .unwrap();
+    // Sleeps of 10, 15, 22.5 and 33.75 s between the five polls.
+    assert_eq!(started.elapsed(), Duration::from_secs_f64(81.25));
+    assert_eq!(b.describes.load(Ordering::SeqCst), 5);
+    assert!(out.stdout.starts_with("controlPlaneManagement DISABLED / dataPlaneManagement DISABLED → controlPlaneManagement PROVISIONING"), "{}", out.stdout);
+    assert!(out.stdout.contains("(5 polls, 81.2s)"), "{}", out.stdout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn mesh_polling_gives_up_at_the_timeout_with_the_last_state_and_details() {
+    let b = Scripted::default();
+    *b.describe.lock().unwrap() = vec![
+        describe("PROVISIONING", "Service is provisioning."),
+        describe("FAILED_PRECONDITION", "Workload Identity is not enabled."),
+    ];
+    let started = tokio::time::Instant::now();
+    let err = engine::wait_mesh_active(&b, "m", Duration::from_secs(300), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(300),
+        "it stops at the timeout, not after"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("not ACTIVE after 300s"), "{msg}");
+    assert!(msg.contains("PROVISIONING / dataPlaneManagement PROVISIONING → controlPlaneManagement FAILED_PRECONDITION"), "{msg}");
+    assert!(
+        msg.contains("FAILED_PRECONDITION: Workload Identity is not enabled."),
+        "{msg}"
+    );
+    // Backoff capped at 4 x 10 s: polls at 0, 10, 25, 47.5, 81.25, then every 40 s up to 281.25,
+    // and a last look at the deadline (300 s).
+    assert_eq!(b.describes.load(Ordering::SeqCst), 11);
 }

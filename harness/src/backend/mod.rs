@@ -5,11 +5,14 @@
 //! shape the API server returns them (with `status`), so the checks read every backend alike.
 
 pub mod emulated;
+pub mod exec;
+pub mod gke;
 pub mod kube;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -214,4 +217,9 @@ pub trait Backend: Send + Sync {
     async fn teardown(&self, keep: bool) -> TeardownReport;
     /// Files and folders the run made on this machine (so tests can prove they are gone).
     fn scratch_paths(&self) -> Vec<PathBuf>;
+    /// How long and how often (at first) to poll `fleet mesh describe`, given the scenario's
+    /// values; a backend whose control plane takes real minutes overrides them.
+    fn mesh_wait(&self, timeout: Duration, poll: Duration) -> (Duration, Duration) {
+        (timeout, poll)
+    }
 }

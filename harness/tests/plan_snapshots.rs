@@ -1,0 +1,85 @@
+//! `meshmig plan` snapshots: the procedure's steps A–H mapped to each backend's commands and API
+//! calls, in order. A change to a command or flag shows up here as a snapshot diff to review.
+
+use std::path::Path;
+use std::process::Command;
+
+fn plan(args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_meshmig"))
+        .arg("plan")
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn gke_plan_of_canary_cluster() {
+    insta::assert_snapshot!(plan(&[
+        "scenarios/canary-cluster.yaml",
+        "--backend",
+        "gke",
+        "--project",
+        "demo",
+        "--run-id",
+        "run42"
+    ]));
+}
+
+#[test]
+fn gke_plan_of_published_cleanup_with_cloud_dns() {
+    insta::assert_snapshot!(plan(&[
+        "scenarios/published-cleanup.yaml",
+        "--backend",
+        "gke",
+        "--project",
+        "demo",
+        "--run-id",
+        "run42",
+        "--dns-zone",
+        "example-zone"
+    ]));
+}
+
+#[test]
+fn emulated_plan_of_canary_cluster() {
+    insta::assert_snapshot!(plan(&["scenarios/canary-cluster.yaml"]));
+}
+
+#[test]
+fn gke_plan_has_the_procedures_gcloud_commands_in_order() {
+    let p = plan(&[
+        "scenarios/canary-cluster.yaml",
+        "--backend",
+        "gke",
+        "--project",
+        "demo",
+        "--run-id",
+        "run42",
+    ]);
+    let order = [
+        "gcloud container clusters create cluster-with-istio-run42 --project=demo --zone=us-central1-a --machine-type=e2-standard-2 --num-nodes=3",
+        "istioctl install --context=cluster-with-istio --set profile=default -y",
+        "gcloud container clusters create cluster-with-csm-run42 --project=demo --zone=us-central1-a --machine-type=e2-standard-4 --num-nodes=2 --workload-pool demo.svc.id.goog",
+        "gcloud container fleet mesh enable --project demo",
+        "gcloud container fleet memberships register cluster-with-csm-membership-run42 --gke-cluster=us-central1-a/cluster-with-csm-run42 --enable-workload-identity --project demo",
+        "gcloud container fleet mesh update --management automatic --memberships cluster-with-csm-membership-run42 --project demo",
+        "gcloud container fleet mesh describe --project demo",
+        "gcloud container clusters delete cluster-with-istio-run42 --zone=us-central1-a --project=demo",
+        "gcloud container clusters delete cluster-with-csm-run42 --zone=us-central1-a --project=demo",
+    ];
+    let mut at = 0;
+    for cmd in order {
+        let i = p[at..]
+            .find(cmd)
+            .unwrap_or_else(|| panic!("{cmd:?} missing or out of order in:\n{p}"));
+        at += i + cmd.len();
+    }
+}
