@@ -23,8 +23,8 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::exec::{Cmd, Exec, Process, Ran};
-use super::kube::{Kube, KubeError};
+use super::clusters::{failed, kube_err, ClusterOps};
+use super::exec::{Cmd, Exec, Process};
 use super::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
 use crate::dns::DnsServer;
 use crate::manifest::Object;
@@ -460,34 +460,14 @@ pub fn plan(cfg: &GkeConfig, s: &Scenario) -> String {
 pub struct Gke {
     cfg: GkeConfig,
     clusters: Vec<ClusterSpec>,
-    exec: Arc<dyn Exec>,
-    kubeconfig: PathBuf,
+    ops: ClusterOps,
     scratch: std::sync::Mutex<Option<tempfile::TempDir>>,
     scratch_path: PathBuf,
-    kubes: Mutex<BTreeMap<String, Kube>>,
     memberships: Mutex<BTreeMap<String, String>>,
-    lb_ips: Mutex<BTreeSet<String>>,
     dns: Option<DnsServer>,
     cloud_dns_created: Mutex<bool>,
     mesh_enabled_before: bool,
     mesh_enabled_by_run: Mutex<bool>,
-}
-
-fn failed(cmd: &Cmd, ran: &Ran) -> BackendError {
-    BackendError::Procedure {
-        command: cmd.line(),
-        message: format!("exit {:?}: {}", ran.code, ran.stderr.trim()),
-    }
-}
-
-fn kube_err(e: KubeError) -> BackendError {
-    match e {
-        KubeError::NotFound { .. } => BackendError::Procedure {
-            command: "kubectl".into(),
-            message: e.to_string(),
-        },
-        other => BackendError::infra("talking to the cluster", crate::error_chain(&other)),
-    }
 }
 
 impl Gke {
@@ -533,15 +513,12 @@ impl Gke {
         })?;
         let mesh_enabled_before = ran.ok() && ran.stdout.contains("state: ACTIVE");
         Ok(Self {
-            kubeconfig: scratch.path().join("kubeconfig"),
+            ops: ClusterOps::new(exec, scratch.path().join("kubeconfig"), cfg.ready_timeout),
             scratch_path: scratch.path().to_path_buf(),
             scratch: std::sync::Mutex::new(Some(scratch)),
             clusters: s.clusters.clone(),
             cfg,
-            exec,
-            kubes: Mutex::new(BTreeMap::new()),
             memberships: Mutex::new(BTreeMap::new()),
-            lb_ips: Mutex::new(BTreeSet::new()),
             dns,
             cloud_dns_created: Mutex::new(false),
             mesh_enabled_before,
@@ -553,60 +530,9 @@ impl Gke {
         Commands::new(&self.cfg, &self.clusters)
     }
 
-    async fn run(&self, cmd: Cmd) -> Result<Output, BackendError> {
-        let ran = self.exec.run(&cmd).await.map_err(|e| {
-            BackendError::infra(format!("running {}", cmd.program), crate::error_chain(&e))
-        })?;
-        if !ran.ok() {
-            return Err(failed(&cmd, &ran));
-        }
-        Ok(Output::new(
-            cmd.line(),
-            format!("{}{}", ran.stdout, ran.stderr),
-        ))
-    }
-
-    async fn kube(&self, context: &str) -> Result<Kube, BackendError> {
-        let mut k = self.kubes.lock().await;
-        if let Some(kube) = k.get(context) {
-            return Ok(kube.clone());
-        }
-        let kube = Kube::from_kubeconfig(&self.kubeconfig, context)
-            .await
-            .map_err(kube_err)?;
-        k.insert(context.to_string(), kube.clone());
-        Ok(kube)
-    }
-
     /// Strips the run suffix from names in gcloud output.
     fn to_procedure_names(&self, text: &str) -> String {
         text.replace(&format!("-{}", self.cfg.run_id), "")
-    }
-
-    async fn wait_load_balancers(&self, kube: &Kube, namespace: &str) -> Result<(), BackendError> {
-        let deadline = tokio::time::Instant::now() + self.cfg.ready_timeout;
-        loop {
-            let svcs = kube
-                .list("Service", Some(namespace))
-                .await
-                .map_err(kube_err)?;
-            let pending: Vec<&Value> = svcs
-                .iter()
-                .filter(|s| {
-                    s["spec"]["type"] == "LoadBalancer"
-                        && s["status"]["loadBalancer"]["ingress"][0]["ip"].is_null()
-                })
-                .collect();
-            for s in &svcs {
-                if let Some(ip) = s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str() {
-                    self.lb_ips.lock().await.insert(ip.to_string());
-                }
-            }
-            if pending.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Ok(());
-            }
-            tokio::time::sleep(kube.poll).await;
-        }
     }
 }
 
@@ -621,17 +547,17 @@ impl Backend for Gke {
     }
 
     async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {
-        self.run(self.cmds().create_cluster(spec)).await
+        self.ops.run(self.cmds().create_cluster(spec)).await
     }
 
     async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError> {
-        let out = self.run(self.cmds().delete_cluster(name)).await?;
-        self.kubes.lock().await.remove(name);
+        let out = self.ops.run(self.cmds().delete_cluster(name)).await?;
+        self.ops.forget(name).await;
         Ok(out)
     }
 
     async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError> {
-        let out = self.run(self.cmds().list_clusters(false)).await?;
+        let out = self.ops.run(self.cmds().list_clusters(false)).await?;
         Ok(parse_json(&out.stdout)
             .iter()
             .filter_map(|c| {
@@ -644,11 +570,11 @@ impl Backend for Gke {
     }
 
     async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError> {
-        self.run(self.cmds().rename_context(cluster)).await
+        self.ops.run(self.cmds().rename_context(cluster)).await
     }
 
     async fn contexts(&self) -> Result<Vec<String>, BackendError> {
-        let out = self.run(self.cmds().get_contexts()).await?;
+        let out = self.ops.run(self.cmds().get_contexts()).await?;
         Ok(out
             .stdout
             .lines()
@@ -660,13 +586,14 @@ impl Backend for Gke {
 
     async fn install_istio(&self, cluster: &str, profile: &str) -> Result<Output, BackendError> {
         let out = self
+            .ops
             .run(self.cmds().istioctl_install(cluster, profile))
             .await?;
-        let kube = self.kube(cluster).await?;
+        let kube = self.ops.kube(cluster).await?;
         kube.wait_deployments_available("istio-system", &[], self.cfg.ready_timeout)
             .await
             .map_err(kube_err)?;
-        self.wait_load_balancers(&kube, "istio-system").await?;
+        self.ops.wait_load_balancers(&kube, "istio-system").await?;
         Ok(out)
     }
 
@@ -678,6 +605,7 @@ impl Backend for Gke {
             _ => None,
         };
         let out = self
+            .ops
             .run(self.cmds().fleet(op, membership_cluster.as_deref()))
             .await?;
         match op {
@@ -705,20 +633,12 @@ impl Backend for Gke {
     }
 
     async fn mesh_describe(&self) -> Result<String, BackendError> {
-        let out = self.run(self.cmds().mesh_describe()).await?;
+        let out = self.ops.run(self.cmds().mesh_describe()).await?;
         Ok(self.to_procedure_names(&out.stdout))
     }
 
     async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError> {
-        self.kube(cluster)
-            .await?
-            .create_namespace(name)
-            .await
-            .map_err(kube_err)?;
-        Ok(Output::new(
-            format!("kubectl --context {cluster} create namespace {name}"),
-            format!("namespace/{name} created\n"),
-        ))
+        self.ops.create_namespace(cluster, name).await
     }
 
     async fn label_namespace(
@@ -727,15 +647,7 @@ impl Backend for Gke {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<Output, BackendError> {
-        self.kube(cluster)
-            .await?
-            .label_namespace(name, labels)
-            .await
-            .map_err(kube_err)?;
-        Ok(Output::new(
-            format!("kubectl --context {cluster} label namespace {name} {labels:?}"),
-            format!("namespace/{name} labeled\n"),
-        ))
+        self.ops.label_namespace(cluster, name, labels).await
     }
 
     async fn apply(
@@ -744,28 +656,7 @@ impl Backend for Gke {
         namespace: Option<&str>,
         objects: &[Object],
     ) -> Result<Output, BackendError> {
-        let ns = namespace.unwrap_or("default");
-        let kube = self.kube(cluster).await?;
-        let lines = kube.apply(objects, ns).await.map_err(kube_err)?;
-        let deployments: Vec<String> = objects
-            .iter()
-            .filter(|o| o.kind == "Deployment")
-            .map(|o| o.name.clone())
-            .collect();
-        let mut note = String::new();
-        if !deployments.is_empty() {
-            if let Err(e) = kube
-                .wait_deployments_available(ns, &deployments, self.cfg.ready_timeout)
-                .await
-            {
-                note = format!("(not all available yet: {e})\n");
-            }
-        }
-        self.wait_load_balancers(&kube, ns).await?;
-        Ok(Output::new(
-            format!("kubectl --context={cluster} --namespace={ns} apply --server-side"),
-            format!("{}\n{note}", lines.join("\n")),
-        ))
+        self.ops.apply(cluster, namespace, objects).await
     }
 
     async fn delete(
@@ -775,15 +666,7 @@ impl Backend for Gke {
         kind: &str,
         name: &str,
     ) -> Result<Output, BackendError> {
-        self.kube(cluster)
-            .await?
-            .delete(kind, namespace, name, self.cfg.ready_timeout)
-            .await
-            .map_err(kube_err)?;
-        Ok(Output::new(
-            format!("kubectl --context={cluster} --namespace={namespace} delete {kind} {name}"),
-            format!("{} \"{name}\" deleted\n", kind.to_lowercase()),
-        ))
+        self.ops.delete(cluster, namespace, kind, name).await
     }
 
     async fn list(
@@ -792,21 +675,7 @@ impl Backend for Gke {
         namespace: Option<&str>,
         kind: &str,
     ) -> Result<Vec<Value>, BackendError> {
-        let items = self
-            .kube(cluster)
-            .await?
-            .list(kind, namespace)
-            .await
-            .map_err(kube_err)?;
-        if kind == "Service" {
-            let mut ips = self.lb_ips.lock().await;
-            for s in &items {
-                if let Some(ip) = s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str() {
-                    ips.insert(ip.to_string());
-                }
-            }
-        }
-        Ok(items)
+        self.ops.list(cluster, namespace, kind).await
     }
 
     async fn dns_set(
@@ -819,6 +688,7 @@ impl Backend for Gke {
             (Some(zone), _) => {
                 let mut created = self.cloud_dns_created.lock().await;
                 let out = self
+                    .ops
                     .run(
                         self.cmds()
                             .dns_record(zone, domain, address, ttl, !*created),
@@ -859,7 +729,7 @@ impl Backend for Gke {
 
     async fn inventory(&self) -> Result<Inventory, BackendError> {
         let clusters = self.clusters().await?;
-        let members = self.run(self.cmds().list_memberships()).await?;
+        let members = self.ops.run(self.cmds().list_memberships()).await?;
         let suffix = format!("-{}", self.cfg.run_id);
         let memberships = parse_json(&members.stdout)
             .iter()
@@ -872,14 +742,15 @@ impl Backend for Gke {
             .filter(|n| n.ends_with(&suffix))
             .map(|n| self.to_procedure_names(&n))
             .collect();
-        let rules = self.run(self.cmds().list_forwarding_rules()).await?;
-        let ips = self.lb_ips.lock().await.clone();
+        let rules = self.ops.run(self.cmds().list_forwarding_rules()).await?;
+        let ips = self.ops.lb_ips.lock().await.clone();
         let load_balancers = parse_json(&rules.stdout)
             .iter()
             .filter_map(|r| r["IPAddress"].as_str().map(str::to_string))
             .filter(|ip| ips.contains(ip))
             .collect();
         let describe = self
+            .ops
             .run(self.cmds().mesh_describe())
             .await
             .map(|o| o.stdout)
@@ -917,7 +788,7 @@ impl Backend for Gke {
             );
             report
                 .kept
-                .push(format!("kubeconfig {}", self.kubeconfig.display()));
+                .push(format!("kubeconfig {}", self.ops.kubeconfig.display()));
             if let Some(d) = self
                 .scratch
                 .lock()
@@ -956,6 +827,7 @@ impl Backend for Gke {
         }
         if inv.mesh_feature_enabled {
             let others = self
+                .ops
                 .run(self.cmds().list_memberships())
                 .await
                 .map(|o| parse_json(&o.stdout).len())

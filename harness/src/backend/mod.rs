@@ -4,6 +4,7 @@
 //! own module and knows nothing of the others. Reads return Kubernetes objects as JSON in the
 //! shape the API server returns them (with `status`), so the checks read every backend alike.
 
+pub mod clusters;
 pub mod emulated;
 pub mod exec;
 pub mod gke;

@@ -1,0 +1,237 @@
+//! What the real-cluster backends (kind and GKE) do alike: run the tools with the run's
+//! kubeconfig, and every in-cluster operation through the Kubernetes layer, one client per
+//! context, waiting after an apply until Deployments are Available and LoadBalancers have an IP.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::exec::{Cmd, Exec, Ran};
+use super::kube::{Kube, KubeError};
+use super::{BackendError, Output};
+use crate::manifest::Object;
+
+/// A failed command as the procedure's finding.
+pub fn failed(cmd: &Cmd, ran: &Ran) -> BackendError {
+    BackendError::Procedure {
+        command: cmd.line(),
+        message: format!("exit {:?}: {}", ran.code, ran.stderr.trim()),
+    }
+}
+
+/// A Kubernetes layer error: a 404 is the procedure's finding, anything else infrastructure.
+pub fn kube_err(e: KubeError) -> BackendError {
+    match e {
+        KubeError::NotFound { .. } => BackendError::Procedure {
+            command: "kubectl".into(),
+            message: e.to_string(),
+        },
+        other => BackendError::infra("talking to the cluster", crate::error_chain(&other)),
+    }
+}
+
+/// Tools and clusters of one run.
+pub struct ClusterOps {
+    /// Runs the tools.
+    pub exec: Arc<dyn Exec>,
+    /// The run's kubeconfig.
+    pub kubeconfig: PathBuf,
+    kubes: Mutex<BTreeMap<String, Kube>>,
+    /// LoadBalancer addresses the run has seen (for leak checks).
+    pub lb_ips: Mutex<BTreeSet<String>>,
+    /// How long to wait for Deployments and load balancers after an apply.
+    pub ready_timeout: Duration,
+}
+
+impl ClusterOps {
+    /// Operations with this runner and kubeconfig.
+    pub fn new(exec: Arc<dyn Exec>, kubeconfig: PathBuf, ready_timeout: Duration) -> Self {
+        Self {
+            exec,
+            kubeconfig,
+            kubes: Mutex::new(BTreeMap::new()),
+            lb_ips: Mutex::new(BTreeSet::new()),
+            ready_timeout,
+        }
+    }
+
+    /// Runs a command; a non-zero exit is the procedure's finding.
+    pub async fn run(&self, cmd: Cmd) -> Result<Output, BackendError> {
+        let ran = self.exec.run(&cmd).await.map_err(|e| {
+            BackendError::infra(format!("running {}", cmd.program), crate::error_chain(&e))
+        })?;
+        if !ran.ok() {
+            return Err(failed(&cmd, &ran));
+        }
+        Ok(Output::new(
+            cmd.line(),
+            format!("{}{}", ran.stdout, ran.stderr),
+        ))
+    }
+
+    /// The client of a context (made once).
+    pub async fn kube(&self, context: &str) -> Result<Kube, BackendError> {
+        let mut k = self.kubes.lock().await;
+        if let Some(kube) = k.get(context) {
+            return Ok(kube.clone());
+        }
+        let kube = Kube::from_kubeconfig(&self.kubeconfig, context)
+            .await
+            .map_err(kube_err)?;
+        k.insert(context.to_string(), kube.clone());
+        Ok(kube)
+    }
+
+    /// Drops the client of a deleted cluster.
+    pub async fn forget(&self, context: &str) {
+        self.kubes.lock().await.remove(context);
+    }
+
+    async fn note_lb_ips(&self, svcs: &[Value]) {
+        let mut ips = self.lb_ips.lock().await;
+        for s in svcs {
+            if let Some(ip) = s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str() {
+                ips.insert(ip.to_string());
+            }
+        }
+    }
+
+    /// Waits until every LoadBalancer Service of the namespace has an ingress IP (or the timeout).
+    pub async fn wait_load_balancers(
+        &self,
+        kube: &Kube,
+        namespace: &str,
+    ) -> Result<(), BackendError> {
+        let deadline = tokio::time::Instant::now() + self.ready_timeout;
+        loop {
+            let svcs = kube
+                .list("Service", Some(namespace))
+                .await
+                .map_err(kube_err)?;
+            self.note_lb_ips(&svcs).await;
+            let pending = svcs.iter().any(|s| {
+                s["spec"]["type"] == "LoadBalancer"
+                    && s["status"]["loadBalancer"]["ingress"][0]["ip"].is_null()
+            });
+            if !pending || tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(kube.poll).await;
+        }
+    }
+
+    /// `kubectl create namespace`.
+    pub async fn create_namespace(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Output, BackendError> {
+        self.kube(cluster)
+            .await?
+            .create_namespace(name)
+            .await
+            .map_err(kube_err)?;
+        Ok(Output::new(
+            format!("kubectl --context {cluster} create namespace {name}"),
+            format!("namespace/{name} created\n"),
+        ))
+    }
+
+    /// `kubectl label namespace`.
+    pub async fn label_namespace(
+        &self,
+        cluster: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Output, BackendError> {
+        self.kube(cluster)
+            .await?
+            .label_namespace(name, labels)
+            .await
+            .map_err(kube_err)?;
+        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect();
+        Ok(Output::new(
+            format!(
+                "kubectl --context {cluster} label namespace {name} {}",
+                pairs.join(" ")
+            ),
+            format!("namespace/{name} labeled\n"),
+        ))
+    }
+
+    /// Server-side apply, then wait for the applied Deployments and LoadBalancers.
+    pub async fn apply(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+    ) -> Result<Output, BackendError> {
+        let ns = namespace.unwrap_or("default");
+        let kube = self.kube(cluster).await?;
+        let lines = kube.apply(objects, ns).await.map_err(kube_err)?;
+        let deployments: Vec<String> = objects
+            .iter()
+            .filter(|o| o.kind == "Deployment")
+            .map(|o| o.name.clone())
+            .collect();
+        let mut note = String::new();
+        if !deployments.is_empty() {
+            if let Err(e) = kube
+                .wait_deployments_available(ns, &deployments, self.ready_timeout)
+                .await
+            {
+                note = format!("(not all available yet: {e})\n");
+            }
+        }
+        self.wait_load_balancers(&kube, ns).await?;
+        Ok(Output::new(
+            format!("kubectl --context={cluster} --namespace={ns} apply --server-side --force-conflicts"),
+            format!("{}\n{note}", lines.join("\n")),
+        ))
+    }
+
+    /// `kubectl delete`, waiting until the object is gone.
+    pub async fn delete(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Output, BackendError> {
+        self.kube(cluster)
+            .await?
+            .delete(kind, namespace, name, self.ready_timeout)
+            .await
+            .map_err(kube_err)?;
+        Ok(Output::new(
+            format!(
+                "kubectl --context={cluster} --namespace={namespace} delete {} {name}",
+                kind.to_lowercase()
+            ),
+            format!("{} \"{name}\" deleted\n", kind.to_lowercase()),
+        ))
+    }
+
+    /// `kubectl get`.
+    pub async fn list(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        kind: &str,
+    ) -> Result<Vec<Value>, BackendError> {
+        let items = self
+            .kube(cluster)
+            .await?
+            .list(kind, namespace)
+            .await
+            .map_err(kube_err)?;
+        if kind == "Service" {
+            self.note_lb_ips(&items).await;
+        }
+        Ok(items)
+    }
+}
