@@ -22,8 +22,40 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
+/// The real manifests a real-cluster run needs (the fixtures are for the emulated backend).
+#[cfg(any(feature = "gke", feature = "kind"))]
+fn real_manifests() -> Result<PathBuf, String> {
+    let manifests = std::env::var_os("MESHMIG_MANIFESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/upstream"));
+    if manifests.exists() {
+        Ok(manifests)
+    } else {
+        Err(format!(
+            "set MESHMIG_MANIFESTS to a folder laid out like ../shared/upstream ({} does not exist)",
+            manifests.display()
+        ))
+    }
+}
+
 /// The backend the suite runs on, its options, and the manifests folder (None: the fixtures).
-#[cfg(not(feature = "gke"))]
+#[cfg(all(feature = "kind", not(feature = "gke")))]
+fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
+    // Real clusters: needs a container engine; `meshmig doctor --backend kind` says what is missing.
+    let engine = std::process::Command::new("docker").arg("info").output();
+    if !engine.is_ok_and(|o| o.status.success()) {
+        return Err("the kind feature runs on real kind clusters: no container engine is reachable (docker info failed)".into());
+    }
+    let opts = BackendOptions {
+        istio_version: std::env::var("MESHMIG_ISTIO_VERSION").ok(),
+        metadata_image: std::env::var("MESHMIG_METADATA_IMAGE").ok(),
+        ..BackendOptions::default()
+    };
+    Ok((BackendKind::Kind, opts, Some(real_manifests()?)))
+}
+
+/// The backend the suite runs on, its options, and the manifests folder (None: the fixtures).
+#[cfg(not(any(feature = "gke", feature = "kind")))]
 fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
     Ok((BackendKind::Emulated, BackendOptions::default(), None))
 }
@@ -32,21 +64,12 @@ fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
 fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
     let project = std::env::var("MESHMIG_GKE_PROJECT")
         .map_err(|_| "the gke feature runs on real Google Cloud: set MESHMIG_GKE_PROJECT to a project ID (gcloud authenticated, kubectl and istioctl on PATH)".to_string())?;
-    // Real clusters need the real Online Boutique manifests; the fixtures are for the emulated backend.
-    let manifests = std::env::var_os("MESHMIG_MANIFESTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/upstream"));
-    if !manifests.exists() {
-        return Err(format!("set MESHMIG_MANIFESTS to a folder laid out like ../shared/upstream ({} does not exist)", manifests.display()));
-    }
-    Ok((
-        BackendKind::Gke,
-        BackendOptions {
-            project: Some(project),
-            ..BackendOptions::default()
-        },
-        Some(manifests),
-    ))
+    let opts = BackendOptions {
+        project: Some(project),
+        istio_version: std::env::var("MESHMIG_ISTIO_VERSION").ok(),
+        ..BackendOptions::default()
+    };
+    Ok((BackendKind::Gke, opts, Some(real_manifests()?)))
 }
 
 fn run_trial(path: &Path) -> Result<(), Failed> {
@@ -65,6 +88,10 @@ fn run_trial(path: &Path) -> Result<(), Failed> {
             .map_err(|e| meshmig::error_chain(&e))?;
         let scratch = backend.scratch_paths();
         let report = engine::run(scenario.clone(), backend, RunOptions::default()).await;
+        if let Some(dir) = std::env::var_os("MESHMIG_REPORT_DIR") {
+            meshmig::report::write_json(&report, Path::new(&dir))
+                .map_err(|e| meshmig::error_chain(&e))?;
+        }
         let text: Vec<String> = report
             .steps
             .iter()

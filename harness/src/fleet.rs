@@ -140,6 +140,79 @@ pub fn membership_status(yaml: &str, membership: &str) -> Result<Option<MeshStat
     }))
 }
 
+/// A managed control plane's state, for stand-ins that print describe output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandInState {
+    /// Registered, automatic management not requested.
+    Disabled,
+    /// Requested, not ready yet.
+    Provisioning,
+    /// Ready.
+    Active,
+}
+
+/// `gcloud container fleet mesh describe` output as gcloud prints it, for stand-ins of the
+/// managed mesh (the emulated and kind backends).
+pub fn describe_yaml(
+    project: &str,
+    project_number: &str,
+    enabled: bool,
+    memberships: &[(String, StandInState)],
+) -> String {
+    const ONBOARD: &str = "Please see https://cloud.google.com/service-mesh/docs/install for instructions to onboard to Anthos Service Mesh.";
+    let mut specs = serde_json::Map::new();
+    let mut states = serde_json::Map::new();
+    for (name, st) in memberships {
+        let key = membership_key(project_number, name);
+        let (state, details, code, description) = match st {
+            StandInState::Active => (
+                "ACTIVE",
+                Some((
+                    serde_json::json!([{"code": "REVISION_READY", "details": "Ready: asm-managed"}]),
+                    serde_json::json!([{"code": "OK", "details": "Service is running."}]),
+                )),
+                "OK",
+                "Revision(s) ready for use: asm-managed.",
+            ),
+            StandInState::Provisioning => {
+                let p = serde_json::json!([{"code": "PROVISIONING", "details": "Service is provisioning."}]);
+                ("PROVISIONING", Some((p.clone(), p)), "OK", ONBOARD)
+            }
+            StandInState::Disabled => ("DISABLED", None, "OK", ONBOARD),
+        };
+        let (cp, dp) = match details {
+            Some((c, d)) => (
+                serde_json::json!({"details": c, "state": state}),
+                serde_json::json!({"details": d, "state": state}),
+            ),
+            None => (
+                serde_json::json!({"state": state}),
+                serde_json::json!({"state": state}),
+            ),
+        };
+        states.insert(
+            key.clone(),
+            serde_json::json!({"servicemesh": {"controlPlaneManagement": cp, "dataPlaneManagement": dp},
+                               "state": {"code": code, "description": description}}),
+        );
+        if *st != StandInState::Disabled {
+            specs.insert(
+                key,
+                serde_json::json!({"mesh": {"management": "MANAGEMENT_AUTOMATIC"}}),
+            );
+        }
+    }
+    let doc = serde_json::json!({
+        "createTime": "2026-01-01T00:00:00.000000000Z",
+        "membershipSpecs": specs,
+        "membershipStates": states,
+        "name": format!("projects/{project}/locations/global/features/servicemesh"),
+        "resourceState": {"state": if enabled { "ACTIVE" } else { "DISABLED" }},
+        "spec": {},
+    });
+    serde_yaml::to_string(&doc).unwrap_or_default()
+}
+
 /// The resource key gcloud uses for a membership.
 pub fn membership_key(project_number: &str, membership: &str) -> String {
     format!("projects/{project_number}/locations/global/memberships/{membership}")
@@ -242,6 +315,19 @@ resourceState:
         assert_eq!(
             s.details,
             vec!["PRECONDITION_FAILED: Workload Identity is not enabled on the cluster."]
+        );
+    }
+
+    #[rstest]
+    #[case(StandInState::Disabled, "DISABLED")]
+    #[case(StandInState::Provisioning, "PROVISIONING")]
+    #[case(StandInState::Active, "ACTIVE")]
+    fn stand_in_output_reads_back(#[case] st: StandInState, #[case] want: &str) {
+        let y = describe_yaml("p", "123", true, &[("m".to_string(), st)]);
+        let s = membership_status(&y, "m").unwrap().unwrap();
+        assert_eq!(
+            (s.control_plane.as_str(), s.data_plane.as_str()),
+            (want, want)
         );
     }
 

@@ -95,6 +95,16 @@ struct CloudArgs {
     /// A fixed run id (default: a new one).
     #[arg(long)]
     run_id: Option<String>,
+    /// kind, GKE: the Istio release to install, e.g. 1.28.0 (fetched with its checksum into
+    /// ~/.cache/meshmig; default: istioctl on PATH).
+    #[arg(long)]
+    istio_version: Option<String>,
+    /// kind: the folder of cluster configurations (default: kind-configs/).
+    #[arg(long)]
+    kind_configs: Option<PathBuf>,
+    /// kind: a GCE metadata stand-in image to load (built from kind-configs/metadata.Dockerfile).
+    #[arg(long)]
+    metadata_image: Option<String>,
 }
 
 impl CloudArgs {
@@ -105,6 +115,9 @@ impl CloudArgs {
             dns_zone: self.dns_zone.clone(),
             mesh_timeout: self.mesh_timeout,
             run_id: self.run_id.clone(),
+            istio_version: self.istio_version.clone(),
+            kind_configs: self.kind_configs.clone(),
+            metadata_image: self.metadata_image.clone(),
         }
     }
 }
@@ -163,6 +176,18 @@ enum Command {
         manifests: Option<PathBuf>,
         #[command(flatten)]
         cloud: CloudArgs,
+    },
+    /// kind: the GCE metadata stand-in the frontends ask for their cluster's name.
+    MetadataServer {
+        /// The cluster name to answer.
+        #[arg(long)]
+        cluster_name: String,
+        /// The zone to answer.
+        #[arg(long, default_value = "us-central1-a")]
+        zone: String,
+        /// Listen address.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
     },
     /// GKE: delete what crashed runs left (clusters labelled meshmig-run, their memberships).
     Gc {
@@ -312,6 +337,24 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             Ok(s) => {
                 match backend {
                     BackendKind::Emulated => print!("{}", plan::render(&s, "emulated")),
+                    BackendKind::Kind => {
+                        let dir = cloud
+                            .kind_configs
+                            .clone()
+                            .unwrap_or_else(|| PathBuf::from("kind-configs"));
+                        let istioctl = match &cloud.istio_version {
+                            Some(v) => {
+                                PathBuf::from(format!("~/.cache/meshmig/istio-{v}/istioctl"))
+                            }
+                            None => PathBuf::from("istioctl"),
+                        };
+                        let mut cfg = meshmig::backend::kind::KindConfig::new(&dir, &istioctl);
+                        if let Some(r) = &cloud.run_id {
+                            cfg.run_id = r.clone();
+                        }
+                        cfg.metadata_image = cloud.metadata_image.clone();
+                        print!("{}", meshmig::backend::kind::plan(&cfg, &s));
+                    }
                     BackendKind::Gke => match cloud.options().gke() {
                         Ok(cfg) => print!("{}", meshmig::backend::gke::plan(&cfg, &s)),
                         Err(e) => {
@@ -385,8 +428,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
                 }
             }
         }
+        Command::MetadataServer {
+            cluster_name,
+            zone,
+            listen,
+        } => {
+            meshmig::backend::kind::metadata_server(listen, cluster_name, zone)
+                .await
+                .context("serving GCE metadata")?;
+            Ok(exit::PASS)
+        }
         Command::Doctor { backend, project } => Ok(match backend {
             BackendKind::Emulated => doctor(),
+            BackendKind::Kind => doctor_kind(),
             BackendKind::Gke => doctor_gke(project).await,
         }),
         Command::Gc {
@@ -561,6 +615,58 @@ async fn demo(split: &str, abort_percent: f64, listen: SocketAddr) -> anyhow::Re
     meshmig::shutdown_signal().await;
     d.stop().await;
     Ok(exit::PASS)
+}
+
+/// What the kind backend needs: a reachable container engine, kind, kubectl, istioctl (or
+/// network access to fetch it), cloud-provider-kind.
+fn doctor_kind() -> i32 {
+    use meshmig::backend::exec::on_path;
+    let mut missing = 0;
+    match std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+    {
+        Ok(o) if o.status.success() => println!(
+            "ok      container engine: docker {}",
+            String::from_utf8_lossy(&o.stdout).trim()
+        ),
+        Ok(o) => {
+            missing += 1;
+            println!("MISSING container engine: docker is installed but its engine is not reachable ({}); start dockerd, or install Docker Engine", String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("").trim());
+        }
+        Err(_) => {
+            missing += 1;
+            println!("MISSING container engine: docker not found; install Docker Engine (apt-get install docker.io)");
+        }
+    }
+    for (tool, install) in [
+        (
+            "kind",
+            "go install sigs.k8s.io/kind@v0.30.0 (or a release binary)",
+        ),
+        ("kubectl", "apt-get install kubernetes-client"),
+        (
+            "cloud-provider-kind",
+            "go install sigs.k8s.io/cloud-provider-kind@latest",
+        ),
+        (
+            "istioctl",
+            "or pass --istio-version X.Y.Z to fetch it (needs access to github.com)",
+        ),
+    ] {
+        match on_path(tool) {
+            Some(p) => println!("ok      {tool}: {}", p.display()),
+            None => {
+                missing += 1;
+                println!("MISSING {tool}; install: {install}");
+            }
+        }
+    }
+    if missing == 0 {
+        exit::PASS
+    } else {
+        exit::INFRASTRUCTURE
+    }
 }
 
 /// What the GKE backend needs: gcloud with an active account, the project, its APIs, kubectl and

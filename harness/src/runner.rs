@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use crate::backend::emulated::{find_envoy, Emulated, EmulatedOptions};
 use crate::backend::gke::{Gke, GkeConfig};
+use crate::backend::istioctl::IstioctlSource;
+use crate::backend::kind::{Kind, KindConfig};
 use crate::backend::{Backend, BackendError};
 use crate::engine::{self, RunOptions, RunReport};
 use crate::manifest::ManifestSource;
@@ -44,6 +46,8 @@ impl RunnerError {
 pub enum BackendKind {
     /// Everything on this machine: real Envoy, HTTP and DNS; virtual clusters.
     Emulated,
+    /// Two kind clusters with real Istio and Online Boutique (needs Docker).
+    Kind,
     /// Real GKE clusters and managed Cloud Service Mesh in a Google Cloud project.
     Gke,
 }
@@ -61,9 +65,39 @@ pub struct BackendOptions {
     pub mesh_timeout: Option<Duration>,
     /// A fixed run id (default: a new one).
     pub run_id: Option<String>,
+    /// kind and GKE: the Istio release to install (fetched with its checksum; default: istioctl on PATH).
+    pub istio_version: Option<String>,
+    /// kind: the folder of cluster configurations (default: kind-configs/ beside scenarios/).
+    pub kind_configs: Option<PathBuf>,
+    /// kind: a GCE metadata stand-in image to load (see kind-configs/metadata.Dockerfile).
+    pub metadata_image: Option<String>,
 }
 
 impl BackendOptions {
+    /// The kind configuration these options give (istioctl resolved, fetched if pinned).
+    pub async fn kind(&self, scenario: &Path) -> Result<KindConfig, BackendError> {
+        let source = match &self.istio_version {
+            Some(v) => IstioctlSource::Version(v.clone()),
+            None => IstioctlSource::Path,
+        };
+        let istioctl = crate::backend::istioctl::resolve(&source)
+            .await
+            .map_err(|e| BackendError::infra("finding istioctl", crate::error_chain(&e)))?;
+        let configs = self.kind_configs.clone().unwrap_or_else(|| {
+            scenario
+                .parent()
+                .and_then(Path::parent)
+                .map(|p| p.join("kind-configs"))
+                .unwrap_or_else(|| PathBuf::from("kind-configs"))
+        });
+        let mut cfg = KindConfig::new(&configs, &istioctl);
+        cfg.metadata_image = self.metadata_image.clone();
+        if let Some(r) = &self.run_id {
+            cfg.run_id = r.clone();
+        }
+        Ok(cfg)
+    }
+
     /// The GKE configuration these options give; the project is required.
     pub fn gke(&self) -> Result<GkeConfig, BackendError> {
         let project = self
@@ -136,9 +170,38 @@ pub async fn start_backend_with(
             .map_err(backend_err)?;
             Ok(Arc::new(b))
         }
+        BackendKind::Kind => {
+            for tool in ["docker", "kind", "kubectl"] {
+                if crate::backend::exec::on_path(tool).is_none() {
+                    return Err(backend_err(BackendError::MissingTool {
+                        doing: "starting the kind backend".into(),
+                        tool: tool.into(),
+                        hint: "see `meshmig doctor --backend kind`".into(),
+                    }));
+                }
+            }
+            let cfg = opts.kind(&s.path).await.map_err(backend_err)?;
+            Ok(Arc::new(Kind::start(cfg, s).await.map_err(backend_err)?))
+        }
         BackendKind::Gke => {
-            let cfg = opts.gke().map_err(backend_err)?;
-            for tool in ["gcloud", "kubectl", "istioctl"] {
+            let mut cfg = opts.gke().map_err(backend_err)?;
+            if let Some(v) = &opts.istio_version {
+                let p = crate::backend::istioctl::resolve(&IstioctlSource::Version(v.clone()))
+                    .await
+                    .map_err(|e| {
+                        backend_err(BackendError::infra(
+                            "fetching istioctl",
+                            crate::error_chain(&e),
+                        ))
+                    })?;
+                cfg.istioctl = p.display().to_string();
+            }
+            let needed: &[&str] = if opts.istio_version.is_some() {
+                &["gcloud", "kubectl"]
+            } else {
+                &["gcloud", "kubectl", "istioctl"]
+            };
+            for tool in needed.iter().copied() {
                 if crate::backend::exec::on_path(tool).is_none() {
                     return Err(backend_err(BackendError::MissingTool {
                         doing: "starting the gke backend".into(),

@@ -83,3 +83,42 @@ fn gke_plan_has_the_procedures_gcloud_commands_in_order() {
         at += i + cmd.len();
     }
 }
+
+#[test]
+fn kind_plan_of_canary_cluster() {
+    insta::assert_snapshot!(plan(&[
+        "scenarios/canary-cluster.yaml",
+        "--backend",
+        "kind",
+        "--run-id",
+        "run42",
+        "--istio-version",
+        "1.28.0",
+        "--metadata-image",
+        "meshmig-metadata:dev"
+    ]));
+}
+
+#[test]
+fn kind_plan_maps_steps_a_to_h_to_kind_commands() {
+    let p = plan(&[
+        "scenarios/canary-cluster.yaml",
+        "--backend",
+        "kind",
+        "--run-id",
+        "run42",
+    ]);
+    for step in [
+        "A1", "A2", "A4", "B2", "B5", "C1", "C6", "D3", "E2", "F1", "F3", "G3", "G4", "H1",
+    ] {
+        assert!(
+            p.lines().any(|l| l.starts_with(&format!("{step} "))),
+            "{step} missing:\n{p}"
+        );
+    }
+    assert!(p.contains("kind create cluster --name cluster-with-csm-run42 --config kind-configs/cluster-with-csm.yaml"));
+    assert!(p.contains(
+        "istioctl install --context=CLUSTER --set profile=minimal --set revision=asm-managed -y"
+    ));
+    assert!(p.contains("kind delete cluster --name cluster-with-istio-run42"));
+}

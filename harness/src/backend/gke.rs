@@ -48,6 +48,8 @@ pub struct GkeConfig {
     pub mesh_timeout: Duration,
     /// How long to wait for Deployments and load balancers after an apply.
     pub ready_timeout: Duration,
+    /// The istioctl to run.
+    pub istioctl: String,
 }
 
 impl GkeConfig {
@@ -60,6 +62,7 @@ impl GkeConfig {
             dns_zone: None,
             mesh_timeout: Duration::from_secs(20 * 60),
             ready_timeout: Duration::from_secs(10 * 60),
+            istioctl: "istioctl".into(),
         }
     }
 }
@@ -165,7 +168,7 @@ impl<'a> Commands<'a> {
     /// A4.
     pub fn istioctl_install(&self, context: &str, profile: &str) -> Cmd {
         Cmd::new(
-            "istioctl",
+            &self.cfg.istioctl,
             [
                 "install",
                 &format!("--context={context}"),

@@ -8,6 +8,8 @@ pub mod clusters;
 pub mod emulated;
 pub mod exec;
 pub mod gke;
+pub mod istioctl;
+pub mod kind;
 pub mod kube;
 
 use std::collections::BTreeMap;

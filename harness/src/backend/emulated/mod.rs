@@ -32,7 +32,7 @@ use self::frontend::{Frontend, Identity, ReadyServices};
 use self::store::{pod_ready, selects, Store, StoreError};
 use super::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
 use crate::dns::DnsServer;
-use crate::fleet::membership_key;
+use crate::fleet::{describe_yaml, StandInState};
 use crate::manifest::{string_map, Object};
 use crate::scenario::{ClusterSpec, FooterVariant};
 
@@ -414,40 +414,19 @@ impl Emulated {
     }
 
     fn describe(&self, w: &World) -> String {
-        let mut specs = serde_yaml::Mapping::new();
-        let mut states = serde_yaml::Mapping::new();
-        for (name, m) in &w.memberships {
-            let key = serde_yaml::Value::String(membership_key(PROJECT_NUMBER, name));
-            let state: serde_yaml::Value = match m.automatic_since {
-                Some(t) if t.elapsed() >= self.opts.provisioning => serde_yaml::from_str(
-                    "servicemesh:\n  controlPlaneManagement:\n    details:\n    - code: REVISION_READY\n      details: 'Ready: asm-managed'\n    state: ACTIVE\n  dataPlaneManagement:\n    details:\n    - code: OK\n      details: Service is running.\n    state: ACTIVE\nstate:\n  code: OK\n  description: 'Revision(s) ready for use: asm-managed.'\n",
-                ),
-                Some(_) => serde_yaml::from_str(
-                    "servicemesh:\n  controlPlaneManagement:\n    details:\n    - code: PROVISIONING\n      details: Service is provisioning.\n    state: PROVISIONING\n  dataPlaneManagement:\n    details:\n    - code: PROVISIONING\n      details: Service is provisioning.\n    state: PROVISIONING\nstate:\n  code: OK\n  description: Please see https://cloud.google.com/service-mesh/docs/install for instructions to onboard to Anthos Service Mesh.\n",
-                ),
-                None => serde_yaml::from_str(
-                    "servicemesh:\n  controlPlaneManagement:\n    state: DISABLED\n  dataPlaneManagement:\n    state: DISABLED\nstate:\n  code: OK\n  description: Please see https://cloud.google.com/service-mesh/docs/install for instructions to onboard to Anthos Service Mesh.\n",
-                ),
-            }
-            .expect("static YAML parses");
-            states.insert(key.clone(), state);
-            if m.automatic_since.is_some() {
-                specs.insert(
-                    key,
-                    serde_yaml::from_str("mesh:\n  management: MANAGEMENT_AUTOMATIC\n")
-                        .expect("static YAML"),
-                );
-            }
-        }
-        let doc = json!({
-            "createTime": "2026-01-01T00:00:00.000000000Z",
-            "membershipSpecs": serde_json::to_value(&specs).unwrap_or(Value::Null),
-            "membershipStates": serde_json::to_value(&states).unwrap_or(Value::Null),
-            "name": format!("projects/{PROJECT}/locations/global/features/servicemesh"),
-            "resourceState": {"state": if w.mesh_enabled { "ACTIVE" } else { "DISABLED" }},
-            "spec": {},
-        });
-        serde_yaml::to_string(&doc).unwrap_or_default()
+        let states: Vec<(String, StandInState)> = w
+            .memberships
+            .iter()
+            .map(|(name, m)| {
+                let st = match m.automatic_since {
+                    Some(t) if t.elapsed() >= self.opts.provisioning => StandInState::Active,
+                    Some(_) => StandInState::Provisioning,
+                    None => StandInState::Disabled,
+                };
+                (name.clone(), st)
+            })
+            .collect();
+        describe_yaml(PROJECT, PROJECT_NUMBER, w.mesh_enabled, &states)
     }
 }
 
