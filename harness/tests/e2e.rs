@@ -351,3 +351,19 @@ fn gke_without_a_project_says_which_variable_to_set() {
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(t.contains("MESHMIG_GKE_PROJECT"), "{t}");
 }
+
+#[test]
+fn doctor_for_kind_without_a_container_engine_exits_non_zero_naming_it() {
+    let reachable = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if reachable {
+        eprintln!("NOT RUN: a container engine is reachable here");
+        return;
+    }
+    let o = meshmig(&["doctor", "--backend", "kind"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    assert!(t.contains("MISSING container engine"), "{t}");
+}

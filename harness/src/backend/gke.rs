@@ -539,6 +539,19 @@ impl Gke {
     }
 }
 
+/// The first `nameserver` of /etc/resolv.conf (127.0.0.53 when there is none).
+fn system_nameserver() -> SocketAddr {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().strip_prefix("nameserver"))
+                .find_map(|a| a.trim().parse::<IpAddr>().ok())
+        })
+        .map(|ip| SocketAddr::new(ip, 53))
+        .unwrap_or_else(|| "127.0.0.53:53".parse().expect("a static address"))
+}
+
 fn parse_json(text: &str) -> Vec<Value> {
     serde_json::from_str::<Vec<Value>>(text).unwrap_or_default()
 }
@@ -725,8 +738,8 @@ impl Backend for Gke {
     fn dns_server(&self) -> SocketAddr {
         match &self.dns {
             Some(d) => d.addr(),
-            // With Cloud DNS the system resolver answers (the zone must be delegated).
-            None => "127.0.0.53:53".parse().expect("a static address"),
+            // With Cloud DNS the system's resolver answers (the zone must be delegated to it).
+            None => system_nameserver(),
         }
     }
 
