@@ -73,6 +73,29 @@ impl ClusterOps {
         ))
     }
 
+    /// `kubectl config get-contexts --output=name`, one context a line.
+    pub async fn contexts(&self, cmd: Cmd) -> Result<Vec<String>, BackendError> {
+        let out = self.run(cmd).await?;
+        Ok(out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Runs an `istioctl install`, then waits for istio-system's Deployments and load balancers.
+    pub async fn install_istio(&self, cmd: Cmd, cluster: &str) -> Result<Output, BackendError> {
+        let out = self.run(cmd).await?;
+        let kube = self.kube(cluster).await?;
+        kube.wait_deployments_available("istio-system", &[], self.ready_timeout)
+            .await
+            .map_err(kube_err)?;
+        self.wait_load_balancers(&kube, "istio-system").await?;
+        Ok(out)
+    }
+
     /// The client of a context (made once).
     pub async fn kube(&self, context: &str) -> Result<Kube, BackendError> {
         let mut k = self.kubes.lock().await;

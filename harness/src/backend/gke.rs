@@ -23,7 +23,7 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::clusters::{failed, kube_err, ClusterOps};
+use super::clusters::{failed, ClusterOps};
 use super::exec::{Cmd, Exec, Process};
 use super::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
 use crate::dns::DnsServer;
@@ -590,27 +590,13 @@ impl Backend for Gke {
     }
 
     async fn contexts(&self) -> Result<Vec<String>, BackendError> {
-        let out = self.ops.run(self.cmds().get_contexts()).await?;
-        Ok(out
-            .stdout
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect())
+        self.ops.contexts(self.cmds().get_contexts()).await
     }
 
     async fn install_istio(&self, cluster: &str, profile: &str) -> Result<Output, BackendError> {
-        let out = self
-            .ops
-            .run(self.cmds().istioctl_install(cluster, profile))
-            .await?;
-        let kube = self.ops.kube(cluster).await?;
-        kube.wait_deployments_available("istio-system", &[], self.cfg.ready_timeout)
+        self.ops
+            .install_istio(self.cmds().istioctl_install(cluster, profile), cluster)
             .await
-            .map_err(kube_err)?;
-        self.ops.wait_load_balancers(&kube, "istio-system").await?;
-        Ok(out)
     }
 
     async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError> {
@@ -713,24 +699,7 @@ impl Backend for Gke {
                 *created = true;
                 Ok(out)
             }
-            (None, Some(dns)) => {
-                let IpAddr::V4(v4) = address else {
-                    return Err(BackendError::infra(
-                        format!("setting the A record of {domain}"),
-                        "an A record needs an IPv4 address",
-                    ));
-                };
-                dns.set_a(domain, v4, ttl).await.map_err(|e| {
-                    BackendError::infra(
-                        format!("setting the A record of {domain}"),
-                        crate::error_chain(&e),
-                    )
-                })?;
-                Ok(Output::new(
-                    format!("(embedded DNS) {domain}. {ttl} IN A {address}"),
-                    String::new(),
-                ))
-            }
+            (None, Some(dns)) => super::embedded_dns_set(dns, domain, address, ttl).await,
             (None, None) => Err(BackendError::infra("setting the A record", "no DNS server")),
         }
     }

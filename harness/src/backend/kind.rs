@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::clusters::{kube_err, ClusterOps};
+use super::clusters::ClusterOps;
 use super::exec::{Cmd, Exec, Process};
 use super::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
 use crate::dns::DnsServer;
@@ -447,27 +447,13 @@ impl Backend for Kind {
     }
 
     async fn contexts(&self) -> Result<Vec<String>, BackendError> {
-        let out = self.ops.run(self.cmds().get_contexts()).await?;
-        Ok(out
-            .stdout
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect())
+        self.ops.contexts(self.cmds().get_contexts()).await
     }
 
     async fn install_istio(&self, cluster: &str, profile: &str) -> Result<Output, BackendError> {
-        let out = self
-            .ops
-            .run(self.cmds().istio_install(cluster, profile))
-            .await?;
-        let kube = self.ops.kube(cluster).await?;
-        kube.wait_deployments_available("istio-system", &[], self.cfg.ready_timeout)
+        self.ops
+            .install_istio(self.cmds().istio_install(cluster, profile), cluster)
             .await
-            .map_err(kube_err)?;
-        self.ops.wait_load_balancers(&kube, "istio-system").await?;
-        Ok(out)
     }
 
     async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError> {
@@ -597,22 +583,7 @@ impl Backend for Kind {
         address: IpAddr,
         ttl: u32,
     ) -> Result<Output, BackendError> {
-        let IpAddr::V4(v4) = address else {
-            return Err(BackendError::infra(
-                format!("setting the A record of {domain}"),
-                "an A record needs an IPv4 address",
-            ));
-        };
-        self.dns.set_a(domain, v4, ttl).await.map_err(|e| {
-            BackendError::infra(
-                format!("setting the A record of {domain}"),
-                crate::error_chain(&e),
-            )
-        })?;
-        Ok(Output::new(
-            format!("(embedded DNS) {domain}. {ttl} IN A {address}"),
-            "",
-        ))
+        super::embedded_dns_set(&self.dns, domain, address, ttl).await
     }
 
     fn dns_server(&self) -> SocketAddr {

@@ -72,6 +72,32 @@ impl BackendError {
     }
 }
 
+/// Sets the test domain's A record on an embedded DNS server (every backend without Cloud DNS).
+pub async fn embedded_dns_set(
+    dns: &crate::dns::DnsServer,
+    domain: &str,
+    address: IpAddr,
+    ttl: u32,
+) -> Result<Output, BackendError> {
+    let doing = format!("setting the A record of {domain}");
+    let IpAddr::V4(v4) = address else {
+        return Err(BackendError::infra(
+            doing,
+            "an A record needs an IPv4 address",
+        ));
+    };
+    dns.set_a(domain, v4, ttl)
+        .await
+        .map_err(|e| BackendError::infra(doing, crate::error_chain(&e)))?;
+    Ok(Output::new(
+        format!("(embedded DNS) {domain}. {ttl} IN A {address}"),
+        format!(
+            "{domain}. {ttl} IN A {address} (served by {})\n",
+            dns.addr()
+        ),
+    ))
+}
+
 /// What an action printed, as the real command would.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Output {

@@ -767,25 +767,7 @@ impl Backend for Emulated {
         address: IpAddr,
         ttl: u32,
     ) -> Result<Output, BackendError> {
-        let IpAddr::V4(v4) = address else {
-            return Err(BackendError::infra(
-                format!("setting the A record of {domain}"),
-                "an A record needs an IPv4 address",
-            ));
-        };
-        self.dns.set_a(domain, v4, ttl).await.map_err(|e| {
-            BackendError::infra(
-                format!("setting the A record of {domain}"),
-                crate::error_chain(&e),
-            )
-        })?;
-        Ok(Output::new(
-            format!("(DNS) {domain}. {ttl} IN A {address}"),
-            format!(
-                "{domain}. {ttl} IN A {address} (served by {})\n",
-                self.dns.addr()
-            ),
-        ))
+        super::embedded_dns_set(&self.dns, domain, address, ttl).await
     }
 
     fn dns_server(&self) -> SocketAddr {
