@@ -320,6 +320,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
                         let p = report::write_json(&r, &dir)?;
                         println!("report: {}", p.display());
                     }
+                    if keep && backend == BackendKind::Emulated {
+                        // The emulated clusters live in this process: hold them up for inspection.
+                        println!("--keep: the emulated clusters stay up until Ctrl-C");
+                        meshmig::shutdown_signal().await;
+                    }
                     Ok(r.outcome.exit_code())
                 }
                 Err(e) => {
