@@ -157,3 +157,47 @@ async fn configuration_changes_under_load_fail_no_request() {
         "{after_last:?}"
     );
 }
+
+#[tokio::test]
+async fn the_home_page_answers_500_while_a_service_it_calls_has_no_ready_endpoint() {
+    let run: u8 = 64 + (std::process::id() % 180) as u8;
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, run, 251, 2)), 8080);
+    let ready: Arc<RwLock<BTreeSet<(String, String)>>> = Arc::default();
+    let id = Identity {
+        cluster: "cluster-with-csm".into(),
+        zone: "us-central1-a".into(),
+        pod: "frontend-abc-12345".into(),
+        namespace: "ns".into(),
+        variant: FooterVariant::Gke,
+    };
+    let f = Frontend::start(addr, id, ready.clone()).await.unwrap();
+    {
+        let mut r = ready.write().unwrap();
+        for d in HOME_PAGE_DEPENDENCIES.iter().filter(|d| **d != "adservice") {
+            r.insert(("ns".to_string(), d.to_string()));
+        }
+    }
+    let r = reqwest::get(format!("http://{addr}/")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("Uh, oh!") && body.contains("adservice"),
+        "{body}"
+    );
+    assert_eq!(
+        meshmig::footer::parse(&body).unwrap().cluster.as_deref(),
+        Some("cluster-with-csm")
+    );
+
+    ready
+        .write()
+        .unwrap()
+        .insert(("ns".to_string(), "adservice".to_string()));
+    let r = reqwest::get(format!("http://{addr}/")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("shop_session-id="));
+    f.stop().await;
+}
