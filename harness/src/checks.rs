@@ -210,13 +210,6 @@ pub fn output_contains(output: Option<&Output>, lines: &[String]) -> CheckResult
     )
 }
 
-fn available(d: &Value) -> bool {
-    d["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Available" && c["status"] == "True")
-    })
-}
-
 /// Deployments of a namespace are available.
 pub async fn deployments_available(
     ctx: &Ctx<'_>,
@@ -244,7 +237,7 @@ pub async fn deployments_available(
         .collect();
     let unavailable: Vec<&str> = ds
         .iter()
-        .filter(|d| !available(d))
+        .filter(|d| !crate::manifest::deployment_available(d))
         .filter_map(|d| d["metadata"]["name"].as_str())
         .collect();
     let missing: Vec<&String> = names.iter().filter(|n| !summary.contains_key(*n)).collect();

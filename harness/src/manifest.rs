@@ -113,6 +113,14 @@ pub fn string_map(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Whether a Deployment (as the API server returns it) reports the Available condition.
+pub fn deployment_available(d: &Value) -> bool {
+    d["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Available" && c["status"] == "True")
+    })
+}
+
 /// The manifests a scenario applies, each parsed once, with its text kept for replacements.
 #[derive(Debug, Clone, Default)]
 pub struct ManifestSet {

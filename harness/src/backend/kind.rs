@@ -520,7 +520,7 @@ impl Backend for Kind {
                     .unwrap_or_default();
                 let ready = ds.iter().any(|d| {
                     d["metadata"]["name"] == format!("istiod-{MANAGED_REVISION}").as_str()
-                        && super::kube::deployment_available(d)
+                        && crate::manifest::deployment_available(d)
                 });
                 if ready {
                     StandInState::Active

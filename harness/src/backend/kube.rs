@@ -323,7 +323,7 @@ impl Kube {
                 .filter(|d| {
                     names.is_empty() || names.iter().any(|n| d["metadata"]["name"] == n.as_str())
                 })
-                .filter(|d| !deployment_available(d))
+                .filter(|d| !crate::manifest::deployment_available(d))
                 .map(|d| {
                     format!(
                         "{} {}/{} available",
@@ -350,12 +350,4 @@ impl Kube {
             tokio::time::sleep(self.poll).await;
         }
     }
-}
-
-/// Whether a Deployment reports the Available condition.
-pub fn deployment_available(d: &Value) -> bool {
-    d["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Available" && c["status"] == "True")
-    })
 }
