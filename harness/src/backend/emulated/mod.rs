@@ -18,7 +18,7 @@ pub mod xds;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use tokio::sync::Mutex;
 
 use self::envoy::Envoy;
 use self::frontend::{Frontend, Identity, ReadyServices};
-use self::store::{pod_ready, selects, Store, StoreError};
+use self::store::{pod_ready, Store, StoreError};
 use super::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
 use crate::dns::DnsServer;
 use crate::fleet::{describe_yaml, StandInState};
@@ -176,20 +176,6 @@ impl Emulated {
                 next_index: 0,
             }),
         })
-    }
-
-    /// The run's loopback range (`127.RUN.0.0/16`).
-    pub fn run_octet(&self) -> u8 {
-        self.run
-    }
-
-    /// Process ids of the run's Envoys.
-    pub async fn envoy_pids(&self) -> Vec<u32> {
-        let w = self.world.lock().await;
-        w.clusters
-            .values()
-            .flat_map(|c| c.gateways.values().filter_map(|e| e.pid()))
-            .collect()
     }
 
     fn revisions(&self, w: &World, cluster: &str) -> BTreeSet<String> {
@@ -864,17 +850,4 @@ impl Backend for Emulated {
     fn scratch_paths(&self) -> Vec<PathBuf> {
         vec![self.scratch_path.clone()]
     }
-}
-
-/// Whether `labels` are selected by the Service's selector (re-exported for tests).
-pub fn service_selects(service: &Value, labels: &BTreeMap<String, String>) -> bool {
-    selects(&string_map(&service["spec"]["selector"]), labels)
-}
-
-/// The path of a gateway's Envoy log inside a scratch folder.
-pub fn envoy_log(scratch: &Path, cluster: &str, gateway: &str) -> PathBuf {
-    scratch
-        .join(cluster)
-        .join(gateway.replace('/', "_"))
-        .join("envoy.log")
 }
