@@ -82,11 +82,18 @@ impl DnsServer {
             addr: SocketAddr::new(IpAddr::V4(ip), 0),
             source: e,
         };
-        let udp = tokio::net::UdpSocket::bind((ip, 0)).await.map_err(bind)?;
-        let addr = udp.local_addr().map_err(bind)?;
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| DnsError::Bind { addr, source: e })?;
+        // UDP and TCP on one port: an ephemeral UDP port may be taken for TCP already, so retry.
+        let mut attempt = 0;
+        let (udp, tcp, addr) = loop {
+            attempt += 1;
+            let udp = tokio::net::UdpSocket::bind((ip, 0)).await.map_err(bind)?;
+            let addr = udp.local_addr().map_err(bind)?;
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(tcp) => break (udp, tcp, addr),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 20 => continue,
+                Err(e) => return Err(DnsError::Bind { addr, source: e }),
+            }
+        };
 
         let mut authority = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
         let soa = SOA::new(
