@@ -290,12 +290,18 @@ impl SplitTest {
                 (identified >= self.params.no_leak_samples()).then_some(Decision::Consistent)
             }
             Mode::Split(tests) => {
+                let counts = &self.counts;
                 let rejected = tests.iter().find_map(|(d, ts)| {
                     ts.iter().find(|t| t.decided == Some(true)).map(|t| {
+                        let seen = counts.get(d).copied().unwrap_or(0) as f64 / identified.max(1) as f64;
                         format!(
-                            "the share of {d} is nearer {:.0}% than the expected {:.0}% (SPRT rejected after {identified} answers)",
-                            t.p1 * 100.0,
-                            t.p0 * 100.0
+                            "the share of {d} is {} the expected {:.0}% by {:.0} points or more (observed {:.1}%; SPRT rejected {:.0}% for {:.0}% after {identified} answers)",
+                            if t.p1 > t.p0 { "above" } else { "below" },
+                            t.p0 * 100.0,
+                            (t.p1 - t.p0).abs() * 100.0,
+                            seen * 100.0,
+                            t.p0 * 100.0,
+                            t.p1 * 100.0
                         )
                     })
                 });

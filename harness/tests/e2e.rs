@@ -51,9 +51,13 @@ fn upstream_copy_with(file: &str, from: &str, to: &str) -> Option<tempfile::Temp
     let dir = tempfile::tempdir().unwrap();
     copy(&upstream()?, dir.path());
     let p = dir.path().join(file);
-    let t = std::fs::read_to_string(&p).unwrap();
-    assert!(t.contains(from), "{file} has no {from:?}");
-    std::fs::write(&p, t.replacen(from, to, 1)).unwrap();
+    let mut t = std::fs::read_to_string(&p).unwrap();
+    // `from` may list several texts separated by `|`, replaced in turn by the parts of `to`.
+    for (f, r) in from.split('|').zip(to.split('|')) {
+        assert!(t.contains(f), "{file} has no {f:?}");
+        t = t.replacen(f, r, 1);
+    }
+    std::fs::write(&p, t).unwrap();
     Some(dir)
 }
 
@@ -80,11 +84,14 @@ fn canary_cluster_passes_on_the_real_upstream_manifests_unchanged() {
 
 #[test]
 fn an_eighty_twenty_virtual_service_fails_step_f3_with_the_counts() {
-    let Some(dir) = upstream_copy_with(MIGRATION_VS, "weight: 50", "weight: 80") else {
+    let Some(dir) = upstream_copy_with(
+        MIGRATION_VS,
+        "weight: 50|weight: 50",
+        "weight: 80|weight: 20",
+    ) else {
         return;
     };
     let dir_s = dir.path().to_str().unwrap().to_string();
-    // The second weight stays 50: 80/50 is what Envoy gets, i.e. 61.5% / 38.5%.
     let o = meshmig(&[
         "run",
         "scenarios/canary-cluster.yaml",
