@@ -256,6 +256,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `meshmig plan … | head` should end quietly, as other command-line tools do, not panic.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MESHMIG_LOG")

