@@ -113,6 +113,12 @@ pub fn string_map(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// An object's `metadata.namespace` and `metadata.name` ("" when absent).
+pub fn namespace_and_name(v: &Value) -> (String, String) {
+    let field = |f: &str| v["metadata"][f].as_str().unwrap_or_default().to_string();
+    (field("namespace"), field("name"))
+}
+
 /// Whether a Deployment (as the API server returns it) reports the Available condition.
 pub fn deployment_available(d: &Value) -> bool {
     d["status"]["conditions"].as_array().is_some_and(|cs| {

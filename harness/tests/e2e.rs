@@ -26,6 +26,16 @@ fn meshmig(args: &[&str]) -> Output {
         .expect("the meshmig binary runs")
 }
 
+/// `meshmig run scenarios/canary-cluster.yaml --manifests DIR`.
+fn run_canary_on(manifests: &Path) -> Output {
+    meshmig(&[
+        "run",
+        "scenarios/canary-cluster.yaml",
+        "--manifests",
+        manifests.to_str().unwrap(),
+    ])
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -67,12 +77,7 @@ const MIGRATION_VS: &str =
 #[test]
 fn canary_cluster_passes_on_the_real_upstream_manifests_unchanged() {
     let Some(up) = upstream() else { return };
-    let o = meshmig(&[
-        "run",
-        "scenarios/canary-cluster.yaml",
-        "--manifests",
-        up.to_str().unwrap(),
-    ]);
+    let o = run_canary_on(&up);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("PASSED: 34 of 34 steps passed"), "{t}");
@@ -91,13 +96,7 @@ fn an_eighty_twenty_virtual_service_fails_step_f3_with_the_counts() {
     ) else {
         return;
     };
-    let dir_s = dir.path().to_str().unwrap().to_string();
-    let o = meshmig(&[
-        "run",
-        "scenarios/canary-cluster.yaml",
-        "--manifests",
-        &dir_s,
-    ]);
+    let o = run_canary_on(dir.path());
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("FAILED at step F3"), "{t}");
@@ -112,12 +111,7 @@ fn a_second_destination_nothing_defines_fails_step_f3_with_503s() {
     else {
         return;
     };
-    let o = meshmig(&[
-        "run",
-        "scenarios/canary-cluster.yaml",
-        "--manifests",
-        dir.path().to_str().unwrap(),
-    ]);
+    let o = run_canary_on(dir.path());
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("FAILED at step F3"), "{t}");
@@ -145,12 +139,7 @@ fn a_malformed_manifest_exits_2_before_anything_starts() {
     let Some(dir) = upstream_copy_with(MIGRATION_VS, "  gateways:", "  gatways:") else {
         return;
     };
-    let o = meshmig(&[
-        "run",
-        "scenarios/canary-cluster.yaml",
-        "--manifests",
-        dir.path().to_str().unwrap(),
-    ]);
+    let o = run_canary_on(dir.path());
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(t.contains("virtual-service.yaml:23:"), "{t}");

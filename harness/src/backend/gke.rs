@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 
 use super::clusters::{failed, ClusterOps};
 use super::exec::{Cmd, Exec, Process};
-use super::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
+use super::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
 use crate::dns::DnsServer;
 use crate::manifest::Object;
 use crate::scenario::{Action, ClusterSpec, Scenario};
@@ -464,8 +464,7 @@ pub struct Gke {
     cfg: GkeConfig,
     clusters: Vec<ClusterSpec>,
     ops: ClusterOps,
-    scratch: std::sync::Mutex<Option<tempfile::TempDir>>,
-    scratch_path: PathBuf,
+    scratch: Scratch,
     memberships: Mutex<BTreeMap<String, String>>,
     dns: Option<DnsServer>,
     cloud_dns_created: Mutex<bool>,
@@ -477,10 +476,7 @@ impl Gke {
     /// Starts a run: its own kubeconfig, the embedded DNS server unless a Cloud DNS zone is set,
     /// and a first inventory (whether the fleet's mesh feature was already enabled).
     pub async fn start(cfg: GkeConfig, s: &Scenario) -> Result<Self, BackendError> {
-        let scratch = tempfile::Builder::new()
-            .prefix("meshmig-gke-")
-            .tempdir()
-            .map_err(|e| BackendError::infra("creating the run's scratch folder", e))?;
+        let scratch = Scratch::create("meshmig-gke-")?;
         let kubeconfig = scratch.path().join("kubeconfig");
         let exec: Arc<dyn Exec> = Arc::new(Process {
             env: [("KUBECONFIG".to_string(), kubeconfig.clone())].into(),
@@ -493,8 +489,9 @@ impl Gke {
         cfg: GkeConfig,
         s: &Scenario,
         exec: Arc<dyn Exec>,
-        scratch: tempfile::TempDir,
+        scratch: impl Into<Scratch>,
     ) -> Result<Self, BackendError> {
+        let scratch: Scratch = scratch.into();
         let dns = if cfg.dns_zone.is_none() {
             Some(
                 DnsServer::start(std::net::Ipv4Addr::LOCALHOST, &s.dns.domain)
@@ -517,8 +514,7 @@ impl Gke {
         let mesh_enabled_before = ran.ok() && ran.stdout.contains("state: ACTIVE");
         Ok(Self {
             ops: ClusterOps::new(exec, scratch.path().join("kubeconfig"), cfg.ready_timeout),
-            scratch_path: scratch.path().to_path_buf(),
-            scratch: std::sync::Mutex::new(Some(scratch)),
+            scratch,
             clusters: s.clusters.clone(),
             cfg,
             memberships: Mutex::new(BTreeMap::new()),
@@ -774,14 +770,7 @@ impl Backend for Gke {
             report
                 .kept
                 .push(format!("kubeconfig {}", self.ops.kubeconfig.display()));
-            if let Some(d) = self
-                .scratch
-                .lock()
-                .expect("scratch lock is never poisoned")
-                .take()
-            {
-                let _ = d.keep();
-            }
+            self.scratch.keep();
             return report;
         }
         for m in &inv.memberships {
@@ -857,19 +846,12 @@ impl Backend for Gke {
                 crate::error_chain(&e)
             )),
         }
-        if let Some(d) = self
-            .scratch
-            .lock()
-            .expect("scratch lock is never poisoned")
-            .take()
-        {
-            let _ = d.close();
-        }
+        let _ = self.scratch.remove();
         report
     }
 
     fn scratch_paths(&self) -> Vec<PathBuf> {
-        vec![self.scratch_path.clone()]
+        vec![self.scratch.path().to_path_buf()]
     }
 
     fn mesh_wait(&self, _timeout: Duration, _poll: Duration) -> (Duration, Duration) {

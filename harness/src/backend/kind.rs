@@ -34,7 +34,7 @@ use tokio::sync::Mutex;
 
 use super::clusters::ClusterOps;
 use super::exec::{Cmd, Exec, Process};
-use super::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
+use super::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
 use crate::dns::DnsServer;
 use crate::fleet::{describe_yaml, StandInState};
 use crate::manifest::{parse, Object};
@@ -282,8 +282,7 @@ pub struct Kind {
     cfg: KindConfig,
     clusters: Vec<ClusterSpec>,
     ops: Arc<ClusterOps>,
-    scratch: std::sync::Mutex<Option<tempfile::TempDir>>,
-    scratch_path: PathBuf,
+    scratch: Scratch,
     creating: Mutex<BTreeMap<String, Creation>>,
     fleet: Mutex<Fleet>,
     dns: DnsServer,
@@ -293,10 +292,7 @@ pub struct Kind {
 impl Kind {
     /// Starts a run: its kubeconfig, cloud-provider-kind, the embedded DNS server.
     pub async fn start(cfg: KindConfig, s: &Scenario) -> Result<Self, BackendError> {
-        let scratch = tempfile::Builder::new()
-            .prefix("meshmig-kind-")
-            .tempdir()
-            .map_err(|e| BackendError::infra("creating the run's scratch folder", e))?;
+        let scratch = Scratch::create("meshmig-kind-")?;
         let kubeconfig = scratch.path().join("kubeconfig");
         let exec: Arc<dyn Exec> = Arc::new(Process {
             env: [("KUBECONFIG".to_string(), kubeconfig.clone())].into(),
@@ -321,8 +317,7 @@ impl Kind {
             })?;
         Ok(Self {
             ops: Arc::new(ClusterOps::new(exec, kubeconfig, cfg.ready_timeout)),
-            scratch_path: scratch.path().to_path_buf(),
-            scratch: std::sync::Mutex::new(Some(scratch)),
+            scratch,
             clusters: s.clusters.clone(),
             cfg,
             creating: Mutex::new(BTreeMap::new()),
@@ -615,14 +610,7 @@ impl Backend for Kind {
             report
                 .kept
                 .push(format!("kubeconfig {}", self.ops.kubeconfig.display()));
-            if let Some(d) = self
-                .scratch
-                .lock()
-                .expect("scratch lock is never poisoned")
-                .take()
-            {
-                let _ = d.keep();
-            }
+            self.scratch.keep();
             return report;
         }
         for c in &listed {
@@ -657,19 +645,12 @@ impl Backend for Kind {
             report.removed.push("cloud-provider-kind".into());
         }
         self.dns.stop().await;
-        if let Some(d) = self
-            .scratch
-            .lock()
-            .expect("scratch lock is never poisoned")
-            .take()
-        {
-            let _ = d.close();
-        }
+        let _ = self.scratch.remove();
         report
     }
 
     fn scratch_paths(&self) -> Vec<PathBuf> {
-        vec![self.scratch_path.clone()]
+        vec![self.scratch.path().to_path_buf()]
     }
 
     fn mesh_wait(&self, _timeout: Duration, _poll: Duration) -> (Duration, Duration) {

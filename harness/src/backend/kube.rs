@@ -216,18 +216,7 @@ impl Kube {
                 v
             })
             .collect();
-        items.sort_by_key(|v| {
-            (
-                v["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                v["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        });
+        items.sort_by_key(crate::manifest::namespace_and_name);
         Ok(items)
     }
 

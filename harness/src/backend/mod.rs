@@ -98,6 +98,59 @@ pub async fn embedded_dns_set(
     ))
 }
 
+/// A run's scratch folder on this machine (Envoy configurations and logs, the run's
+/// kubeconfig): removed at teardown, or kept on disk with `--keep`.
+pub struct Scratch {
+    path: PathBuf,
+    dir: std::sync::Mutex<Option<tempfile::TempDir>>,
+}
+
+impl Scratch {
+    /// A new folder in the system's temporary folder, named `PREFIXxxxxxx`.
+    pub fn create(prefix: &str) -> Result<Self, BackendError> {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map(Self::from)
+            .map_err(|e| BackendError::infra("creating the run's scratch folder", e))
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn take(&self) -> Option<tempfile::TempDir> {
+        self.dir
+            .lock()
+            .expect("scratch lock is never poisoned")
+            .take()
+    }
+
+    /// Leaves it on disk; its path, unless it was already kept or removed.
+    pub fn keep(&self) -> Option<PathBuf> {
+        self.take().map(tempfile::TempDir::keep)
+    }
+
+    /// Removes it: Ok(its path), or the path and why not; None if already kept or removed.
+    pub fn remove(&self) -> Option<Result<PathBuf, (PathBuf, std::io::Error)>> {
+        self.take().map(|d| {
+            d.close()
+                .map(|()| self.path.clone())
+                .map_err(|e| (self.path.clone(), e))
+        })
+    }
+}
+
+impl From<tempfile::TempDir> for Scratch {
+    fn from(dir: tempfile::TempDir) -> Self {
+        Self {
+            path: dir.path().to_path_buf(),
+            dir: std::sync::Mutex::new(Some(dir)),
+        }
+    }
+}
+
 /// What an action printed, as the real command would.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Output {

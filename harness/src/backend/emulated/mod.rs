@@ -30,7 +30,7 @@ use tokio::sync::Mutex;
 use self::envoy::Envoy;
 use self::frontend::{Frontend, Identity, ReadyServices};
 use self::store::{pod_ready, Store, StoreError};
-use super::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
+use super::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
 use crate::dns::DnsServer;
 use crate::fleet::{describe_yaml, StandInState};
 use crate::manifest::{string_map, Object};
@@ -115,8 +115,7 @@ pub struct Emulated {
     opts: EmulatedOptions,
     run: u8,
     _claim: std::net::UdpSocket,
-    scratch: std::sync::Mutex<Option<tempfile::TempDir>>,
-    scratch_path: PathBuf,
+    scratch: Scratch,
     dns: DnsServer,
     world: Mutex<World>,
 }
@@ -159,11 +158,7 @@ impl Emulated {
                 "64 ranges tried, all in use",
             )
         })?;
-        let scratch = tempfile::Builder::new()
-            .prefix("meshmig-")
-            .tempdir()
-            .map_err(|e| BackendError::infra("creating the run's scratch folder", e))?;
-        let scratch_path = scratch.path().to_path_buf();
+        let scratch = Scratch::create("meshmig-")?;
         let dns = DnsServer::start(Ipv4Addr::new(127, run, 0, 53), &opts.domain)
             .await
             .map_err(|e| {
@@ -173,8 +168,7 @@ impl Emulated {
             opts,
             run,
             _claim: claim,
-            scratch: std::sync::Mutex::new(Some(scratch)),
-            scratch_path,
+            scratch,
             dns,
             world: Mutex::new(World {
                 clusters: BTreeMap::new(),
@@ -369,7 +363,8 @@ impl Emulated {
             }
             if !vc.gateways.contains_key(&key) {
                 let dir = self
-                    .scratch_path
+                    .scratch
+                    .path()
                     .join(&vc.spec.name)
                     .join(key.replace('/', "_"));
                 let e = Envoy::start(
@@ -802,15 +797,8 @@ impl Backend for Emulated {
                         .push(format!("cluster {name}: frontend {pod} on {}", f.addr));
                 }
             }
-            if let Some(dir) = self
-                .scratch
-                .lock()
-                .expect("scratch lock is never poisoned")
-                .take()
-            {
-                report
-                    .kept
-                    .push(format!("scratch folder {}", dir.keep().display()));
+            if let Some(p) = self.scratch.keep() {
+                report.kept.push(format!("scratch folder {}", p.display()));
             }
             report.kept.push(format!("DNS server {}", self.dns.addr()));
             report
@@ -840,22 +828,19 @@ impl Backend for Emulated {
         report
             .removed
             .push(format!("DNS server {}", self.dns.addr()));
-        if let Some(dir) = self
-            .scratch
-            .lock()
-            .expect("scratch lock is never poisoned")
-            .take()
-        {
-            let p = dir.path().display().to_string();
-            match dir.close() {
-                Ok(()) => report.removed.push(format!("scratch folder {p}")),
-                Err(e) => report.failed.push(format!("scratch folder {p}: {e}")),
-            }
+        match self.scratch.remove() {
+            Some(Ok(p)) => report
+                .removed
+                .push(format!("scratch folder {}", p.display())),
+            Some(Err((p, e))) => report
+                .failed
+                .push(format!("scratch folder {}: {e}", p.display())),
+            None => {}
         }
         report
     }
 
     fn scratch_paths(&self) -> Vec<PathBuf> {
-        vec![self.scratch_path.clone()]
+        vec![self.scratch.path().to_path_buf()]
     }
 }

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::manifest::{string_map, Object};
+use crate::manifest::{namespace_and_name, string_map, Object};
 
 /// Kubernetes' alphabet for generated name suffixes (no vowels, no look-alikes).
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -545,16 +545,11 @@ fn template_hash(template: &Value) -> String {
 }
 
 fn key_of(v: &Value) -> Key {
+    let (namespace, name) = namespace_and_name(v);
     (
         v["kind"].as_str().unwrap_or_default().to_string(),
-        v["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        v["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        namespace,
+        name,
     )
 }
 
