@@ -14,12 +14,14 @@ pub mod fleet;
 pub mod footer;
 pub mod istio;
 pub mod manifest;
+pub mod netns;
 pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod sampler;
 pub mod scenario;
 pub mod stats;
+pub mod tools;
 
 /// An error and its sources, joined by ": " (each level says what was being done).
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -244,6 +244,11 @@ enum Command {
         /// The page.
         file: String,
     },
+    /// The real components the kwok backend runs, built from their Go modules.
+    Tools {
+        #[command(subcommand)]
+        command: ToolsCommand,
+    },
     /// Check what a backend needs, with the line that installs what is missing.
     Doctor {
         /// The backend to check.
@@ -253,6 +258,66 @@ enum Command {
         #[arg(long)]
         project: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Build the pinned versions into the tools folder (MESHMIG_TOOLS_DIR, else
+    /// ~/.cache/meshmig/tools); components already built are kept.
+    Install {
+        #[command(flatten)]
+        versions: ToolVersions,
+        /// Only these components (repeatable).
+        #[arg(long, value_enum)]
+        only: Vec<meshmig::tools::Component>,
+        /// Rebuild even when built.
+        #[arg(long)]
+        force: bool,
+    },
+    /// What is built, with versions and sizes.
+    List {
+        #[command(flatten)]
+        versions: ToolVersions,
+    },
+}
+
+#[derive(clap::Args)]
+struct ToolVersions {
+    /// Istio release (or a module pseudo-version v0.0.0-DATE-COMMIT).
+    #[arg(long, env = "MESHMIG_ISTIO")]
+    istio: Option<String>,
+    /// Kubernetes release.
+    #[arg(long, env = "MESHMIG_KUBERNETES")]
+    kubernetes: Option<String>,
+    /// etcd release.
+    #[arg(long, env = "MESHMIG_ETCD")]
+    etcd: Option<String>,
+    /// kwok release.
+    #[arg(long, env = "MESHMIG_KWOK")]
+    kwok: Option<String>,
+    /// The tools folder.
+    #[arg(long, env = "MESHMIG_TOOLS_DIR")]
+    tools_dir: Option<PathBuf>,
+}
+
+impl ToolVersions {
+    fn tools(&self) -> meshmig::tools::Tools {
+        let mut t = meshmig::tools::Tools::from_env();
+        for (arg, slot) in [
+            (&self.istio, &mut t.versions.istio),
+            (&self.kubernetes, &mut t.versions.kubernetes),
+            (&self.etcd, &mut t.versions.etcd),
+            (&self.kwok, &mut t.versions.kwok),
+        ] {
+            if let Some(v) = arg {
+                *slot = v.clone();
+            }
+        }
+        if let Some(d) = &self.tools_dir {
+            t.dir = d.clone();
+        }
+        t
+    }
 }
 
 fn main() -> ExitCode {
@@ -347,6 +412,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             Ok(s) => {
                 match backend {
                     BackendKind::Emulated => print!("{}", plan::render(&s, "emulated")),
+                    BackendKind::Kwok => {
+                        eprintln!("meshmig: no plan for the kwok backend yet: it is not built");
+                        return Ok(exit::INFRASTRUCTURE);
+                    }
                     BackendKind::Kind => {
                         let dir = cloud
                             .kind_configs
@@ -448,7 +517,16 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
                 .context("serving GCE metadata")?;
             Ok(exit::PASS)
         }
+        Command::Tools { command } => Ok(match command {
+            ToolsCommand::Install {
+                versions,
+                only,
+                force,
+            } => tools_install(&versions.tools(), &only, force),
+            ToolsCommand::List { versions } => doctor_kwok(&versions.tools()),
+        }),
         Command::Doctor { backend, project } => Ok(match backend {
+            BackendKind::Kwok => doctor_kwok(&meshmig::tools::Tools::from_env()),
             BackendKind::Emulated => doctor(),
             BackendKind::Kind => doctor_kind(),
             BackendKind::Gke => doctor_gke(project).await,
@@ -625,6 +703,133 @@ async fn demo(split: &str, abort_percent: f64, listen: SocketAddr) -> anyhow::Re
     meshmig::shutdown_signal().await;
     d.stop().await;
     Ok(exit::PASS)
+}
+
+/// Builds the real components, with a spinner per component and a summary of what was built.
+fn tools_install(
+    tools: &meshmig::tools::Tools,
+    only: &[meshmig::tools::Component],
+    force: bool,
+) -> i32 {
+    use meshmig::tools::{build, human_duration, human_size, Component};
+    match meshmig::tools::go_version() {
+        Ok(v) if !v.is_empty() => println!("using {v}; tools folder {}", tools.dir.display()),
+        _ => {
+            eprintln!("meshmig: {}", meshmig::tools::ToolsError::NoGo);
+            return exit::INFRASTRUCTURE;
+        }
+    }
+    let mut failed = 0;
+    for c in Component::ALL {
+        if !only.is_empty() && !only.contains(&c) {
+            continue;
+        }
+        let version = c.version(&tools.versions).to_string();
+        if let (false, Some(b)) = (force, tools.built(c)) {
+            println!(
+                "cached  {} {version} ({}, built in {})",
+                c.name(),
+                b.module,
+                human_duration(Duration::from_secs_f64(b.build_seconds))
+            );
+            continue;
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+                .expect("a valid template"),
+        );
+        let name = c.name();
+        let mut on_step = |s: &str| {
+            let short: String = s.chars().take(120).collect();
+            bar.set_message(format!("{name} {version}: {short}"));
+        };
+        match build(tools, c, &mut on_step) {
+            Ok(b) => {
+                bar.finish_and_clear();
+                let sizes: Vec<String> = b
+                    .binaries
+                    .iter()
+                    .map(|(n, s)| format!("{n} {}", human_size(*s)))
+                    .collect();
+                println!(
+                    "built   {} {version} from {} in {}: {}",
+                    c.name(),
+                    b.module,
+                    human_duration(Duration::from_secs_f64(b.build_seconds)),
+                    sizes.join(", ")
+                );
+            }
+            Err(e) => {
+                bar.finish_and_clear();
+                failed += 1;
+                println!("FAILED  {} {version}: {}", c.name(), meshmig::error_chain(&e));
+            }
+        }
+    }
+    if failed == 0 {
+        exit::PASS
+    } else {
+        exit::INFRASTRUCTURE
+    }
+}
+
+/// What the kwok backend needs: each real component built, with its version and size, the Go
+/// toolchain, Envoy, and a network namespace.
+fn doctor_kwok(tools: &meshmig::tools::Tools) -> i32 {
+    use meshmig::tools::{human_size, Component};
+    let mut missing = 0;
+    match meshmig::tools::go_version() {
+        Ok(v) if !v.is_empty() => println!("ok      go: {v}"),
+        _ => println!("note    go: not found (needed only to build the components below)"),
+    }
+    println!("        tools folder: {}", tools.dir.display());
+    for c in Component::ALL {
+        let version = c.version(&tools.versions);
+        match tools.built(c) {
+            Some(b) => {
+                let sizes: Vec<String> = b
+                    .binaries
+                    .iter()
+                    .map(|(n, s)| format!("{n} {}", human_size(*s)))
+                    .collect();
+                println!(
+                    "ok      {} {version} ({}): {}",
+                    c.name(),
+                    b.module,
+                    sizes.join(", ")
+                );
+            }
+            None => {
+                missing += 1;
+                println!(
+                    "MISSING {} {version}: build it with: meshmig tools install --only {}",
+                    c.name(),
+                    c.name()
+                );
+            }
+        }
+    }
+    match meshmig::backend::emulated::find_envoy() {
+        Ok(p) => println!("ok      envoy: {}", p.display()),
+        Err(e) => {
+            missing += 1;
+            println!("MISSING {}", meshmig::error_chain(&e));
+        }
+    }
+    match meshmig::netns::probe() {
+        Ok(how) => println!("ok      network namespace: {how}"),
+        Err(e) => {
+            missing += 1;
+            println!("MISSING network namespace: {}", meshmig::error_chain(&e));
+        }
+    }
+    if missing == 0 {
+        exit::PASS
+    } else {
+        exit::INFRASTRUCTURE
+    }
 }
 
 /// What the kind backend needs: a reachable container engine, kind, kubectl, istioctl (or

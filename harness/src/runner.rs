@@ -50,6 +50,8 @@ pub enum BackendKind {
     Kind,
     /// Real GKE clusters and managed Cloud Service Mesh in a Google Cloud project.
     Gke,
+    /// Real API servers, istioctl, istiod and Envoy on this machine; kwok's fake kubelets.
+    Kwok,
 }
 
 /// Settings of the real-cluster backends.
@@ -183,6 +185,10 @@ pub async fn start_backend_with(
             let cfg = opts.kind(&s.path).await.map_err(backend_err)?;
             Ok(Arc::new(Kind::start(cfg, s).await.map_err(backend_err)?))
         }
+        BackendKind::Kwok => Err(backend_err(BackendError::Infrastructure {
+            doing: "starting the kwok backend".into(),
+            message: "this build has the real components (`meshmig tools install`, `meshmig doctor --backend kwok`) and their smoke test, not yet the kwok backend that runs a scenario on them".into(),
+        })),
         BackendKind::Gke => {
             let mut cfg = opts.gke().map_err(backend_err)?;
             if let Some(v) = &opts.istio_version {
