@@ -127,6 +127,11 @@ impl Kube {
         }
     }
 
+    /// The underlying client.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// The context's name.
     pub fn context(&self) -> &str {
         &self.context

@@ -11,6 +11,7 @@ pub mod gke;
 pub mod istioctl;
 pub mod kind;
 pub mod kube;
+pub mod kwok;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
