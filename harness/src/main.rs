@@ -764,7 +764,11 @@ fn tools_install(
             Err(e) => {
                 bar.finish_and_clear();
                 failed += 1;
-                println!("FAILED  {} {version}: {}", c.name(), meshmig::error_chain(&e));
+                println!(
+                    "FAILED  {} {version}: {}",
+                    c.name(),
+                    meshmig::error_chain(&e)
+                );
             }
         }
     }

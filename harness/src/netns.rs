@@ -117,6 +117,11 @@ pub fn enter() -> Result<Entered, NetnsError> {
 
 /// Runs `ip ARGS` (iproute2) in this namespace.
 pub fn ip(args: &[&str]) -> Result<(), NetnsError> {
+    ip_output(args).map(|_| ())
+}
+
+/// Runs `ip ARGS` (iproute2) in this namespace and returns what it printed.
+pub fn ip_output(args: &[&str]) -> Result<String, NetnsError> {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -130,7 +135,7 @@ pub fn ip(args: &[&str]) -> Result<(), NetnsError> {
             message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Makes every address of `cidr` local (bindable) in this namespace.

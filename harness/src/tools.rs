@@ -458,11 +458,20 @@ pub fn recipe(
 }
 
 /// Runs `go ARGS` in `dir` with the builder's environment, its output appended to `log`.
-fn go(dir: &Path, args: &[String], env: &[(&str, String)], log: &Path) -> Result<String, ToolsError> {
+fn go(
+    dir: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+    log: &Path,
+) -> Result<String, ToolsError> {
     let io = |doing: &str, path: &Path| {
         let doing = doing.to_string();
         let path = path.to_path_buf();
-        move |source| ToolsError::Io { doing, path, source }
+        move |source| ToolsError::Io {
+            doing,
+            path,
+            source,
+        }
     };
     let command = format!("go {}", args.join(" "));
     let mut f = std::fs::OpenOptions::new()
@@ -567,7 +576,11 @@ pub fn build(
     let io = |doing: &str, path: &Path| {
         let doing = doing.to_string();
         let path = path.to_path_buf();
-        move |source| ToolsError::Io { doing, path, source }
+        move |source| ToolsError::Io {
+            doing,
+            path,
+            source,
+        }
     };
     std::fs::create_dir_all(&tools.dir).map_err(io("creating the tools folder", &tools.dir))?;
     let start = Instant::now();
@@ -608,7 +621,10 @@ pub fn build(
         )?;
         let info: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
         let path = PathBuf::from(info["GoMod"].as_str().unwrap_or_default());
-        Some(std::fs::read_to_string(&path).map_err(io("reading k8s.io/kubernetes' go.mod", &path))?)
+        Some(
+            std::fs::read_to_string(&path)
+                .map_err(io("reading k8s.io/kubernetes' go.mod", &path))?,
+        )
     } else {
         None
     };

@@ -69,6 +69,8 @@ pub fn known_resource(kind: &str) -> Option<(ApiResource, bool)> {
         "Pod" => ("", "v1", "pods", true),
         "Service" => ("", "v1", "services", true),
         "ServiceAccount" => ("", "v1", "serviceaccounts", true),
+        "ConfigMap" => ("", "v1", "configmaps", true),
+        "Node" => ("", "v1", "nodes", false),
         "Deployment" => ("apps", "v1", "deployments", true),
         "Gateway" => ("networking.istio.io", "v1beta1", "gateways", true),
         "VirtualService" => ("networking.istio.io", "v1beta1", "virtualservices", true),

