@@ -114,14 +114,53 @@ pub struct HttpMatch {
     pub uri: Option<StringMatch>,
 }
 
-/// A string match.
+/// A string match, written as Istio writes it: a map with exactly one of `exact`, `prefix` or
+/// `regex` (`uri: {prefix: /cart}`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(try_from = "StringMatchFields", into = "StringMatchFields")]
 pub enum StringMatch {
     /// Exact.
     Exact(String),
     /// Prefix.
     Prefix(String),
+    /// RE2 regular expression (whole string).
+    Regex(String),
+}
+
+/// The wire form of [`StringMatch`].
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StringMatchFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    regex: Option<String>,
+}
+
+impl TryFrom<StringMatchFields> for StringMatch {
+    type Error = String;
+    fn try_from(f: StringMatchFields) -> Result<Self, String> {
+        match (f.exact, f.prefix, f.regex) {
+            (Some(e), None, None) => Ok(StringMatch::Exact(e)),
+            (None, Some(p), None) => Ok(StringMatch::Prefix(p)),
+            (None, None, Some(r)) => Ok(StringMatch::Regex(r)),
+            _ => Err("a string match needs exactly one of exact, prefix, regex".into()),
+        }
+    }
+}
+
+impl From<StringMatch> for StringMatchFields {
+    fn from(m: StringMatch) -> Self {
+        let mut f = StringMatchFields::default();
+        match m {
+            StringMatch::Exact(e) => f.exact = Some(e),
+            StringMatch::Prefix(p) => f.prefix = Some(p),
+            StringMatch::Regex(r) => f.regex = Some(r),
+        }
+        f
+    }
 }
 
 /// A weighted destination.
@@ -238,4 +277,26 @@ pub struct WorkloadEntry {
     /// Port overrides by port name.
     #[serde(default)]
     pub ports: BTreeMap<String, u16>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uri_match_is_a_map_as_istio_writes_it() {
+        let m: HttpMatch = serde_yaml::from_str("uri: {prefix: /cart}").unwrap();
+        assert_eq!(m.uri, Some(StringMatch::Prefix("/cart".into())));
+        let m: HttpMatch = serde_yaml::from_str("uri:\n  exact: /\n").unwrap();
+        assert_eq!(m.uri, Some(StringMatch::Exact("/".into())));
+        let m: HttpMatch = serde_yaml::from_str("uri: {regex: '/p/.*'}").unwrap();
+        assert_eq!(m.uri, Some(StringMatch::Regex("/p/.*".into())));
+    }
+
+    #[test]
+    fn a_uri_match_with_two_kinds_or_an_unknown_one_is_refused() {
+        let e = serde_yaml::from_str::<HttpMatch>("uri: {prefix: /a, exact: /b}").unwrap_err();
+        assert!(e.to_string().contains("exactly one of"), "{e}");
+        assert!(serde_yaml::from_str::<HttpMatch>("uri: {suffix: /a}").is_err());
+    }
 }

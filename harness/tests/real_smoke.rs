@@ -22,12 +22,9 @@ use meshmig::manifest::Object;
 use meshmig::tools::Tools;
 use serde_json::Value;
 
-const TEST: &str = "real_components_smoke";
-
-/// Runs the test body in a network namespace of its own: this process already runs threads,
-/// so it runs itself again under `unshare`.
-#[test]
-fn real_components_smoke() {
+/// Runs a test body in a network namespace of its own: this process already runs threads, so
+/// it runs itself again under `unshare`, for this test only.
+fn in_namespace<F: std::future::Future<Output = ()>>(test: &str, body: impl FnOnce() -> F) {
     if meshmig::netns::inside() {
         meshmig::netns::ip(&["link", "set", "lo", "up"]).expect("bringing lo up");
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -35,16 +32,114 @@ fn real_components_smoke() {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(smoke());
+        rt.block_on(body());
         return;
     }
     let exe = std::env::current_exe().unwrap();
-    let status = meshmig::netns::reexec_command(&exe, &[TEST, "--exact", "--nocapture"])
+    let status = meshmig::netns::reexec_command(&exe, &[test, "--exact", "--nocapture"])
         .status()
-        .expect("running the smoke test under unshare");
+        .expect("running the test under unshare");
+    assert!(status.success(), "{test} in its namespace failed: {status}");
+}
+
+#[test]
+fn real_components_smoke() {
+    in_namespace("real_components_smoke", smoke);
+}
+
+#[test]
+fn emulated_translation_matches_real_istiod() {
+    in_namespace("emulated_translation_matches_real_istiod", || async {
+        let mut env = up().await;
+        differential::run(&env).await;
+        down(&mut env).await;
+    });
+}
+
+#[path = "real/differential.rs"]
+mod differential;
+
+/// One cluster with Istio installed, its istiod, the gateway's Envoy and a frontend stand-in.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub cluster: Cluster,
+    pub kube: Kube,
+    pub istiod: Istiod,
+    pub gateway: GatewayPod,
+    pub gw_ip: Ipv4Addr,
+    pub frontend: Option<meshmig::backend::emulated::frontend::Frontend>,
+    pub started: Duration,
+    pub t0: Instant,
+    pub upstream: std::path::PathBuf,
+}
+
+/// Stops everything and proves no process outlived it.
+pub async fn down(env: &mut Env) {
+    if let Some(f) = env.frontend.take() {
+        f.stop().await;
+    }
+    env.gateway.stop().await;
+    env.istiod.stop().await;
+    let pids = env.cluster.pids();
+    env.cluster.stop().await;
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z "),
+            "process {pid} outlived the cluster"
+        );
+    }
+}
+
+async fn smoke() {
+    let mut env = up().await;
+    let gw_ip = env.gw_ip;
+    let gateway = &env.gateway;
+
+    // A request through the gateway reaches the frontend stand-in on its pod IP.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{gw_ip}:8080/");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let page = loop {
+        let r = client.get(&url).send().await;
+        match r {
+            Ok(r) if r.status() == 200 => break r.text().await.unwrap(),
+            other => {
+                let seen = match other {
+                    Ok(r) => format!("{}", r.status()),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    Instant::now() < deadline,
+                    "{url} never answered 200 (last {seen}); config_dump: {}",
+                    gateway
+                        .config_dump()
+                        .await
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let footer = meshmig::footer::parse(&page).expect("the page's footer");
+    println!("through the gateway: {footer:?}");
+    assert_eq!(footer.cluster.as_deref(), Some("cluster-with-istio"));
+
+    let dump = gateway.config_dump().await.unwrap();
+    let dump_s = dump.to_string();
     assert!(
-        status.success(),
-        "the smoke test in its namespace failed: {status}"
+        dump_s.contains("outbound|80||frontend.default.svc.cluster.local"),
+        "istiod's routes name no frontend cluster"
+    );
+
+    let (t0, started) = (env.t0, env.started);
+    down(&mut env).await;
+    println!(
+        "smoke test done in {:?} (cluster start {started:?})",
+        t0.elapsed()
     );
 }
 
@@ -91,7 +186,8 @@ fn name_of(pod: &Value) -> String {
     pod["metadata"]["name"].as_str().unwrap().to_string()
 }
 
-async fn smoke() {
+/// Brings the environment up: cluster, Istio, istiod, gateway Envoy, frontend.
+pub async fn up() -> Env {
     let tools = Tools::from_env();
     let envoy = meshmig::backend::emulated::find_envoy().expect("envoy");
     let upstream = meshmig::testdata::shared("upstream").expect("../shared/upstream");
@@ -100,7 +196,7 @@ async fn smoke() {
         .tempdir()
         .unwrap();
     let t0 = Instant::now();
-    let mut cluster = Cluster::start("cluster-with-istio", 0, &dir.path().join("c0"), &tools)
+    let cluster = Cluster::start("cluster-with-istio", 0, &dir.path().join("c0"), &tools)
         .await
         .expect("starting the cluster");
     let started = t0.elapsed();
@@ -284,60 +380,16 @@ async fn smoke() {
         .wait_listeners(1, Duration::from_secs(60))
         .await
         .unwrap();
-
-    // A request through the gateway reaches the frontend stand-in on its pod IP.
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let url = format!("http://{gw_ip}:8080/");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let page = loop {
-        let r = client.get(&url).send().await;
-        match r {
-            Ok(r) if r.status() == 200 => break r.text().await.unwrap(),
-            other => {
-                let seen = match other {
-                    Ok(r) => format!("{}", r.status()),
-                    Err(e) => e.to_string(),
-                };
-                assert!(
-                    Instant::now() < deadline,
-                    "{url} never answered 200 (last {seen}); config_dump: {}",
-                    gateway
-                        .config_dump()
-                        .await
-                        .map(|v| v.to_string())
-                        .unwrap_or_default()
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    };
-    let footer = meshmig::footer::parse(&page).expect("the page's footer");
-    println!("through the gateway: {footer:?}");
-    assert_eq!(footer.cluster.as_deref(), Some("cluster-with-istio"));
-
-    let dump = gateway.config_dump().await.unwrap();
-    let dump_s = dump.to_string();
-    assert!(
-        dump_s.contains("outbound|80||frontend.default.svc.cluster.local"),
-        "istiod's routes name no frontend cluster"
-    );
-
-    frontend.stop().await;
-    gateway.stop().await;
-    istiod.stop().await;
-    let pids = cluster.pids();
-    cluster.stop().await;
-    for pid in pids {
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .unwrap_or_default()
-                    .contains(") Z "),
-            "process {pid} outlived the cluster"
-        );
+    Env {
+        dir,
+        cluster,
+        kube,
+        istiod,
+        gateway,
+        gw_ip,
+        frontend: Some(frontend),
+        started,
+        t0,
+        upstream,
     }
-    println!(
-        "smoke test done in {:?} (cluster start {started:?})",
-        t0.elapsed()
-    );
 }

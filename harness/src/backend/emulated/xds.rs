@@ -194,11 +194,9 @@ pub fn translate(store: &Store, workload: &Workload) -> Snapshot {
                         .iter()
                         .flat_map(|r| route(r, &vs_ns, &mut wanted_clusters))
                         .collect();
-                    let domains = if host == "*" {
-                        vec!["*".to_string()]
-                    } else {
-                        vec![host.clone(), format!("{host}:*")]
-                    };
+                    // As istiod: the host alone; the route configuration ignores the port in
+                    // Host headers (`ignore_port_in_host_matching`).
+                    let domains = vec![host.clone()];
                     match vhosts.iter_mut().find(|v| v.domains == domains) {
                         Some(v) => v.routes.extend(routes),
                         None => vhosts.push(VirtualHost {
@@ -236,9 +234,11 @@ pub fn translate(store: &Store, workload: &Workload) -> Snapshot {
 
 fn route(r: &HttpRoute, vs_ns: &str, wanted: &mut BTreeSet<(String, u16, String)>) -> Vec<Route> {
     let lone = r.route.len() == 1;
+    // istiod leaves weight-0 destinations out of the route (differential test, "weight 0").
     let clusters: Vec<(String, u32)> = r
         .route
         .iter()
+        .filter(|d| lone || d.weight != Some(0))
         .map(|d| {
             let host = fqdn(&d.destination.host, vs_ns);
             let port = d.destination.port.as_ref().map(|p| p.number).unwrap_or(80);
@@ -259,6 +259,7 @@ fn route(r: &HttpRoute, vs_ns: &str, wanted: &mut BTreeSet<(String, u16, String)
             .map(|m| match &m.uri {
                 Some(StringMatch::Exact(p)) => ("path", p.clone()),
                 Some(StringMatch::Prefix(p)) => ("prefix", p.clone()),
+                Some(StringMatch::Regex(p)) => ("safe_regex", p.clone()),
                 None => ("prefix", "/".into()),
             })
             .collect()
@@ -404,12 +405,17 @@ pub fn envoy_resources(
                 "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
                 "name": route_name(*port),
                 "validate_clusters": false,
+                "ignore_port_in_host_matching": true,
                 "virtual_hosts": vhosts.iter().map(|v| json!({
                     "name": v.name,
                     "domains": v.domains,
                     "routes": v.routes.iter().map(|r| {
                         let mut m = json!({});
-                        m[r.path.0] = json!(r.path.1);
+                        m[r.path.0] = if r.path.0 == "safe_regex" {
+                            json!({"regex": r.path.1})
+                        } else {
+                            json!(r.path.1)
+                        };
                         let mut route = json!({
                             "match": m,
                             "route": {

@@ -1,0 +1,447 @@
+//! Differential test: the emulated backend's translation (`xds.rs`) against the real istiod.
+//!
+//! Each case is a set of Istio objects (from steps B4 and F2 on the real upstream manifests,
+//! and variations). It is applied to the real cluster, where the real istiod pushes Envoy
+//! configuration to the gateway's real Envoy, and to an emulated store, where `xds::translate`
+//! computes its own. Both are brought to one normal form:
+//! - listeners by the port the load balancer exposes (the real listener binds the Service's
+//!   targetPort; the emulated one binds the Gateway port on the load-balancer address);
+//! - per port, virtual hosts by their domains, each route's match and its weighted clusters;
+//! - the clusters routes name but CDS lacks (what answers 503).
+//!
+//! A case whose forms differ fails the test, unless the difference is one the README lists as
+//! kept, with its reason ([`KEPT`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use meshmig::backend::emulated::store::{AddressPlan, Store};
+use meshmig::backend::emulated::xds::{translate, Workload};
+use meshmig::manifest::Object;
+use serde_json::{json, Value};
+
+use super::Env;
+
+/// Differences between the emulated translation and istiod that are kept on purpose (each
+/// listed in the README with its reason): (case, what differs).
+const KEPT: &[(&str, &str)] = &[];
+
+fn parse(name: &str, yaml: &str) -> Vec<Object> {
+    meshmig::manifest::parse(Path::new(name), yaml).unwrap()
+}
+
+/// The cases: (name, objects in namespace default).
+fn cases(upstream: &Path) -> Vec<(&'static str, Vec<Object>)> {
+    let read = |p: &str| {
+        let path = upstream.join(p);
+        let text = std::fs::read_to_string(&path).unwrap();
+        meshmig::manifest::parse(&path, &text).unwrap()
+    };
+    let b4 = read("microservices-demo/istio-manifests/frontend-gateway.yaml");
+    let gateway_only: Vec<Object> = b4.iter().filter(|o| o.kind == "Gateway").cloned().collect();
+    let mut f2 = gateway_only.clone();
+    f2.extend(read(
+        "anthos-service-mesh-samples/docs/migrate-to-managed-asm/virtual-service.yaml",
+    ));
+    // F1: the ServiceEntry with its placeholder replaced by an address (as `sed` does).
+    let se_text = std::fs::read_to_string(
+        upstream.join("anthos-service-mesh-samples/docs/migrate-to-managed-asm/service-entry.yaml"),
+    )
+    .unwrap()
+    .replace("1.2.3.4", "198.18.1.1");
+    f2.extend(parse("service-entry.yaml", &se_text));
+    let gw = |extra: &str| {
+        let mut v = gateway_only.clone();
+        v.extend(parse("case.yaml", extra));
+        v
+    };
+    let vs = |gateways: &str, host: &str, route: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: vs-case\nspec:\n  gateways: [{gateways}]\n  hosts: [\"{host}\"]\n  http:\n  - route:\n{route}"
+        )
+    };
+    let dest = |host: &str, port: u16, weight: Option<u32>| {
+        let w = weight
+            .map(|w| format!("      weight: {w}\n"))
+            .unwrap_or_default();
+        format!("    - destination: {{host: {host}, port: {{number: {port}}}}}\n{w}")
+    };
+    let frontend = dest("frontend", 80, None);
+    let se_two_ports = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se-two\nspec:\n  hosts: [v2.example.com]\n  location: MESH_EXTERNAL\n  ports:\n  - {number: 80, name: http, protocol: HTTP}\n  - {number: 8080, name: http-alt, protocol: HTTP}\n  resolution: STATIC\n  endpoints:\n  - address: 198.18.1.1\n";
+    vec![
+        ("B4 frontend-gateway (upstream)", b4.clone()),
+        ("F2 50/50 VirtualService + F1 ServiceEntry (upstream)", f2),
+        (
+            "Gateway port without a Service port (8081)",
+            parse(
+                "case.yaml",
+                &format!(
+                    "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw-8081\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 8081, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n---\n{}",
+                    vs("gw-8081", "*", &frontend)
+                ),
+            ),
+        ),
+        (
+            "./host on the Gateway",
+            parse(
+                "case.yaml",
+                &format!(
+                    "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw-dot\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 80, name: http, protocol: HTTP}}\n    hosts: [\"./shop.example.com\"]\n---\n{}",
+                    vs("gw-dot", "shop.example.com", &frontend)
+                ),
+            ),
+        ),
+        (
+            "empty Gateway selector",
+            parse(
+                "case.yaml",
+                &format!(
+                    "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw-all\nspec:\n  selector: {{}}\n  servers:\n  - port: {{number: 80, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n---\n{}",
+                    vs("gw-all", "*", &frontend)
+                ),
+            ),
+        ),
+        ("two VirtualServices on one host", {
+            let mut v = b4.clone();
+            v.extend(parse(
+                "case.yaml",
+                &vs("frontend-gateway", "*", &dest("v2.example.com", 80, None))
+                    .replace("name: vs-case", "name: vs-second"),
+            ));
+            v.extend(parse("se.yaml", &se_text));
+            v
+        }),
+        (
+            "weight 0 destination",
+            gw(&vs(
+                "frontend-gateway",
+                "*",
+                &format!(
+                    "{}{}",
+                    dest("frontend", 80, Some(100)),
+                    dest("frontend.default.svc.cluster.local", 8080, Some(0))
+                ),
+            )),
+        ),
+        (
+            "FQDN destination host",
+            gw(&vs(
+                "frontend-gateway",
+                "*",
+                &dest("frontend.default.svc.cluster.local", 80, None),
+            )),
+        ),
+        ("ServiceEntry with two ports, route to the second", {
+            let mut v = gw(&vs(
+                "frontend-gateway",
+                "*",
+                &dest("v2.example.com", 8080, None),
+            ));
+            v.extend(parse("se.yaml", se_two_ports));
+            v
+        }),
+        (
+            "VirtualService naming a Gateway that does not exist",
+            gw(&vs("no-such-gateway", "*", &frontend)),
+        ),
+        (
+            "destination nothing defines",
+            gw(&vs("frontend-gateway", "*", &dest("nowhere", 80, None))),
+        ),
+        (
+            "specific host and a path match",
+            gw(&vs("frontend-gateway", "shop.example.com", &frontend).replace(
+                "  - route:\n",
+                "  - match: [{uri: {prefix: /cart}}]\n    route:\n",
+            )),
+        ),
+    ]
+}
+
+/// The normal form of the gateway's configuration.
+fn normal(
+    listener_ports: BTreeSet<u16>,
+    routes: BTreeMap<u16, BTreeMap<String, Vec<Value>>>,
+    missing: BTreeSet<String>,
+) -> Value {
+    json!({"listeners": listener_ports, "routes": routes, "missing_clusters": missing})
+}
+
+fn real_form(dump: &Value, port_of_target: &BTreeMap<u16, u16>) -> Value {
+    let configs = dump["configs"].as_array().cloned().unwrap_or_default();
+    let of_type = |t: &str| {
+        configs
+            .iter()
+            .find(|c| {
+                c["@type"]
+                    .as_str()
+                    .is_some_and(|x| x.ends_with(&format!(".{t}")))
+            })
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let map = |p: u16| *port_of_target.get(&p).unwrap_or(&p);
+    let listeners: BTreeSet<u16> = of_type("ListenersConfigDump")["dynamic_listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            l["active_state"]["listener"]["address"]["socket_address"]["port_value"].as_u64()
+        })
+        .map(|p| map(p as u16))
+        .collect();
+    let clusters: BTreeSet<String> = ["dynamic_active_clusters", "dynamic_warming_clusters"]
+        .iter()
+        .flat_map(|k| {
+            of_type("ClustersConfigDump")[*k]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|c| c["cluster"]["name"].as_str().map(str::to_string))
+        .collect();
+    let mut routes = BTreeMap::new();
+    let mut missing = BTreeSet::new();
+    for rc in of_type("RoutesConfigDump")["dynamic_route_configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let rc = &rc["route_config"];
+        let Some(port) = rc["name"]
+            .as_str()
+            .and_then(|n| n.strip_prefix("http."))
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        let mut hosts = BTreeMap::new();
+        for vh in rc["virtual_hosts"].as_array().into_iter().flatten() {
+            let mut domains: Vec<String> = vh["domains"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect();
+            domains.sort();
+            let mut rs = Vec::new();
+            for r in vh["routes"].as_array().into_iter().flatten() {
+                let m = &r["match"];
+                let matcher = if let Some(p) = m["prefix"].as_str() {
+                    format!("prefix:{p}")
+                } else if let Some(p) = m["path"].as_str() {
+                    format!("path:{p}")
+                } else if let Some(p) = m["safe_regex"]["regex"].as_str() {
+                    format!("safe_regex:{p}")
+                } else {
+                    format!("other:{m}")
+                };
+                let to: Vec<(String, u64)> = if let Some(c) = r["route"]["cluster"].as_str() {
+                    vec![(c.to_string(), 100)]
+                } else if let Some(ws) = r["route"]["weighted_clusters"]["clusters"].as_array() {
+                    ws.iter()
+                        .map(|w| {
+                            (
+                                w["name"].as_str().unwrap_or_default().to_string(),
+                                w["weight"].as_u64().unwrap_or(0),
+                            )
+                        })
+                        .collect()
+                } else if let Some(s) = r["direct_response"]["status"].as_u64() {
+                    vec![(format!("direct_response {s}"), 100)]
+                } else {
+                    vec![("other".into(), 0)]
+                };
+                for (c, _) in &to {
+                    if c.starts_with("outbound|") && !clusters.contains(c) {
+                        missing.insert(c.clone());
+                    }
+                }
+                rs.push(json!({"match": matcher, "to": to}));
+            }
+            // istiod's 404 "blackhole" host for a port with no routes answers as no host does.
+            let only_404 = rs.iter().all(|r| r["to"][0][0] == "direct_response 404");
+            if !(vh["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("blackhole"))
+                && only_404)
+            {
+                hosts.insert(domains.join(","), rs);
+            }
+        }
+        routes.insert(map(port), hosts);
+    }
+    normal(listeners, routes, missing)
+}
+
+fn emulated_form(objects: &[Object], gateway_service: &Object, frontend: &[Object]) -> Value {
+    let mut store = Store::new(AddressPlan::new(250, 0));
+    store.create_namespace("istio-system").unwrap();
+    let none = BTreeSet::new();
+    store.apply(gateway_service, "istio-system", &none).unwrap();
+    for o in frontend.iter().chain(objects) {
+        store.apply(o, "default", &none).unwrap();
+    }
+    let snap = translate(
+        &store,
+        &Workload {
+            namespace: "istio-system".into(),
+            name: "istio-ingressgateway".into(),
+            labels: BTreeMap::from([
+                ("app".to_string(), "istio-ingressgateway".to_string()),
+                ("istio".to_string(), "ingressgateway".to_string()),
+            ]),
+        },
+    );
+    let present: BTreeSet<&str> = snap.clusters.iter().map(|c| c.name.as_str()).collect();
+    let mut missing = BTreeSet::new();
+    let mut routes = BTreeMap::new();
+    for (port, vhosts) in &snap.routes {
+        let mut hosts = BTreeMap::new();
+        for vh in vhosts {
+            let mut domains = vh.domains.clone();
+            domains.sort();
+            let rs: Vec<Value> = vh
+                .routes
+                .iter()
+                .map(|r| {
+                    for (c, _) in &r.clusters {
+                        if !present.contains(c.as_str()) {
+                            missing.insert(c.clone());
+                        }
+                    }
+                    json!({"match": format!("{}:{}", r.path.0, r.path.1), "to": r.clusters})
+                })
+                .collect();
+            hosts.insert(domains.join(","), rs);
+        }
+        routes.insert(*port, hosts);
+    }
+    normal(
+        snap.listeners.iter().map(|l| l.port).collect(),
+        routes,
+        missing,
+    )
+}
+
+/// Strips what the API server adds, so a read object can be applied elsewhere.
+fn as_object(v: &Value) -> Object {
+    let mut v = v.clone();
+    let name = v["metadata"]["name"].clone();
+    let ns = v["metadata"]["namespace"].clone();
+    v["metadata"] = json!({"name": name, "namespace": ns});
+    v.as_object_mut().unwrap().remove("status");
+    v["apiVersion"] = json!("v1");
+    v["kind"] = json!("Service");
+    parse("svc.yaml", &serde_json::to_string(&v).unwrap())
+        .pop()
+        .unwrap()
+}
+
+async fn settle(env: &Env, ports: &BTreeMap<u16, u16>, want: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut last = Value::Null;
+    let mut stable_since = Instant::now();
+    loop {
+        let form = real_form(&env.gateway.config_dump().await.unwrap(), ports);
+        if &form == want {
+            return form;
+        }
+        if form != last {
+            last = form;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() > Duration::from_secs(3) && Instant::now() > deadline {
+            return last;
+        }
+        if Instant::now() > deadline + Duration::from_secs(4) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn remove(env: &Env, objects: &[Object]) {
+    for o in objects {
+        let _ = env
+            .kube
+            .delete(&o.kind, "default", &o.name, Duration::from_secs(20))
+            .await;
+    }
+}
+
+/// Runs every case; fails on a difference not in [`KEPT`].
+pub async fn run(env: &Env) {
+    let svcs = env
+        .kube
+        .list("Service", Some("istio-system"))
+        .await
+        .unwrap();
+    let gw_svc = svcs
+        .iter()
+        .find(|s| s["metadata"]["name"] == "istio-ingressgateway")
+        .expect("istio-ingressgateway Service");
+    let ports: BTreeMap<u16, u16> = gw_svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["targetPort"].as_u64()? as u16, p["port"].as_u64()? as u16)))
+        .collect();
+    let gateway_service = as_object(gw_svc);
+    let ob_path = env
+        .upstream
+        .join("microservices-demo/release/kubernetes-manifests.yaml");
+    let frontend: Vec<Object> =
+        meshmig::manifest::parse(&ob_path, &std::fs::read_to_string(&ob_path).unwrap())
+            .unwrap()
+            .into_iter()
+            .filter(|o| {
+                o.name == "frontend" && ["Deployment", "Service"].contains(&o.kind.as_str())
+            })
+            .collect();
+    // Start from no Istio configuration (up() applied B4's objects).
+    let b4 = cases(&env.upstream)[0].1.clone();
+    remove(env, &b4).await;
+    let baseline = emulated_form(&[], &gateway_service, &frontend);
+    let seen = settle(env, &ports, &baseline).await;
+    assert_eq!(
+        seen, baseline,
+        "the gateway did not return to no configuration"
+    );
+
+    let mut report = Vec::new();
+    let mut unexpected = Vec::new();
+    for (name, objects) in cases(&env.upstream) {
+        env.kube.apply(&objects, "default").await.unwrap();
+        let want = emulated_form(&objects, &gateway_service, &frontend);
+        let real = settle(env, &ports, &want).await;
+        if let Ok(d) = std::env::var("MESHMIG_DIFF_DUMPS") {
+            let dump = env.gateway.config_dump().await.unwrap();
+            let _ = std::fs::write(
+                Path::new(&d).join(format!("{}.json", name.replace(['/', ' '], "_"))),
+                serde_json::to_vec_pretty(&dump).unwrap(),
+            );
+        }
+        if real == want {
+            report.push(format!("same       {name}"));
+        } else {
+            let line = format!("DIFFERENT  {name}\n  emulated: {want}\n  istiod:   {real}");
+            report.push(line.clone());
+            if !KEPT.iter().any(|(c, _)| *c == name) {
+                unexpected.push(line);
+            }
+        }
+        remove(env, &objects).await;
+        settle(env, &ports, &baseline).await;
+    }
+    println!(
+        "differential, {} cases:\n{}",
+        report.len(),
+        report.join("\n")
+    );
+    assert!(
+        unexpected.is_empty(),
+        "the emulated translation differs from istiod's:\n{}",
+        unexpected.join("\n")
+    );
+}
