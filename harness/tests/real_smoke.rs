@@ -136,6 +136,17 @@ async fn smoke() {
     );
 
     let (t0, started) = (env.t0, env.started);
+    let mut mem = env.cluster.memory_kib();
+    mem.push(("istiod".into(), env.istiod.memory_kib().unwrap_or(0)));
+    let total: u64 = mem.iter().map(|(_, k)| k).sum();
+    println!(
+        "peak memory (VmHWM): {} — total {} MiB",
+        mem.iter()
+            .map(|(n, k)| format!("{n} {} MiB", k / 1024))
+            .collect::<Vec<_>>()
+            .join(", "),
+        total / 1024
+    );
     down(&mut env).await;
     println!(
         "smoke test done in {:?} (cluster start {started:?})",

@@ -571,6 +571,14 @@ impl Cluster {
         }
     }
 
+    /// Each process's role and peak resident memory (KiB).
+    pub fn memory_kib(&self) -> Vec<(String, u64)> {
+        self.procs
+            .iter()
+            .map(|p| (p.name.clone(), p.memory_kib().map_or(0, |(_, hwm)| hwm)))
+            .collect()
+    }
+
     /// Pids of its processes (tests prove they are gone).
     pub fn pids(&self) -> Vec<u32> {
         self.procs.iter().filter_map(Proc::pid).collect()

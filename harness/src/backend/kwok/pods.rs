@@ -537,6 +537,11 @@ impl Istiod {
         }
     }
 
+    /// Its peak resident memory (KiB).
+    pub fn memory_kib(&self) -> Option<u64> {
+        self.proc.memory_kib().map(|(_, hwm)| hwm)
+    }
+
     /// Its log.
     pub fn log(&self) -> &Path {
         &self.proc.log

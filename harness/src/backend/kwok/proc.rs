@@ -94,6 +94,19 @@ impl Proc {
         self.child.id()
     }
 
+    /// Its resident memory now and at its peak (VmRSS, VmHWM), in KiB.
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
     /// An error if it has exited.
     pub fn check_alive(&mut self) -> Result<(), ProcError> {
         match self.child.try_wait() {
