@@ -27,6 +27,10 @@ pub struct CheckResult {
     pub observed: String,
     /// The evidence (objects, counts, outputs) the observation was read from.
     pub evidence: Value,
+    /// Where what was observed differs from what the published procedure shows, without
+    /// failing the check (shown in the report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deviations: Vec<String>,
 }
 
 impl CheckResult {
@@ -43,6 +47,7 @@ impl CheckResult {
             expected: expected.into(),
             observed: observed.into(),
             evidence,
+            deviations: Vec::new(),
         }
     }
 
@@ -138,6 +143,12 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
             split(ctx, &url, *via_domain, expect).await
         }
         Check::NothingLeft => nothing_left(ctx).await,
+        Check::IstioInstalled { profile, published } => Ok(istio_installed(
+            ctx.output,
+            profile,
+            published,
+            ctx.backend.istio_version().as_deref(),
+        )),
     }
 }
 
@@ -208,6 +219,58 @@ pub fn output_contains(output: Option<&Output>, lines: &[String]) -> CheckResult
         },
         json!({"command": output.map(|o| o.command.clone()), "stdout": stdout}),
     )
+}
+
+/// `istioctl install` succeeded: the ✔ lines of `profile`, in order. Each `published` line
+/// (what the procedure's text shows) that the output lacks is a deviation, explained by what
+/// this istioctl version prints instead.
+pub fn istio_installed(
+    output: Option<&Output>,
+    profile: &str,
+    published: &[String],
+    version: Option<&str>,
+) -> CheckResult {
+    use crate::backend::istioctl::install_output::{default_line, minor, success_lines};
+    let stdout = output.map(|o| o.stdout.as_str()).unwrap_or_default();
+    let want = success_lines(profile);
+    let mut rest = stdout;
+    let mut missing = None;
+    for l in &want {
+        match rest.find(l) {
+            Some(i) => rest = &rest[i + l.len()..],
+            None => {
+                missing = Some(*l);
+                break;
+            }
+        }
+    }
+    let v = version.unwrap_or("of unknown version");
+    let instead = match version.and_then(minor) {
+        Some(m) => match default_line(m) {
+            Some(l) => format!("istioctl {v} prints {l:?} instead"),
+            None => format!("istioctl {v} prints no such line (1.24 and later print none)"),
+        },
+        None => format!(
+            "istioctl {v} printed: {:?}",
+            stdout.lines().last().unwrap_or("")
+        ),
+    };
+    let mut r = CheckResult::new(
+        "istio_installed",
+        missing.is_none(),
+        format!("istioctl's success lines for the {profile} profile, in order: {want:?}"),
+        match missing {
+            None => format!("all of them (istioctl {v})"),
+            Some(l) => format!("{l:?} missing (or out of order): the install did not succeed"),
+        },
+        json!({"command": output.map(|o| o.command.clone()), "stdout": stdout, "istio_version": version}),
+    );
+    r.deviations = published
+        .iter()
+        .filter(|p| !stdout.contains(p.as_str()))
+        .map(|p| format!("the published procedure shows {p:?}; {instead}"))
+        .collect();
+    r
 }
 
 /// Deployments of a namespace are available.
@@ -686,4 +749,75 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse()
         .ok()
         .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::istioctl::install_output::RECORDED_1_31_0_DEFAULT;
+    use rstest::rstest;
+
+    const PUBLISHED: &str = "Making this installation the default for injection and validation.";
+
+    fn out(stdout: &str) -> Output {
+        Output::new("istioctl install --set profile=default -y", stdout)
+    }
+
+    #[test]
+    fn a_successful_install_passes_and_the_published_line_is_a_deviation() {
+        let r = istio_installed(
+            Some(&out(RECORDED_1_31_0_DEFAULT)),
+            "default",
+            &[PUBLISHED.into()],
+            Some("1.31.0"),
+        );
+        assert!(r.ok, "{}", r.message());
+        assert_eq!(r.deviations.len(), 1, "{:?}", r.deviations);
+        assert!(
+            r.deviations[0].contains("istioctl 1.31.0 prints no such line"),
+            "{:?}",
+            r.deviations
+        );
+    }
+
+    #[rstest]
+    #[case::v1_22(
+        "1.22.3",
+        "prints \"Made this installation the default for injection and validation.\" instead"
+    )]
+    #[case::v1_23(
+        "1.23.0",
+        "prints \"Made this installation the default for cluster-wide operations.\" instead"
+    )]
+    #[case::v1_18("1.18.2", "prints no such line")]
+    fn each_version_explains_its_own_wording(#[case] version: &str, #[case] says: &str) {
+        let r = istio_installed(
+            Some(&out(RECORDED_1_31_0_DEFAULT)),
+            "default",
+            &[PUBLISHED.into()],
+            Some(version),
+        );
+        assert!(r.deviations[0].contains(says), "{:?}", r.deviations);
+    }
+
+    #[test]
+    fn an_install_that_stopped_before_the_gateways_fails() {
+        let cut = RECORDED_1_31_0_DEFAULT
+            .split("✔ Ingress gateways installed")
+            .next()
+            .unwrap();
+        let r = istio_installed(Some(&out(cut)), "default", &[], Some("1.31.0"));
+        assert!(!r.ok);
+        assert_eq!(
+            r.message().split(';').nth(1).unwrap().trim(),
+            "observed \"✔ Ingress gateways installed\" missing (or out of order): the install did not succeed"
+        );
+    }
+
+    #[test]
+    fn the_minimal_profile_needs_no_gateway_line() {
+        let minimal = RECORDED_1_31_0_DEFAULT.replace("✔ Ingress gateways installed 🛬\n", "");
+        assert!(istio_installed(Some(&out(&minimal)), "minimal", &[], None).ok);
+        assert!(!istio_installed(Some(&out(&minimal)), "default", &[], None).ok);
+    }
 }

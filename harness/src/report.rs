@@ -112,6 +112,9 @@ pub fn render_step(r: &StepReport) -> String {
             c.expected,
             indent(&evidence, "        ").trim_start()
         ));
+        for d in &c.deviations {
+            s.push_str(&format!("\n      DEVIATION (does not fail the step): {d}"));
+        }
     }
     s
 }

@@ -495,6 +495,17 @@ pub enum Check {
     },
     /// Nothing the run created is left: clusters, fleet memberships, the mesh feature.
     NothingLeft,
+    /// `istioctl install` succeeded: its ✔ lines for the profile, in order. Lines the published
+    /// procedure shows that this istioctl version does not print are reported as deviations,
+    /// which do not fail the step.
+    IstioInstalled {
+        /// The profile installed (`minimal` prints no gateway line).
+        #[serde(default = "default_profile")]
+        profile: String,
+        /// The lines the published procedure shows.
+        #[serde(default)]
+        published: Vec<String>,
+    },
 }
 
 fn default_status() -> u16 {
@@ -815,7 +826,10 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                         clusters_named.push(c);
                     }
                 }
-                Check::OutputContains { .. } | Check::MeshActive { .. } | Check::NothingLeft => {}
+                Check::OutputContains { .. }
+                | Check::MeshActive { .. }
+                | Check::NothingLeft
+                | Check::IstioInstalled { .. } => {}
             }
         }
         for c in clusters_named {

@@ -196,3 +196,74 @@ mod tests {
         assert_eq!(s, format!("{u}.sha256"));
     }
 }
+
+/// What `istioctl install -y` prints on success, by release (operator/cmd/mesh/install.go,
+/// progress.go and component.go at each tag; operator/version/version.go for the EOL warning).
+pub mod install_output {
+    /// The line after "Installation complete" that makes the installation the default, if the
+    /// release prints one: none up to 1.18; "Made this installation the default for injection
+    /// and validation." in 1.19–1.22; "Made this installation the default for cluster-wide
+    /// operations." in 1.23; none from 1.24 on.
+    pub fn default_line(minor: u32) -> Option<&'static str> {
+        match minor {
+            19..=22 => Some("Made this installation the default for injection and validation."),
+            23 => Some("Made this installation the default for cluster-wide operations."),
+            _ => None,
+        }
+    }
+
+    /// The ✔ lines of a successful install, in order: the minimal profile has no gateways.
+    pub fn success_lines(profile: &str) -> Vec<&'static str> {
+        let mut v = vec!["✔ Istio core installed", "✔ Istiod installed"];
+        if profile != "minimal" {
+            v.push("✔ Ingress gateways installed");
+        }
+        v.push("✔ Installation complete");
+        v
+    }
+
+    /// The minor of `1.MINOR[.PATCH…]`.
+    pub fn minor(version: &str) -> Option<u32> {
+        version
+            .trim_start_matches('v')
+            .split('.')
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// What istioctl 1.31.0 printed for `istioctl install --set profile=default -y` (stdout,
+    /// then stderr), recorded on 2026-11-27 from istioctl built by `meshmig tools install`
+    /// (istio.io/istio@v0.0.0-20260827124520-eed52ebb66ad) against a real kube-apiserver 1.35.4,
+    /// by harness/tests/real_smoke.rs; no EOL warning (1.31's EOL is 2027-02,
+    /// operator/version/version.go). The emulated backend prints exactly this.
+    pub const RECORDED_1_31_0_DEFAULT: &str = concat!(
+        "\n",
+        "        |\\          \n",
+        "        | \\         \n",
+        "        |  \\        \n",
+        "        |   \\       \n",
+        "      /||    \\      \n",
+        "     / ||     \\     \n",
+        "    /  ||      \\    \n",
+        "   /   ||       \\   \n",
+        "  /    ||        \\  \n",
+        " /     ||         \\ \n",
+        "/______||__________\\\n",
+        "____________________\n",
+        "  \\__       _____/  \n",
+        "     \\_____/        \n",
+        "\n",
+        "\n",
+        "- Processing resources for Istio core.\n",
+        "✔ Istio core installed ⛵️\n",
+        "- Processing resources for Istiod.\n",
+        "- Processing resources for Istiod. Waiting for Deployment/istio-system/istiod\n",
+        "✔ Istiod installed 🧠\n",
+        "- Processing resources for Ingress gateways.\n",
+        "- Processing resources for Ingress gateways. Waiting for Deployment/istio-system/istio-ingressgat...\n",
+        "✔ Ingress gateways installed 🛬\n",
+        "- Pruning removed resources\n",
+        "✔ Installation complete\n",
+    );
+}

@@ -300,6 +300,10 @@ pub trait Backend: Send + Sync {
     async fn teardown(&self, keep: bool) -> TeardownReport;
     /// Files and folders the run made on this machine (so tests can prove they are gone).
     fn scratch_paths(&self) -> Vec<PathBuf>;
+    /// The version of the istioctl this backend runs (or stands in for), when known.
+    fn istio_version(&self) -> Option<String> {
+        None
+    }
     /// How long and how often (at first) to poll `fleet mesh describe`, given the scenario's
     /// values; a backend whose control plane takes real minutes overrides them.
     fn mesh_wait(&self, timeout: Duration, poll: Duration) -> (Duration, Duration) {

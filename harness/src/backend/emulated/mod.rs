@@ -16,6 +16,10 @@ pub mod frontend;
 pub mod store;
 pub mod xds;
 
+/// The Istio release the emulated backend stands in for (its istioctl output is that release's,
+/// recorded from the real istioctl: [`crate::backend::istioctl::install_output`]).
+pub const EMULATED_ISTIO_VERSION: &str = "1.31.0";
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -531,6 +535,11 @@ impl Backend for Emulated {
         Ok(self.world.lock().await.contexts.clone())
     }
 
+    /// The emulated istioctl stands in for istioctl 1.31.0 and prints what it prints.
+    fn istio_version(&self) -> Option<String> {
+        Some(EMULATED_ISTIO_VERSION.into())
+    }
+
     async fn install_istio(&self, cluster: &str, profile: &str) -> Result<Output, BackendError> {
         let command = format!("istioctl install --context {cluster} --set profile={profile} -y");
         let mut w = self.world.lock().await;
@@ -574,7 +583,7 @@ impl Backend for Emulated {
         self.reconcile(vc).await?;
         Ok(Output::new(
             command,
-            "This will install the Istio 1.27 \"default\" profile (with components: Istio core, Istiod, and Ingress gateways) into the cluster. Proceed? (y/N) y\n✔ Istio core installed ⛵️\n✔ Istiod installed 🧠\n✔ Ingress gateways installed 🛬\n✔ Installation complete\nMaking this installation the default for injection and validation.\n",
+            crate::backend::istioctl::install_output::RECORDED_1_31_0_DEFAULT,
         ))
     }
 

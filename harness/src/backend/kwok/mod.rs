@@ -10,5 +10,6 @@
 //! ([`crate::backend::kube`]) as on kind and GKE.
 
 pub mod cluster;
+pub mod lb;
 pub mod pods;
 pub mod proc;

@@ -1,0 +1,402 @@
+//! The kwok clusters' load balancers (`meshmig::backend::kwok::lb`) on a real cluster
+//! (`--features real`): a Service of type LoadBalancer gets an address written to its status by
+//! the API server, traffic to it reaches both ready pods round-robin, a scale to zero leaves the
+//! address resetting connections, a deleted Service's listener and address are gone, `stop`
+//! releases everything, and a restarted controller keeps the address a Service already holds.
+//!
+//! Needs the components (`meshmig tools install`), iproute2, util-linux (unshare) and openssl.
+#![cfg(all(feature = "real", target_os = "linux"))]
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use meshmig::backend::kube::Kube;
+use meshmig::backend::kwok::cluster::Cluster;
+use meshmig::backend::kwok::lb::LoadBalancers;
+use meshmig::backend::kwok::pods::{claim_ip, release_ip};
+use meshmig::tools::Tools;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Runs a test body in a network namespace of its own: this process already runs threads, so
+/// it runs itself again under `unshare`, for this test only.
+fn in_namespace<F: std::future::Future<Output = ()>>(test: &str, body: impl FnOnce() -> F) {
+    if meshmig::netns::inside() {
+        meshmig::netns::ip(&["link", "set", "lo", "up"]).expect("bringing lo up");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(body());
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let status = meshmig::netns::reexec_command(&exe, &[test, "--exact", "--nocapture"])
+        .status()
+        .expect("running the test under unshare");
+    assert!(status.success(), "{test} in its namespace failed: {status}");
+}
+
+#[test]
+fn real_load_balancers() {
+    in_namespace("real_load_balancers", load_balancers);
+}
+
+const MANIFESTS: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: example.com/web:1, ports: [{name: http, containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other}
+spec:
+  type: LoadBalancer
+  selector: {app: nothing}
+  ports: [{name: https, port: 8443, targetPort: 8443}]
+";
+
+fn objects(text: &str) -> Vec<meshmig::manifest::Object> {
+    meshmig::manifest::parse(Path::new("real_lb.yaml"), text).unwrap()
+}
+
+/// A pod's stand-in: answers every HTTP request with the pod's name, then closes.
+async fn pod_server(ip: Ipv4Addr, name: String) -> tokio::task::JoinHandle<()> {
+    let listener = TcpListener::bind((ip, 8080)).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let name = name.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
+                    name.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    })
+}
+
+/// Running pods of `app=web` with their IPs.
+async fn running_pods(kube: &Kube) -> BTreeMap<String, Ipv4Addr> {
+    kube.list("Pod", Some("default"))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["metadata"]["labels"]["app"] == "web"
+                && p["status"]["phase"] == "Running"
+                && p["metadata"]["deletionTimestamp"].is_null()
+        })
+        .filter_map(|p| {
+            Some((
+                p["metadata"]["name"].as_str()?.to_string(),
+                p["status"]["podIP"].as_str()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Ready endpoint addresses of Service `web`, as the API server has them.
+async fn ready_endpoints(kube: &Kube) -> Vec<String> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
+        "endpointslices",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(kube.client(), "default", &ar);
+    let slices = api
+        .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+        .await
+        .unwrap();
+    let mut out: Vec<String> = slices
+        .items
+        .iter()
+        .map(|s| serde_json::to_value(s).unwrap())
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] != false)
+        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The load-balancer IP and mode a Service's status holds, read from the API server.
+async fn status_of(kube: &Kube, name: &str) -> Option<(Ipv4Addr, String)> {
+    let services = kube.list("Service", Some("default")).await.unwrap();
+    let svc: &Value = services.iter().find(|s| s["metadata"]["name"] == name)?;
+    let ingress = &svc["status"]["loadBalancer"]["ingress"][0];
+    Some((
+        ingress["ip"].as_str()?.parse().ok()?,
+        ingress["ipMode"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "waited {timeout:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One HTTP/1.1 request on a connection of its own: the body, or what went wrong.
+async fn get(addr: SocketAddr) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    s.write_all(b"GET / HTTP/1.1\r\nhost: web\r\nconnection: close\r\n\r\n")
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    match read {
+        Err(_) => Err("no answer within 5 s".into()),
+        Ok(Err(e)) => Err(format!("read: {e} (after {} bytes)", answer.len())),
+        Ok(Ok(_)) if answer.is_empty() => Err("closed without an answer".into()),
+        Ok(Ok(_)) => {
+            let text = String::from_utf8_lossy(&answer).to_string();
+            match text.split_once("\r\n\r\n") {
+                Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+                _ => Err(format!("unexpected answer {text:?}")),
+            }
+        }
+    }
+}
+
+/// Whether `ip/32` is an address of `lo`.
+fn on_lo(ip: Ipv4Addr) -> bool {
+    meshmig::netns::ip_output(&["-o", "-4", "addr", "show", "dev", "lo"])
+        .unwrap()
+        .split_whitespace()
+        .any(|w| w == format!("{ip}/32"))
+}
+
+/// Whether connecting to `addr` is refused (nothing listens, the address is routed locally).
+async fn refused(addr: SocketAddr) -> bool {
+    matches!(TcpStream::connect(addr).await, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+async fn load_balancers() {
+    let t0 = Instant::now();
+    let dir = tempfile::Builder::new()
+        .prefix("meshmig-lb-")
+        .tempdir()
+        .unwrap();
+    let mut cluster = Cluster::start("c", 0, &dir.path().join("c"), &Tools::from_env())
+        .await
+        .expect("starting the cluster");
+    println!("cluster up in {:?}", t0.elapsed());
+    let kube = cluster.kube().await.unwrap();
+    // The range is routed locally, as in a run: an address without a listener refuses
+    // connections (instead of being unreachable), whether or not it is on lo.
+    meshmig::netns::add_local_range("198.18.0.0/24").unwrap();
+    let (lb1, lb2) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+
+    kube.apply(&objects(MANIFESTS), "default").await.unwrap();
+    let pods = wait_for("2 Running pods of web", Duration::from_secs(60), || async {
+        let p = running_pods(&kube).await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    println!("pods: {pods:?}");
+    let mut servers = Vec::new();
+    for (name, ip) in &pods {
+        claim_ip(name, *ip).unwrap();
+        servers.push(pod_server(*ip, name.clone()).await);
+    }
+
+    let lb = LoadBalancers::start(kube.clone(), "c", cluster.addrs.lb_base);
+    let t_lb = Instant::now();
+    let (ip, mode) = wait_for(
+        "Service web's status.loadBalancer",
+        Duration::from_secs(10),
+        || status_of(&kube, "web"),
+    )
+    .await;
+    println!("status of web: {ip} {mode} after {:?}", t_lb.elapsed());
+    assert_eq!((ip, mode.as_str()), (lb1, "VIP"));
+    let (ip2, _) = wait_for(
+        "Service other's status.loadBalancer",
+        Duration::from_secs(10),
+        || status_of(&kube, "other"),
+    )
+    .await;
+    assert_eq!(ip2, lb2, "the next free address");
+    assert_eq!(
+        lb.addresses(),
+        BTreeMap::from([("default/other".into(), lb2), ("default/web".into(), lb1)])
+    );
+    assert!(on_lo(lb1) && on_lo(lb2), "the addresses are on lo");
+
+    // Both ready pods answer, round-robin, each request on a connection of its own.
+    let mut want: Vec<String> = pods.values().map(|ip| ip.to_string()).collect();
+    want.sort();
+    wait_for(
+        "2 ready endpoints of web",
+        Duration::from_secs(30),
+        || async { (ready_endpoints(&kube).await == want).then_some(()) },
+    )
+    .await;
+    let web = SocketAddr::from((lb1, 80));
+    let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..20 {
+        let body = get(web).await.unwrap_or_else(|e| panic!("GET {web}: {e}"));
+        *answers.entry(body).or_default() += 1;
+    }
+    println!("20 requests to http://{web}/: {answers:?}");
+    assert_eq!(
+        answers.keys().cloned().collect::<Vec<_>>(),
+        pods.keys().cloned().collect::<Vec<_>>(),
+        "both pods answer"
+    );
+    assert!(
+        answers.values().all(|n| *n == 10),
+        "round-robin: {answers:?}"
+    );
+
+    // A Service without a ready endpoint: its listener accepts, then resets.
+    let other = get(SocketAddr::from((lb2, 8443))).await;
+    println!("other (no endpoint): {other:?}");
+    assert!(other.is_err(), "answered without an endpoint: {other:?}");
+
+    // Scale to zero: once the API server has no ready endpoint, nothing answers, although
+    // the pods' stand-ins still listen (a stale endpoint would be noticed).
+    kube.apply(
+        &objects(&MANIFESTS.replace("replicas: 2", "replicas: 0")),
+        "default",
+    )
+    .await
+    .unwrap();
+    let t_scale = Instant::now();
+    wait_for(
+        "no ready endpoint of web",
+        Duration::from_secs(60),
+        || async { ready_endpoints(&kube).await.is_empty().then_some(()) },
+    )
+    .await;
+    println!("no ready endpoint after {:?}", t_scale.elapsed());
+    for _ in 0..3 {
+        let r = get(web).await;
+        println!("after the scale to zero: {r:?}");
+        let e = r.expect_err("an answer without a ready endpoint");
+        assert!(
+            !e.starts_with("connect"),
+            "the listener should accept, then close: {e}"
+        );
+    }
+
+    // Delete the Service: its listener goes, its address is released; the other stays.
+    kube.delete("Service", "default", "web", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let t_del = Instant::now();
+    wait_for(
+        "web's listener and address to go",
+        Duration::from_secs(10),
+        || async { (refused(web).await && !on_lo(lb1)).then_some(()) },
+    )
+    .await;
+    println!(
+        "web's listener and address gone after {:?}",
+        t_del.elapsed()
+    );
+    assert_eq!(
+        lb.addresses(),
+        BTreeMap::from([("default/other".into(), lb2)])
+    );
+    assert!(on_lo(lb2));
+    assert!(!refused(SocketAddr::from((lb2, 8443))).await);
+
+    let events = lb.events();
+    println!("events:\n  {}", events.join("\n  "));
+    for e in [
+        "assigned 198.18.0.1 to default/web",
+        "assigned 198.18.0.2 to default/other",
+        "wrote status.loadBalancer.ingress 198.18.0.1 of default/web",
+        "listening on 198.18.0.1:80 for default/web",
+        "default/web:80: no ready endpoint, connections are reset",
+        "stopped listening on 198.18.0.1:80 for default/web",
+        "released 198.18.0.1 from default/web",
+    ] {
+        assert!(events.iter().any(|x| x == e), "no event {e:?}");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|x| x.starts_with("default/web:80: forwarding to 10.244.0.")),
+        "no forwarding event"
+    );
+    assert!(lb.errors().is_empty(), "errors: {:?}", lb.errors());
+
+    // stop() closes every listener and releases every address.
+    lb.stop().await;
+    assert!(refused(SocketAddr::from((lb2, 8443))).await);
+    assert!(!on_lo(lb2), "stop() releases the addresses");
+
+    // A controller started again keeps the address the Service holds (not the lowest free).
+    let lb = LoadBalancers::start(kube.clone(), "c", cluster.addrs.lb_base);
+    let kept = wait_for(
+        "the restarted controller to serve other",
+        Duration::from_secs(10),
+        || async { lb.addresses().get("default/other").copied() },
+    )
+    .await;
+    assert_eq!(kept, lb2);
+    assert!(lb
+        .events()
+        .contains(&"kept 198.18.0.2 of default/other (from its status)".to_string()));
+    lb.stop().await;
+    assert!(!on_lo(lb2));
+
+    for s in servers {
+        s.abort();
+    }
+    for ip in pods.values() {
+        release_ip(*ip);
+    }
+    cluster.stop().await;
+    println!("load-balancer test done in {:?}", t0.elapsed());
+}
