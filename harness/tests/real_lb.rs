@@ -68,7 +68,10 @@ spec:
   type: LoadBalancer
   selector: {app: web}
   ports: [{name: http, port: 80, targetPort: 8080}]
----
+";
+
+/// A second load balancer, applied once `web` has its address: it gets the next free one.
+const OTHER: &str = "\
 apiVersion: v1
 kind: Service
 metadata: {name: other}
@@ -258,6 +261,7 @@ async fn load_balancers() {
     .await;
     println!("status of web: {ip} {mode} after {:?}", t_lb.elapsed());
     assert_eq!((ip, mode.as_str()), (lb1, "VIP"));
+    kube.apply(&objects(OTHER), "default").await.unwrap();
     let (ip2, _) = wait_for(
         "Service other's status.loadBalancer",
         Duration::from_secs(10),
