@@ -12,7 +12,8 @@ use tokio::sync::Mutex;
 
 use super::exec::{Cmd, Exec, Ran};
 use super::kube::{Kube, KubeError};
-use super::{BackendError, Output};
+use super::{BackendError, FleetOp, Output};
+use crate::fleet::{describe_yaml, StandInState};
 use crate::manifest::Object;
 
 /// A failed command as the procedure's finding.
@@ -256,5 +257,121 @@ impl ClusterOps {
             self.note_lb_ips(&items).await;
         }
         Ok(items)
+    }
+}
+
+/// The revision of the managed-mesh stand-in.
+pub const MANAGED_REVISION: &str = "asm-managed";
+
+#[derive(Default)]
+struct Fleet {
+    enabled: bool,
+    memberships: BTreeMap<String, (String, bool)>,
+}
+
+/// The managed mesh stand-in of the backends without Google Cloud (kind, kwok): the fleet's
+/// state in memory; `mesh update` installs an Istio control plane of revision `asm-managed`
+/// with no gateways into the membership's cluster, in the background as on GKE; `describe`
+/// reports PROVISIONING until `istio-system/istiod-asm-managed` is Available, then ACTIVE.
+#[derive(Default)]
+pub struct FleetStandIn {
+    fleet: Mutex<Fleet>,
+}
+
+impl FleetStandIn {
+    /// Carries a fleet operation out; `managed_install` is the istioctl command for a cluster.
+    pub async fn op(
+        &self,
+        ops: &Arc<ClusterOps>,
+        op: &FleetOp,
+        managed_install: impl Fn(&str) -> Cmd,
+    ) -> Result<Output, BackendError> {
+        let mut f = self.fleet.lock().await;
+        let line = |s: &str| Output::new(format!("(managed mesh stand-in) {s}"), "");
+        match op {
+            FleetOp::EnableMesh => {
+                f.enabled = true;
+                Ok(Output::new(
+                    "(stand-in) gcloud container fleet mesh enable",
+                    "Waiting for Feature Service Mesh to be created...done.\n",
+                ))
+            }
+            FleetOp::Register {
+                cluster,
+                membership,
+            } => {
+                f.memberships
+                    .insert(membership.clone(), (cluster.clone(), false));
+                Ok(Output::new("(stand-in) gcloud container fleet memberships register", "Waiting for membership to be created...done.\nFinished registering to the Fleet.\n"))
+            }
+            FleetOp::MeshUpdate { membership } => {
+                let Some((cluster, managed)) = f.memberships.get_mut(membership) else {
+                    return Err(BackendError::Procedure {
+                        command: "gcloud container fleet mesh update".into(),
+                        message: format!("membership {membership} not found"),
+                    });
+                };
+                *managed = true;
+                let (ops, cmd) = (ops.clone(), managed_install(cluster));
+                // As on GKE, the update returns at once; the control plane comes up behind it.
+                tokio::spawn(async move {
+                    if let Err(e) = ops.run(cmd).await {
+                        tracing::error!("installing the managed-mesh stand-in: {e}");
+                    }
+                });
+                Ok(Output::new(
+                    "(stand-in) gcloud container fleet mesh update --management automatic",
+                    "Waiting for Feature Service Mesh to be updated...done.\n",
+                ))
+            }
+            FleetOp::Unregister { membership } => {
+                f.memberships.remove(membership);
+                Ok(line(&format!("membership {membership} unregistered")))
+            }
+            FleetOp::DisableMesh => {
+                f.enabled = false;
+                Ok(line("mesh feature disabled"))
+            }
+        }
+    }
+
+    /// `gcloud container fleet mesh describe` as the stand-in answers it.
+    pub async fn describe(&self, ops: &ClusterOps, project: &str) -> Result<String, BackendError> {
+        let f = self.fleet.lock().await;
+        let mut states = Vec::new();
+        for (m, (cluster, managed)) in &f.memberships {
+            let st = if !managed {
+                StandInState::Disabled
+            } else {
+                let ds = ops
+                    .list(cluster, Some("istio-system"), "Deployment")
+                    .await
+                    .unwrap_or_default();
+                let ready = ds.iter().any(|d| {
+                    d["metadata"]["name"] == format!("istiod-{MANAGED_REVISION}").as_str()
+                        && crate::manifest::deployment_available(d)
+                });
+                if ready {
+                    StandInState::Active
+                } else {
+                    StandInState::Provisioning
+                }
+            };
+            states.push((m.clone(), st));
+        }
+        Ok(describe_yaml(project, "000000000000", f.enabled, &states))
+    }
+
+    /// Memberships and whether the mesh feature is enabled.
+    pub async fn state(&self) -> (Vec<String>, bool) {
+        let f = self.fleet.lock().await;
+        (f.memberships.keys().cloned().collect(), f.enabled)
+    }
+
+    /// Forgets everything (teardown); the memberships it held.
+    pub async fn clear(&self) -> Vec<String> {
+        let mut f = self.fleet.lock().await;
+        f.enabled = false;
+        std::mem::take(&mut f.memberships).into_keys().collect()
     }
 }

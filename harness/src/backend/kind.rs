@@ -32,16 +32,14 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::clusters::ClusterOps;
+use super::clusters::{ClusterOps, FleetStandIn};
 use super::exec::{Cmd, Exec, Process};
 use super::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
 use crate::dns::DnsServer;
-use crate::fleet::{describe_yaml, StandInState};
 use crate::manifest::{parse, Object};
 use crate::scenario::{Action, ClusterSpec, Scenario};
 
-/// The revision of the managed-mesh stand-in.
-pub const MANAGED_REVISION: &str = "asm-managed";
+pub use super::clusters::MANAGED_REVISION;
 
 /// How a kind run is set up.
 #[derive(Debug, Clone)]
@@ -269,12 +267,6 @@ pub fn plan(cfg: &KindConfig, s: &Scenario) -> String {
     out
 }
 
-#[derive(Default)]
-struct Fleet {
-    enabled: bool,
-    memberships: BTreeMap<String, (String, bool)>,
-}
-
 type Creation = tokio::task::JoinHandle<Result<Output, BackendError>>;
 
 /// The kind backend.
@@ -284,7 +276,7 @@ pub struct Kind {
     ops: Arc<ClusterOps>,
     scratch: Scratch,
     creating: Mutex<BTreeMap<String, Creation>>,
-    fleet: Mutex<Fleet>,
+    fleet: FleetStandIn,
     dns: DnsServer,
     cloud_provider: Mutex<Option<tokio::process::Child>>,
 }
@@ -321,7 +313,7 @@ impl Kind {
             clusters: s.clusters.clone(),
             cfg,
             creating: Mutex::new(BTreeMap::new()),
-            fleet: Mutex::new(Fleet::default()),
+            fleet: FleetStandIn::default(),
             dns,
             cloud_provider: Mutex::new(Some(cloud)),
         })
@@ -452,80 +444,14 @@ impl Backend for Kind {
     }
 
     async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError> {
-        let mut f = self.fleet.lock().await;
-        let line = |s: &str| Output::new(format!("(managed mesh stand-in) {s}"), "");
-        match op {
-            FleetOp::EnableMesh => {
-                f.enabled = true;
-                Ok(Output::new(
-                    "(stand-in) gcloud container fleet mesh enable",
-                    "Waiting for Feature Service Mesh to be created...done.\n",
-                ))
-            }
-            FleetOp::Register {
-                cluster,
-                membership,
-            } => {
-                f.memberships
-                    .insert(membership.clone(), (cluster.clone(), false));
-                Ok(Output::new("(stand-in) gcloud container fleet memberships register", "Waiting for membership to be created...done.\nFinished registering to the Fleet.\n"))
-            }
-            FleetOp::MeshUpdate { membership } => {
-                let Some((cluster, managed)) = f.memberships.get_mut(membership) else {
-                    return Err(BackendError::Procedure {
-                        command: "gcloud container fleet mesh update".into(),
-                        message: format!("membership {membership} not found"),
-                    });
-                };
-                *managed = true;
-                let (ops, cmd) = (self.ops.clone(), self.cmds().managed_install(cluster));
-                // As on GKE, the update returns at once; the control plane comes up behind it.
-                tokio::spawn(async move {
-                    if let Err(e) = ops.run(cmd).await {
-                        tracing::error!("installing the managed-mesh stand-in: {e}");
-                    }
-                });
-                Ok(Output::new(
-                    "(stand-in) gcloud container fleet mesh update --management automatic",
-                    "Waiting for Feature Service Mesh to be updated...done.\n",
-                ))
-            }
-            FleetOp::Unregister { membership } => {
-                f.memberships.remove(membership);
-                Ok(line(&format!("membership {membership} unregistered")))
-            }
-            FleetOp::DisableMesh => {
-                f.enabled = false;
-                Ok(line("mesh feature disabled"))
-            }
-        }
+        let cmds = self.cmds();
+        self.fleet
+            .op(&self.ops, op, |cluster| cmds.managed_install(cluster))
+            .await
     }
 
     async fn mesh_describe(&self) -> Result<String, BackendError> {
-        let f = self.fleet.lock().await;
-        let mut states = Vec::new();
-        for (m, (cluster, managed)) in &f.memberships {
-            let st = if !managed {
-                StandInState::Disabled
-            } else {
-                let ds = self
-                    .ops
-                    .list(cluster, Some("istio-system"), "Deployment")
-                    .await
-                    .unwrap_or_default();
-                let ready = ds.iter().any(|d| {
-                    d["metadata"]["name"] == format!("istiod-{MANAGED_REVISION}").as_str()
-                        && crate::manifest::deployment_available(d)
-                });
-                if ready {
-                    StandInState::Active
-                } else {
-                    StandInState::Provisioning
-                }
-            };
-            states.push((m.clone(), st));
-        }
-        Ok(describe_yaml("kind", "000000000000", f.enabled, &states))
+        self.fleet.describe(&self.ops, "kind").await
     }
 
     async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError> {
@@ -586,11 +512,11 @@ impl Backend for Kind {
     }
 
     async fn inventory(&self) -> Result<Inventory, BackendError> {
-        let f = self.fleet.lock().await;
+        let (memberships, mesh_feature_enabled) = self.fleet.state().await;
         Ok(Inventory {
             clusters: self.clusters().await?,
-            memberships: f.memberships.keys().cloned().collect(),
-            mesh_feature_enabled: f.enabled,
+            memberships,
+            mesh_feature_enabled,
             load_balancers: Vec::new(),
         })
     }
@@ -623,15 +549,13 @@ impl Backend for Kind {
                     .push(format!("kind cluster {}: {e}", self.cmds().cluster(c))),
             }
         }
-        {
-            let mut f = self.fleet.lock().await;
-            report.removed.extend(
-                std::mem::take(&mut f.memberships)
-                    .into_keys()
-                    .map(|m| format!("stand-in membership {m}")),
-            );
-            f.enabled = false;
-        }
+        report.removed.extend(
+            self.fleet
+                .clear()
+                .await
+                .into_iter()
+                .map(|m| format!("stand-in membership {m}")),
+        );
         match self.listed().await {
             Ok(left) => report
                 .failed
