@@ -1,6 +1,7 @@
 //! The assertions of the steps: each a small named function that states what it expected, what
 //! it observed, and the evidence it observed it in.
 
+use std::time::Duration;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -401,7 +402,6 @@ pub async fn first_service_is(ctx: &Ctx<'_>, cluster: &str, ns: &str, name: &str
 
 /// The page answers with `status` and a footer that identifies who served it.
 pub async fn home_page(ctx: &Ctx<'_>, url: &str, status: u16) -> R {
-    let _ = ctx;
     let client = sampler::client(&Target {
         url: url.into(),
         host: None,
@@ -409,17 +409,39 @@ pub async fn home_page(ctx: &Ctx<'_>, url: &str, status: u16) -> R {
         dns: None,
     })
     .map_err(|e| BackendError::infra(format!("fetching {url}"), crate::error_chain(&e)))?;
-    let (got, body) = match client.get(url).send().await {
-        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-        Err(e) => {
-            return Ok(CheckResult::new(
-                "home_page",
-                false,
-                format!("GET {url} answers {status} with an identifying footer"),
-                format!("no answer: {}", crate::error_chain(&e)),
-                json!({}),
-            ))
+    // On backends where changes reach the data plane after the action returns, ask again until
+    // the page is as expected or the backend's convergence time has passed (as a person would
+    // reload); every earlier answer is kept as evidence.
+    let deadline = tokio::time::Instant::now() + ctx.backend.convergence();
+    let mut earlier: Vec<String> = Vec::new();
+    let (got, body) = loop {
+        let answer = match client.get(url).send().await {
+            Ok(r) => Ok((r.status().as_u16(), r.text().await.unwrap_or_default())),
+            Err(e) => Err(crate::error_chain(&e)),
+        };
+        let good = matches!(&answer, Ok((g, b)) if *g == status
+            && matches!(footer::parse(b), Ok(f) if f.state == FooterState::Identified));
+        if good || tokio::time::Instant::now() >= deadline {
+            match answer {
+                Ok(a) => break a,
+                Err(e) => {
+                    return Ok(CheckResult::new(
+                        "home_page",
+                        false,
+                        format!("GET {url} answers {status} with an identifying footer"),
+                        format!("no answer: {e}"),
+                        json!({"earlier answers": earlier}),
+                    ))
+                }
+            }
         }
+        if earlier.len() < 20 {
+            earlier.push(match &answer {
+                Ok((g, _)) => format!("status {g}"),
+                Err(e) => e.clone(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let f = footer::parse(&body);
     let identified = matches!(&f, Ok(f) if f.state == FooterState::Identified);
@@ -434,7 +456,7 @@ pub async fn home_page(ctx: &Ctx<'_>, url: &str, status: u16) -> R {
                 Err(e) => e.to_string(),
             }
         ),
-        json!({"status": got, "footer": f.as_ref().ok(), "title": body.contains("<title>Online Boutique</title>")}),
+        json!({"status": got, "footer": f.as_ref().ok(), "title": body.contains("<title>Online Boutique</title>"), "earlier answers": earlier}),
     ))
 }
 
@@ -514,9 +536,13 @@ pub async fn pods_injected(
             .as_str()
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or(Value::Null);
-        let proxy_image = p["spec"]["containers"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["name"] == "istio-proxy"))
+        // Istio ≥ 1.27 on Kubernetes ≥ 1.33 injects istio-proxy as a native sidecar, in
+        // initContainers; gateways and older versions have it in containers.
+        let proxy_image = ["containers", "initContainers"]
+            .iter()
+            .filter_map(|k| p["spec"][*k].as_array())
+            .flatten()
+            .find(|c| c["name"] == "istio-proxy")
             .and_then(|c| c["image"].as_str().map(str::to_string));
         let rev = status["revision"].as_str().map(str::to_string);
         let ok = !status.is_null()

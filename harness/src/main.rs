@@ -334,6 +334,24 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The kwok backend runs everything in a network namespace of its own: enter it now, while
+    // this process has one thread (a user namespace requires it).
+    if matches!(
+        cli.command,
+        Command::Run {
+            backend: BackendKind::Kwok,
+            ..
+        }
+    ) && !meshmig::netns::inside()
+    {
+        if let Err(e) = meshmig::netns::enter() {
+            eprintln!(
+                "meshmig: {} (the kwok backend needs a network namespace: see `meshmig doctor --backend kwok`)",
+                meshmig::error_chain(&e)
+            );
+            return ExitCode::from(exit::INFRASTRUCTURE as u8);
+        }
+    }
     // `split` drives every request from one task: one thread avoids cross-thread wake-ups.
     let mut builder = if matches!(cli.command, Command::Split { .. }) {
         tokio::runtime::Builder::new_current_thread()

@@ -185,10 +185,19 @@ pub async fn start_backend_with(
             let cfg = opts.kind(&s.path).await.map_err(backend_err)?;
             Ok(Arc::new(Kind::start(cfg, s).await.map_err(backend_err)?))
         }
-        BackendKind::Kwok => Err(backend_err(BackendError::Infrastructure {
-            doing: "starting the kwok backend".into(),
-            message: "this build has the real components (`meshmig tools install`, `meshmig doctor --backend kwok`) and their smoke test, not yet the kwok backend that runs a scenario on them".into(),
-        })),
+        BackendKind::Kwok => {
+            let envoy = find_envoy().map_err(backend_err)?;
+            let cfg = crate::backend::kwok::backend::KwokConfig {
+                tools: crate::tools::Tools::from_env(),
+                envoy,
+                ready_timeout: Duration::from_secs(180),
+            };
+            Ok(Arc::new(
+                crate::backend::kwok::backend::Kwok::start(cfg, s)
+                    .await
+                    .map_err(backend_err)?,
+            ))
+        }
         BackendKind::Gke => {
             let mut cfg = opts.gke().map_err(backend_err)?;
             if let Some(v) = &opts.istio_version {

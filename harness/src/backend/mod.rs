@@ -300,6 +300,12 @@ pub trait Backend: Send + Sync {
     async fn teardown(&self, keep: bool) -> TeardownReport;
     /// Files and folders the run made on this machine (so tests can prove they are gone).
     fn scratch_paths(&self) -> Vec<PathBuf>;
+    /// How long a change may take to reach the data plane (istiod's push, a gateway starting):
+    /// checks that read the data plane once retry within it. Zero where every change is applied
+    /// before the action returns (the emulated backend waits for Envoy's acknowledgement).
+    fn convergence(&self) -> Duration {
+        Duration::ZERO
+    }
     /// The version of the istioctl this backend runs (or stands in for), when known.
     fn istio_version(&self) -> Option<String> {
         None

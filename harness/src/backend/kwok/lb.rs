@@ -108,9 +108,9 @@ pub enum LbError {
         service: String,
         /// The address.
         ip: Ipv4Addr,
-        /// Why.
+        /// Why (boxed: a pod's error is large).
         #[source]
-        source: PodError,
+        source: Box<PodError>,
     },
     /// A listener could not be opened.
     #[error("listening on {addr} for {service}")]
@@ -511,10 +511,10 @@ impl Target {
                         return;
                     }
                     Ok(Err(e)) => {
-                        tracing::debug!(target = %self.subject, %backend, "backend refused: {e}")
+                        tracing::debug!(lb = %self.subject, %backend, "backend refused: {e}")
                     }
                     Err(_) => {
-                        tracing::debug!(target = %self.subject, %backend, "backend timed out")
+                        tracing::debug!(lb = %self.subject, %backend, "backend timed out")
                     }
                 }
             }
@@ -537,7 +537,7 @@ async fn accept_loop(listener: TcpListener, target: Arc<Target>, cancel: Cancell
                     conns.spawn(async move { t.forward(stream).await });
                 }
                 Err(e) => {
-                    tracing::warn!(target = %target.subject, "accepting a connection: {e}");
+                    tracing::warn!(lb = %target.subject, "accepting a connection: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -753,7 +753,7 @@ impl Controller {
             let e = LbError::Claim {
                 service: key.to_string(),
                 ip,
-                source,
+                source: Box::new(source),
             };
             self.shared.error(&subject, &e);
             return;

@@ -9,7 +9,9 @@
 //! Every Kubernetes operation on these clusters goes through the same kube-rs layer
 //! ([`crate::backend::kube`]) as on kind and GKE.
 
+pub mod backend;
 pub mod cluster;
 pub mod lb;
 pub mod pods;
 pub mod proc;
+pub mod stand_ins;

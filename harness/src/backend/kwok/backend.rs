@@ -1,0 +1,495 @@
+//! The kwok backend: the procedure on real control planes, with stand-ins only where this
+//! machine has nothing real (nodes and kubelets: kwok; application containers: stand-in frontends
+//! and fake pods; the cloud load balancer: [`super::lb`]; the fleet API: the stand-in kind uses).
+//!
+//! Every Kubernetes operation goes through [`ClusterOps`], the kube-rs code the kind backend
+//! runs; contexts are renamed with the real kubectl, Istio is installed with the real istioctl.
+//! What differs from kind is only how clusters, load balancers and pods' containers come to be.
+//! The process must already be inside its own network namespace ([`crate::netns::enter`]).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::cluster::{kubeconfig_yaml, Addresses, Cluster};
+use super::lb::LoadBalancers;
+use super::stand_ins::{new_ready_services, Settings, StandIns};
+use crate::backend::clusters::{ClusterOps, FleetStandIn, MANAGED_REVISION};
+use crate::backend::exec::{Cmd, Exec, Process};
+use crate::backend::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
+use crate::dns::DnsServer;
+use crate::manifest::Object;
+use crate::scenario::{ClusterSpec, Scenario};
+use crate::tools::Tools;
+
+/// How a kwok run is set up.
+#[derive(Debug, Clone)]
+pub struct KwokConfig {
+    /// The real components.
+    pub tools: Tools,
+    /// Envoy.
+    pub envoy: PathBuf,
+    /// How long to wait for Deployments and load balancers.
+    pub ready_timeout: Duration,
+}
+
+struct Live {
+    cluster: Cluster,
+    stand_ins: StandIns,
+    lbs: Option<LoadBalancers>,
+}
+
+/// The kwok backend.
+pub struct Kwok {
+    cfg: KwokConfig,
+    specs: Vec<ClusterSpec>,
+    ops: Arc<ClusterOps>,
+    scratch: Scratch,
+    live: Mutex<BTreeMap<String, Live>>,
+    creating: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    created: Arc<Mutex<BTreeMap<String, Result<Live, String>>>>,
+    fleet: FleetStandIn,
+    dns: DnsServer,
+}
+
+fn infra(doing: impl Into<String>, e: impl std::fmt::Display) -> BackendError {
+    BackendError::infra(doing, e)
+}
+
+impl Kwok {
+    /// Starts a run: its scratch folder and kubeconfig, the embedded DNS server.
+    pub async fn start(cfg: KwokConfig, s: &Scenario) -> Result<Self, BackendError> {
+        if !crate::netns::inside() {
+            return Err(infra(
+                "starting the kwok backend",
+                "the process is not in a network namespace of its own (meshmig run enters one before anything starts)",
+            ));
+        }
+        for b in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+            "istioctl",
+            "pilot-discovery",
+            "kubectl",
+        ] {
+            cfg.tools
+                .binary(b)
+                .map_err(|e| infra("finding the real components", crate::error_chain(&e)))?;
+        }
+        if s.clusters.len() > 12 {
+            return Err(infra(
+                "planning the clusters' addresses",
+                format!("{} clusters; a kwok run has 12 address ranges", s.clusters.len()),
+            ));
+        }
+        let scratch = Scratch::create("meshmig-kwok-")?;
+        let kubeconfig = scratch.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+            .map_err(|e| infra("writing the run's kubeconfig", e))?;
+        // kubectl and istioctl from the tools folder come first on PATH.
+        let bin_dirs: Vec<PathBuf> = ["kubectl", "istioctl"]
+            .iter()
+            .filter_map(|b| cfg.tools.binary(b).ok())
+            .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
+            .collect();
+        let path = std::env::join_paths(
+            bin_dirs
+                .into_iter()
+                .chain(std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default()),
+        )
+        .map_err(|e| infra("setting PATH for the tools", e))?;
+        let exec: Arc<dyn Exec> = Arc::new(Process {
+            env: [
+                ("KUBECONFIG".to_string(), kubeconfig.clone()),
+                ("PATH".to_string(), PathBuf::from(path)),
+            ]
+            .into(),
+        });
+        let dns = DnsServer::start(Ipv4Addr::LOCALHOST, &s.dns.domain)
+            .await
+            .map_err(|e| infra("starting the embedded DNS server", crate::error_chain(&e)))?;
+        Ok(Self {
+            ops: Arc::new(ClusterOps::new(exec, kubeconfig, cfg.ready_timeout)),
+            cfg,
+            specs: s.clusters.clone(),
+            scratch,
+            live: Mutex::new(BTreeMap::new()),
+            creating: Mutex::new(None),
+            created: Arc::new(Mutex::new(BTreeMap::new())),
+            fleet: FleetStandIn::default(),
+            dns,
+        })
+    }
+
+    fn kind_context(name: &str) -> String {
+        format!("kwok-{name}")
+    }
+
+    fn istioctl(&self, args: &[&str]) -> Cmd {
+        let p = self
+            .cfg
+            .tools
+            .binary("istioctl")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "istioctl".into());
+        Cmd::new(&p, args.iter().copied())
+    }
+
+    /// Brings one cluster up with its stand-ins and load balancers.
+    async fn bring_up(
+        cfg: KwokConfig,
+        spec: ClusterSpec,
+        index: u8,
+        dir: PathBuf,
+    ) -> Result<Live, String> {
+        let cluster = Cluster::start(&spec.name, index, &dir, &cfg.tools)
+            .await
+            .map_err(|e| crate::error_chain(&e))?;
+        let kube = cluster.kube().await.map_err(|e| crate::error_chain(&e))?;
+        let settings = Settings {
+            spec: spec.clone(),
+            kubeconfig: cluster.kubeconfig.clone(),
+            dir: dir.join("pods"),
+            pilot: cfg
+                .tools
+                .binary("pilot-discovery")
+                .map_err(|e| crate::error_chain(&e))?,
+            envoy: cfg.envoy.clone(),
+            istio_version: cfg.tools.versions.istio.clone(),
+            ctrlz_base: 9876 + 10 * u16::from(index),
+            slot_base: 100 * u32::from(index),
+        };
+        let stand_ins = StandIns::start(kube.clone(), settings, new_ready_services());
+        let base = Addresses::of(index).map(|a| a.lb_base).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let lbs = Some(LoadBalancers::start(kube, &spec.name, base));
+        Ok(Live {
+            cluster,
+            stand_ins,
+            lbs,
+        })
+    }
+
+    /// Adds a created cluster's context (`kwok-NAME`) to the run's kubeconfig.
+    async fn merge_context(&self, live: &Live) -> Result<(), BackendError> {
+        let c = &live.cluster;
+        let own = kubeconfig_yaml(&Self::kind_context(&c.name), c.addrs.api_port, &c.ca, &c.token);
+        let mut run: Value = serde_yaml::from_str(
+            &std::fs::read_to_string(&self.ops.kubeconfig)
+                .map_err(|e| infra("reading the run's kubeconfig", e))?,
+        )
+        .map_err(|e| infra("reading the run's kubeconfig", e))?;
+        let add: Value = serde_yaml::from_str(&own).map_err(|e| infra("merging a kubeconfig", e))?;
+        for key in ["clusters", "contexts", "users"] {
+            let mut items = run[key].as_array().cloned().unwrap_or_default();
+            items.extend(add[key].as_array().cloned().unwrap_or_default());
+            run[key] = Value::Array(items);
+        }
+        std::fs::write(
+            &self.ops.kubeconfig,
+            serde_yaml::to_string(&run).map_err(|e| infra("writing the run's kubeconfig", e))?,
+        )
+        .map_err(|e| infra("writing the run's kubeconfig", e))?;
+        Ok(())
+    }
+
+    async fn stop_live(mut live: Live) -> Vec<String> {
+        let mut done = Vec::new();
+        live.stand_ins.stop().await;
+        if let Some(lb) = live.lbs.take() {
+            lb.stop().await;
+        }
+        live.cluster.stop().await;
+        done.push(format!("kwok cluster {} (its processes stopped)", live.cluster.name));
+        done
+    }
+}
+
+#[async_trait]
+impl Backend for Kwok {
+    fn name(&self) -> &'static str {
+        "kwok"
+    }
+
+    fn convergence(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    fn istio_version(&self) -> Option<String> {
+        Some(self.cfg.tools.versions.istio.clone())
+    }
+
+    async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {
+        {
+            let mut creating = self.creating.lock().await;
+            if creating.is_none() && self.live.lock().await.is_empty() {
+                // The first create step starts every cluster at once (as on kind).
+                let (cfg, specs, base, created) = (
+                    self.cfg.clone(),
+                    self.specs.clone(),
+                    self.scratch.path().to_path_buf(),
+                    self.created.clone(),
+                );
+                *creating = Some(tokio::spawn(async move {
+                    let ups = specs.iter().enumerate().map(|(i, sp)| {
+                        let (cfg, sp, dir) = (cfg.clone(), sp.clone(), base.join(&sp.name));
+                        async move { (sp.name.clone(), Self::bring_up(cfg, sp, i as u8, dir).await) }
+                    });
+                    for (name, r) in futures::future::join_all(ups).await {
+                        created.lock().await.insert(name, r);
+                    }
+                }));
+            }
+        }
+        let command = format!(
+            "(kwok) etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok for {}",
+            spec.name
+        );
+        if let Some(h) = self.creating.lock().await.take() {
+            h.await.map_err(|e| infra("creating the kwok clusters", e))?;
+        }
+        let taken = self.created.lock().await.remove(&spec.name);
+        let live = match taken {
+            Some(Ok(live)) => live,
+            Some(Err(e)) => return Err(infra(format!("creating kwok cluster {}", spec.name), e)),
+            None => {
+                if self.live.lock().await.contains_key(&spec.name) {
+                    return Err(BackendError::Procedure {
+                        command,
+                        message: format!("cluster {} already exists", spec.name),
+                    });
+                }
+                let index = self
+                    .specs
+                    .iter()
+                    .position(|s| s.name == spec.name)
+                    .unwrap_or(0) as u8;
+                Self::bring_up(
+                    self.cfg.clone(),
+                    spec.clone(),
+                    index,
+                    self.scratch.path().join(&spec.name),
+                )
+                .await
+                .map_err(|e| infra(format!("creating kwok cluster {}", spec.name), e))?
+            }
+        };
+        self.merge_context(&live).await?;
+        let stdout = format!(
+            "cluster {} up: API server https://127.0.0.1:{}, pods {}, load balancers {}/24; context {} in {}\n",
+            spec.name,
+            live.cluster.addrs.api_port,
+            live.cluster.addrs.pod_cidr,
+            live.cluster.addrs.lb_base,
+            Self::kind_context(&spec.name),
+            self.ops.kubeconfig.display()
+        );
+        self.live.lock().await.insert(spec.name.clone(), live);
+        Ok(Output::new(command, stdout))
+    }
+
+    async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError> {
+        let command = format!("(kwok) stop cluster {name}");
+        let Some(live) = self.live.lock().await.remove(name) else {
+            return Err(BackendError::Procedure {
+                command,
+                message: format!("Not found: cluster {name} (no such kwok cluster in this run)"),
+            });
+        };
+        self.ops.forget(name).await;
+        let done = Self::stop_live(live).await;
+        Ok(Output::new(command, done.join("\n") + "\n"))
+    }
+
+    async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError> {
+        Ok(self
+            .live
+            .lock()
+            .await
+            .keys()
+            .map(|k| (k.clone(), "RUNNING".to_string()))
+            .collect())
+    }
+
+    async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError> {
+        self.ops
+            .run(Cmd::new(
+                "kubectl",
+                ["config", "rename-context", &Self::kind_context(cluster), cluster],
+            ))
+            .await
+    }
+
+    async fn contexts(&self) -> Result<Vec<String>, BackendError> {
+        self.ops
+            .contexts(Cmd::new("kubectl", ["config", "get-contexts", "--output=name"]))
+            .await
+    }
+
+    async fn install_istio(&self, cluster: &str, profile: &str) -> Result<Output, BackendError> {
+        let cmd = self.istioctl(&[
+            "install",
+            &format!("--context={cluster}"),
+            "--set",
+            &format!("profile={profile}"),
+            "-y",
+        ]);
+        self.ops.install_istio(cmd, cluster).await
+    }
+
+    async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError> {
+        self.fleet
+            .op(&self.ops, op, |cluster| {
+                self.istioctl(&[
+                    "install",
+                    &format!("--context={cluster}"),
+                    "--set",
+                    "profile=minimal",
+                    "--set",
+                    &format!("revision={MANAGED_REVISION}"),
+                    "-y",
+                ])
+            })
+            .await
+    }
+
+    async fn mesh_describe(&self) -> Result<String, BackendError> {
+        self.fleet.describe(&self.ops, "kwok").await
+    }
+
+    async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError> {
+        self.ops.create_namespace(cluster, name).await
+    }
+
+    async fn label_namespace(
+        &self,
+        cluster: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Output, BackendError> {
+        self.ops.label_namespace(cluster, name, labels).await
+    }
+
+    async fn apply(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+    ) -> Result<Output, BackendError> {
+        self.ops.apply(cluster, namespace, objects).await
+    }
+
+    async fn delete(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Output, BackendError> {
+        self.ops.delete(cluster, namespace, kind, name).await
+    }
+
+    async fn list(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        kind: &str,
+    ) -> Result<Vec<Value>, BackendError> {
+        self.ops.list(cluster, namespace, kind).await
+    }
+
+    async fn dns_set(
+        &self,
+        domain: &str,
+        address: IpAddr,
+        ttl: u32,
+    ) -> Result<Output, BackendError> {
+        crate::backend::embedded_dns_set(&self.dns, domain, address, ttl).await
+    }
+
+    fn dns_server(&self) -> SocketAddr {
+        self.dns.addr()
+    }
+
+    async fn inventory(&self) -> Result<Inventory, BackendError> {
+        let (memberships, mesh_feature_enabled) = self.fleet.state().await;
+        let load_balancers = self
+            .live
+            .lock()
+            .await
+            .values()
+            .filter_map(|l| l.lbs.as_ref())
+            .flat_map(|lb| lb.addresses().into_values().map(|ip| ip.to_string()))
+            .collect();
+        Ok(Inventory {
+            clusters: self.clusters().await?,
+            memberships,
+            mesh_feature_enabled,
+            load_balancers,
+        })
+    }
+
+    async fn teardown(&self, keep: bool) -> TeardownReport {
+        let mut report = TeardownReport::default();
+        if let Some(h) = self.creating.lock().await.take() {
+            let _ = h.await;
+        }
+        let mut pending: Vec<Live> = std::mem::take(&mut *self.created.lock().await)
+            .into_values()
+            .filter_map(Result::ok)
+            .collect();
+        if keep {
+            let live = self.live.lock().await;
+            report.kept.extend(live.values().map(|l| {
+                format!(
+                    "kwok cluster {} (kubectl --kubeconfig {} --context {} get pods -A; logs in {})",
+                    l.cluster.name,
+                    self.ops.kubeconfig.display(),
+                    l.cluster.name,
+                    l.cluster.dir.join("logs").display()
+                )
+            }));
+            report
+                .kept
+                .push(format!("kubeconfig {}", self.ops.kubeconfig.display()));
+            self.scratch.keep();
+            return report;
+        }
+        pending.extend(std::mem::take(&mut *self.live.lock().await).into_values());
+        for live in pending {
+            report.removed.extend(Self::stop_live(live).await);
+        }
+        report.removed.extend(
+            self.fleet
+                .clear()
+                .await
+                .into_iter()
+                .map(|m| format!("stand-in membership {m}")),
+        );
+        self.dns.stop().await;
+        match self.scratch.remove() {
+            Some(Err((p, e))) => report
+                .failed
+                .push(format!("scratch folder {}: {e}", p.display())),
+            Some(Ok(p)) => report.removed.push(format!("scratch folder {}", p.display())),
+            None => {}
+        }
+        report
+    }
+
+    fn scratch_paths(&self) -> Vec<PathBuf> {
+        vec![self.scratch.path().to_path_buf()]
+    }
+
+    fn mesh_wait(&self, _timeout: Duration, poll: Duration) -> (Duration, Duration) {
+        (Duration::from_secs(180), poll.max(Duration::from_millis(500)))
+    }
+}
