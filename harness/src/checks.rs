@@ -1,9 +1,9 @@
 //! The assertions of the steps: each a small named function that states what it expected, what
 //! it observed, and the evidence it observed it in.
 
-use std::time::Duration;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};

@@ -408,10 +408,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
                         let p = report::write_json(&r, &dir)?;
                         println!("report: {}", p.display());
                     }
-                    if keep && backend == BackendKind::Emulated {
+                    if keep && matches!(backend, BackendKind::Emulated | BackendKind::Kwok) {
                         // The emulated clusters live in this process: hold them up for inspection.
-                        println!("--keep: the emulated clusters stay up until Ctrl-C");
+                        println!("--keep: the {backend:?} clusters live in this process (pid {}) and stay up until Ctrl-C", std::process::id());
                         meshmig::shutdown_signal().await;
+                        for s in meshmig::backend::kwok::backend::stop_kept().await {
+                            println!("stopped {s}");
+                        }
                     }
                     Ok(r.outcome.exit_code())
                 }

@@ -39,6 +39,22 @@ pub struct KwokConfig {
     pub ready_timeout: Duration,
 }
 
+/// Clusters kept by `--keep`: they live in this process until [`stop_kept`].
+static KEPT: std::sync::Mutex<Vec<Live>> = std::sync::Mutex::new(Vec::new());
+
+/// Stops what `--keep` kept (after Ctrl-C), waiting for every process.
+pub async fn stop_kept() -> Vec<String> {
+    let kept: Vec<Live> = KEPT
+        .lock()
+        .map(|mut k| std::mem::take(&mut *k))
+        .unwrap_or_default();
+    let mut done = Vec::new();
+    for l in kept {
+        done.extend(Kwok::stop_live(l).await);
+    }
+    done
+}
+
 struct Live {
     cluster: Cluster,
     stand_ins: StandIns,
@@ -88,13 +104,19 @@ impl Kwok {
         if s.clusters.len() > 12 {
             return Err(infra(
                 "planning the clusters' addresses",
-                format!("{} clusters; a kwok run has 12 address ranges", s.clusters.len()),
+                format!(
+                    "{} clusters; a kwok run has 12 address ranges",
+                    s.clusters.len()
+                ),
             ));
         }
         let scratch = Scratch::create("meshmig-kwok-")?;
         let kubeconfig = scratch.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
-            .map_err(|e| infra("writing the run's kubeconfig", e))?;
+        std::fs::write(
+            &kubeconfig,
+            "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+        )
+        .map_err(|e| infra("writing the run's kubeconfig", e))?;
         // kubectl and istioctl from the tools folder come first on PATH.
         let bin_dirs: Vec<PathBuf> = ["kubectl", "istioctl"]
             .iter()
@@ -102,9 +124,11 @@ impl Kwok {
             .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
             .collect();
         let path = std::env::join_paths(
-            bin_dirs
-                .into_iter()
-                .chain(std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default()),
+            bin_dirs.into_iter().chain(
+                std::env::var_os("PATH")
+                    .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            ),
         )
         .map_err(|e| infra("setting PATH for the tools", e))?;
         let exec: Arc<dyn Exec> = Arc::new(Process {
@@ -169,7 +193,9 @@ impl Kwok {
             slot_base: 100 * u32::from(index),
         };
         let stand_ins = StandIns::start(kube.clone(), settings, new_ready_services());
-        let base = Addresses::of(index).map(|a| a.lb_base).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let base = Addresses::of(index)
+            .map(|a| a.lb_base)
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
         let lbs = Some(LoadBalancers::start(kube, &spec.name, base));
         Ok(Live {
             cluster,
@@ -181,13 +207,19 @@ impl Kwok {
     /// Adds a created cluster's context (`kwok-NAME`) to the run's kubeconfig.
     async fn merge_context(&self, live: &Live) -> Result<(), BackendError> {
         let c = &live.cluster;
-        let own = kubeconfig_yaml(&Self::kind_context(&c.name), c.addrs.api_port, &c.ca, &c.token);
+        let own = kubeconfig_yaml(
+            &Self::kind_context(&c.name),
+            c.addrs.api_port,
+            &c.ca,
+            &c.token,
+        );
         let mut run: Value = serde_yaml::from_str(
             &std::fs::read_to_string(&self.ops.kubeconfig)
                 .map_err(|e| infra("reading the run's kubeconfig", e))?,
         )
         .map_err(|e| infra("reading the run's kubeconfig", e))?;
-        let add: Value = serde_yaml::from_str(&own).map_err(|e| infra("merging a kubeconfig", e))?;
+        let add: Value =
+            serde_yaml::from_str(&own).map_err(|e| infra("merging a kubeconfig", e))?;
         for key in ["clusters", "contexts", "users"] {
             let mut items = run[key].as_array().cloned().unwrap_or_default();
             items.extend(add[key].as_array().cloned().unwrap_or_default());
@@ -208,7 +240,10 @@ impl Kwok {
             lb.stop().await;
         }
         live.cluster.stop().await;
-        done.push(format!("kwok cluster {} (its processes stopped)", live.cluster.name));
+        done.push(format!(
+            "kwok cluster {} (its processes stopped)",
+            live.cluster.name
+        ));
         done
     }
 }
@@ -254,7 +289,8 @@ impl Backend for Kwok {
             spec.name
         );
         if let Some(h) = self.creating.lock().await.take() {
-            h.await.map_err(|e| infra("creating the kwok clusters", e))?;
+            h.await
+                .map_err(|e| infra("creating the kwok clusters", e))?;
         }
         let taken = self.created.lock().await.remove(&spec.name);
         let live = match taken {
@@ -323,14 +359,22 @@ impl Backend for Kwok {
         self.ops
             .run(Cmd::new(
                 "kubectl",
-                ["config", "rename-context", &Self::kind_context(cluster), cluster],
+                [
+                    "config",
+                    "rename-context",
+                    &Self::kind_context(cluster),
+                    cluster,
+                ],
             ))
             .await
     }
 
     async fn contexts(&self) -> Result<Vec<String>, BackendError> {
         self.ops
-            .contexts(Cmd::new("kubectl", ["config", "get-contexts", "--output=name"]))
+            .contexts(Cmd::new(
+                "kubectl",
+                ["config", "get-contexts", "--output=name"],
+            ))
             .await
     }
 
@@ -447,10 +491,22 @@ impl Backend for Kwok {
             .filter_map(Result::ok)
             .collect();
         if keep {
-            let live = self.live.lock().await;
+            let mut live = self.live.lock().await;
+            let pid = std::process::id();
+            let enter = if unsafe { libc::geteuid() } == 0 {
+                format!("nsenter --net=/proc/{pid}/ns/net")
+            } else {
+                format!("nsenter --user --net --preserve-credentials -t {pid}")
+            };
+            let kubectl = self
+                .cfg
+                .tools
+                .binary("kubectl")
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "kubectl".into());
             report.kept.extend(live.values().map(|l| {
                 format!(
-                    "kwok cluster {} (kubectl --kubeconfig {} --context {} get pods -A; logs in {})",
+                    "kwok cluster {} (inside the run's network namespace: {enter} {kubectl} --kubeconfig {} --context {} get pods -A; logs in {})",
                     l.cluster.name,
                     self.ops.kubeconfig.display(),
                     l.cluster.name,
@@ -461,6 +517,9 @@ impl Backend for Kwok {
                 .kept
                 .push(format!("kubeconfig {}", self.ops.kubeconfig.display()));
             self.scratch.keep();
+            let mut k = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+            k.extend(pending);
+            k.extend(std::mem::take(&mut *live).into_values());
             return report;
         }
         pending.extend(std::mem::take(&mut *self.live.lock().await).into_values());
@@ -479,7 +538,9 @@ impl Backend for Kwok {
             Some(Err((p, e))) => report
                 .failed
                 .push(format!("scratch folder {}: {e}", p.display())),
-            Some(Ok(p)) => report.removed.push(format!("scratch folder {}", p.display())),
+            Some(Ok(p)) => report
+                .removed
+                .push(format!("scratch folder {}", p.display())),
             None => {}
         }
         report
@@ -490,6 +551,9 @@ impl Backend for Kwok {
     }
 
     fn mesh_wait(&self, _timeout: Duration, poll: Duration) -> (Duration, Duration) {
-        (Duration::from_secs(180), poll.max(Duration::from_millis(500)))
+        (
+            Duration::from_secs(180),
+            poll.max(Duration::from_millis(500)),
+        )
     }
 }

@@ -47,7 +47,7 @@ pub struct Settings {
 }
 
 enum Running {
-    Istiod(Istiod),
+    Istiod(Box<Istiod>),
     Gateway(Box<GatewayPod>),
     Frontend(Frontend, Ipv4Addr),
 }
@@ -99,10 +99,15 @@ pub enum Role {
 /// as `proxy router`; the frontend by `app: frontend`.
 pub fn role(p: &Value) -> Role {
     let labels = &p["metadata"]["labels"];
-    let rev = labels["istio.io/rev"]
+    // The revision: the injector's record on injected pods (`sidecar.istio.io/status`, which
+    // carries no `istio.io/rev` label), else the label istioctl's own pods carry.
+    let injected_by = p["metadata"]["annotations"]["sidecar.istio.io/status"]
         .as_str()
-        .unwrap_or("default")
-        .to_string();
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|v| v["revision"].as_str().map(str::to_string));
+    let rev = injected_by
+        .or_else(|| labels["istio.io/rev"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "default".into());
     if labels["app"] == "istiod" {
         return Role::Istiod(rev);
     }
@@ -300,7 +305,8 @@ async fn reconcile(
             Err(e) => {
                 // Tried again next round; said once.
                 if st.failed.insert(key.clone(), e.clone()).as_deref() != Some(e.as_str()) {
-                    st.events.push(format!("could not start the stand-in of pod {key}: {e}"));
+                    st.events
+                        .push(format!("could not start the stand-in of pod {key}: {e}"));
                 }
             }
         }
@@ -324,7 +330,10 @@ async fn start_for(
     else {
         return Ok(None);
     };
-    let name = p["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = p["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let ns = p["metadata"]["namespace"]
         .as_str()
         .unwrap_or_default()
@@ -342,9 +351,10 @@ async fn start_for(
             let i = Istiod::start(&s.pilot, &name, ip, &rev, &s.kubeconfig, &mesh, ctrlz, &dir)
                 .map_err(|x| e(&x))?;
             st.revisions.insert(rev.clone(), ip);
-            st.events
-                .push(format!("started istiod (revision {rev}) for pod {key} on {ip}"));
-            Running::Istiod(i)
+            st.events.push(format!(
+                "started istiod (revision {rev}) for pod {key} on {ip}"
+            ));
+            Running::Istiod(Box::new(i))
         }
         Role::Gateway(rev) => {
             let Some(istiod) = st.revisions.get(&rev).copied() else {
@@ -360,7 +370,9 @@ async fn start_for(
                 &ns,
                 ip,
                 &p["metadata"]["labels"],
-                p["spec"]["serviceAccountName"].as_str().unwrap_or("default"),
+                p["spec"]["serviceAccountName"]
+                    .as_str()
+                    .unwrap_or("default"),
                 &s.istio_version,
                 SocketAddr::new(istiod.into(), 15010),
             );
@@ -390,8 +402,9 @@ async fn start_for(
             )
             .await
             .map_err(|x| format!("starting the frontend stand-in on {ip}:8080: {x}"))?;
-            st.events
-                .push(format!("started the frontend stand-in of pod {key} on {ip}:8080"));
+            st.events.push(format!(
+                "started the frontend stand-in of pod {key} on {ip}:8080"
+            ));
             Running::Frontend(f, ip)
         }
         Role::Other => return Ok(None),
