@@ -7,7 +7,8 @@
 //! `cargo nextest run`: `--list` prints only `name: test` lines, filters and `--exact` work.
 //!
 //! `cargo test --features gke` runs the same trials on real GKE (see the `gke` feature in
-//! Cargo.toml): it needs MESHMIG_GKE_PROJECT and fails at once without it.
+//! Cargo.toml): it needs MESHMIG_GKE_PROJECT and fails at once without it. `--features kwok`
+//! runs them on real control planes on this machine (`meshmig tools install` first).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ fn root() -> PathBuf {
 }
 
 /// The real manifests a real-cluster run needs (the fixtures are for the emulated backend).
-#[cfg(any(feature = "gke", feature = "kind"))]
+#[cfg(any(feature = "gke", feature = "kind", feature = "kwok"))]
 fn real_manifests() -> Result<PathBuf, String> {
     let manifests = std::env::var_os("MESHMIG_MANIFESTS")
         .map(PathBuf::from)
@@ -55,9 +56,32 @@ fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
 }
 
 /// The backend the suite runs on, its options, and the manifests folder (None: the fixtures).
-#[cfg(not(any(feature = "gke", feature = "kind")))]
+#[cfg(not(any(feature = "gke", feature = "kind", feature = "kwok")))]
 fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
     Ok((BackendKind::Emulated, BackendOptions::default(), None))
+}
+
+/// The kwok backend: real control planes built by `meshmig tools install`, in the network
+/// namespace `main` entered before any thread started.
+#[cfg(all(feature = "kwok", not(any(feature = "gke", feature = "kind"))))]
+fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
+    let tools = meshmig::tools::Tools::from_env();
+    for b in [
+        "kube-apiserver",
+        "etcd",
+        "kwok",
+        "istioctl",
+        "pilot-discovery",
+    ] {
+        tools
+            .binary(b)
+            .map_err(|e| format!("the kwok feature runs on the real components: {e}"))?;
+    }
+    Ok((
+        BackendKind::Kwok,
+        BackendOptions::default(),
+        Some(real_manifests()?),
+    ))
 }
 
 #[cfg(feature = "gke")]
@@ -146,7 +170,23 @@ fn run_trial(path: &Path) -> Result<(), Failed> {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Arguments::from_args();
+    #[allow(unused_mut)]
+    let mut args = Arguments::from_args();
+    // The real backends run one scenario at a time: kwok runs share the process's network
+    // namespace (addresses and ports), kind runs share cloud-provider-kind, GKE runs one
+    // project's mesh feature.
+    #[cfg(any(feature = "gke", feature = "kind", feature = "kwok"))]
+    {
+        args.test_threads = Some(1);
+    }
+    // kwok: this process's own network namespace, entered while it still has one thread.
+    #[cfg(all(feature = "kwok", not(any(feature = "gke", feature = "kind"))))]
+    if !args.list && !meshmig::netns::inside() {
+        if let Err(e) = meshmig::netns::enter() {
+            eprintln!("conformance: {}", meshmig::error_chain(&e));
+            return std::process::ExitCode::from(2);
+        }
+    }
     if !args.list {
         if let Err(why) = backend() {
             eprintln!("conformance: {why}");

@@ -564,10 +564,14 @@ impl Cluster {
         }
     }
 
-    /// Stops every process (kwok and the controllers first, etcd last) and waits for each.
+    /// Stops every process (kwok and the controllers first, etcd last), waits for each, and
+    /// gives the node's and API server's addresses back to the namespace.
     pub async fn stop(&mut self) {
         while let Some(mut p) = self.procs.pop() {
             p.stop(Duration::from_secs(5)).await;
+        }
+        for a in [self.addrs.node_ip, self.addrs.advertise] {
+            let _ = crate::netns::ip(&["addr", "del", &format!("{a}/32"), "dev", "lo"]);
         }
     }
 
