@@ -422,13 +422,53 @@ impl Backend for Kwok {
         self.ops.label_namespace(cluster, name, labels).await
     }
 
+    /// Applies, and when Istio configuration changed, waits until every gateway Envoy of the
+    /// cluster has accepted istiod's push (as the emulated backend waits for Envoy's
+    /// acknowledgement), so a check that samples right after sees the new routes.
     async fn apply(
         &self,
         cluster: &str,
         namespace: Option<&str>,
         objects: &[Object],
     ) -> Result<Output, BackendError> {
-        self.ops.apply(cluster, namespace, objects).await
+        let istio = objects
+            .iter()
+            .any(|o| o.api_version.starts_with("networking.istio.io/"));
+        let before = if istio {
+            match self.live.lock().await.get(cluster) {
+                Some(l) => l.stand_ins.gateway_versions().await,
+                None => BTreeMap::new(),
+            }
+        } else {
+            BTreeMap::new()
+        };
+        let mut out = self.ops.apply(cluster, namespace, objects).await?;
+        if before.is_empty() {
+            return Ok(out);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = match self.live.lock().await.get(cluster) {
+                Some(l) => l.stand_ins.gateway_versions().await,
+                None => BTreeMap::new(),
+            };
+            let pending: Vec<&String> = before
+                .iter()
+                .filter(|(k, v)| now.get(*k).is_some_and(|n| n == *v))
+                .map(|(k, _)| k)
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                out.stdout.push_str(&format!(
+                    "(istiod's push not seen within 15 s by gateway pods {pending:?})\n"
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(out)
     }
 
     async fn delete(

@@ -161,6 +161,28 @@ impl StandIns {
         }
     }
 
+    /// Per gateway pod, the versions of the configuration its Envoy has accepted from istiod
+    /// (every `version_info` of its config dump): a push changes them.
+    pub async fn gateway_versions(&self) -> BTreeMap<String, String> {
+        let st = self.state.lock().await;
+        let mut out = BTreeMap::new();
+        for (key, (_, r)) in &st.pods {
+            if let Running::Gateway(g) = r {
+                let v = g
+                    .config_dump()
+                    .await
+                    .map(|d| {
+                        let mut versions = Vec::new();
+                        collect_versions(&d, &mut versions);
+                        versions.join(",")
+                    })
+                    .unwrap_or_default();
+                out.insert(key.clone(), v);
+            }
+        }
+        out
+    }
+
     /// What it started and stopped, in order.
     pub async fn events(&self) -> Vec<String> {
         self.state.lock().await.events.clone()
@@ -410,6 +432,24 @@ async fn start_for(
         Role::Other => return Ok(None),
     };
     Ok(Some((ip, running)))
+}
+
+fn collect_versions(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "version_info" {
+                    if let Some(s) = x.as_str() {
+                        out.push(s.to_string());
+                    }
+                } else {
+                    collect_versions(x, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_versions(x, out)),
+        _ => {}
+    }
 }
 
 /// The ready-services set shared with the frontends.
