@@ -433,10 +433,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             Ok(s) => {
                 match backend {
                     BackendKind::Emulated => print!("{}", plan::render(&s, "emulated")),
-                    BackendKind::Kwok => {
-                        eprintln!("meshmig: no plan for the kwok backend yet: it is not built");
-                        return Ok(exit::INFRASTRUCTURE);
-                    }
+                    BackendKind::Kwok => print!(
+                        "{}",
+                        meshmig::backend::kwok::backend::plan(
+                            &s,
+                            &meshmig::tools::Tools::from_env()
+                        )
+                    ),
                     BackendKind::Kind => {
                         let dir = cloud
                             .kind_configs

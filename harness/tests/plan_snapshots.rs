@@ -49,6 +49,15 @@ fn gke_plan_of_published_cleanup_with_cloud_dns() {
 }
 
 #[test]
+fn kwok_plan_of_canary_cluster() {
+    insta::assert_snapshot!(plan(&[
+        "scenarios/canary-cluster.yaml",
+        "--backend",
+        "kwok"
+    ]));
+}
+
+#[test]
 fn emulated_plan_of_canary_cluster() {
     insta::assert_snapshot!(plan(&["scenarios/canary-cluster.yaml"]));
 }

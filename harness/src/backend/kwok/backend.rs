@@ -597,3 +597,89 @@ impl Backend for Kwok {
         )
     }
 }
+
+/// What a step does on kwok, as lines (`meshmig plan --backend kwok`).
+pub fn plan_action(s: &Scenario, a: &crate::scenario::Action, tools: &Tools) -> Vec<String> {
+    use crate::scenario::Action;
+    let ctx = |c: &str| format!("(context {c})");
+    match a {
+        Action::CreateCluster { cluster } => {
+            let mut v = Vec::new();
+            if s.clusters.first().is_some_and(|f| &f.name == cluster) {
+                v.push(format!(
+                    "(starts all {} clusters concurrently, each: etcd {}, kube-apiserver / kube-controller-manager / kube-scheduler {}, kwok {}, one fake Node)",
+                    s.clusters.len(),
+                    tools.versions.etcd,
+                    tools.versions.kubernetes,
+                    tools.versions.kwok
+                ));
+                for (i, c) in s.clusters.iter().enumerate() {
+                    if let Some(a) = Addresses::of(i as u8) {
+                        v.push(format!(
+                            "{}: API server https://127.0.0.1:{}, pods {}, load balancers {}/24, context kwok-{}",
+                            c.name, a.api_port, a.pod_cidr, a.lb_base, c.name
+                        ));
+                    }
+                }
+                v.push("then, per cluster: stand-ins for pods (istiod, gateway Envoys, frontends) and the load-balancer controller".into());
+            } else {
+                v.push(format!("(waits for the creation of {cluster} started by the first create step)"));
+            }
+            v
+        }
+        Action::RenameContext { cluster } => vec![
+            format!("$ kubectl config rename-context kwok-{cluster} {cluster}"),
+            "$ kubectl config get-contexts --output=name".into(),
+        ],
+        Action::InstallIstio { cluster, profile } => vec![
+            format!("$ istioctl install --context={cluster} --set profile={profile} -y   (istioctl {})", tools.versions.istio),
+            format!("api: wait until Deployments in istio-system are Available and LoadBalancers have an IP {}", ctx(cluster)),
+        ],
+        Action::FleetEnableMesh => vec!["stand-in: fleet mesh feature enabled".into()],
+        Action::FleetRegister { cluster, membership } => vec![format!("stand-in: membership {membership} → {cluster}")],
+        Action::FleetMeshUpdate { membership } => vec![format!(
+            "stand-in: in the background, $ istioctl install --context=CLUSTER --set profile=minimal --set revision={MANAGED_REVISION} -y (cluster of {membership})"
+        )],
+        Action::WaitMeshActive { membership, .. } => vec![format!(
+            "stand-in describe, repeated with backoff: {membership} ACTIVE once Deployment istio-system/istiod-{MANAGED_REVISION} is Available"
+        )],
+        Action::CreateNamespace { cluster, name } => vec![format!("api: create Namespace {name} {}", ctx(cluster))],
+        Action::LabelNamespace { cluster, name, labels } => vec![format!("api: merge-patch Namespace {name} labels {labels:?} {}", ctx(cluster))],
+        Action::Apply { cluster, namespace, manifests, .. } => {
+            let mut v: Vec<String> = manifests
+                .iter()
+                .map(|m| format!("api: server-side apply {m} (namespace {}) {}", namespace.as_deref().unwrap_or("default"), ctx(cluster)))
+                .collect();
+            v.push("api: wait until applied Deployments are Available and LoadBalancers have an IP; after Istio configuration, until every gateway Envoy accepted istiod's push".into());
+            v
+        }
+        Action::Delete { cluster, namespace, kind, name } => vec![format!("api: delete {kind} {namespace}/{name} and wait until it is gone {}", ctx(cluster))],
+        Action::ReadIngressIp { cluster, namespace, save_as } => vec![format!("api: list Services in {namespace}, .items[0] ingress IP → {save_as} {}", ctx(cluster))],
+        Action::DnsSetRecord { address, ttl } => vec![format!("embedded DNS: {}. {ttl} IN A {address}", s.dns.domain)],
+        Action::WaitDnsTtl => vec!["wait for the previous record's TTL".into()],
+        Action::DeleteCluster { name } => vec![format!("stop cluster {name}'s processes and stand-ins (NotFound if the run has no such cluster)")],
+        Action::FleetUnregister { membership } => vec![format!("stand-in: membership {membership} removed")],
+        Action::FleetDisableMesh => vec!["stand-in: fleet mesh feature disabled".into()],
+    }
+}
+
+/// The whole plan for kwok.
+pub fn plan(s: &Scenario, tools: &Tools) -> String {
+    let mut out = format!(
+        "plan: scenario {} on backend kwok (real control planes in a network namespace of the run's own; Istio {}, Kubernetes {})\n",
+        s.name, tools.versions.istio, tools.versions.kubernetes
+    );
+    for step in &s.steps {
+        out.push_str(&format!("{} {}\n", step.id, step.title));
+        if let Some(a) = &step.run {
+            for l in plan_action(s, a, tools) {
+                out.push_str(&format!("    {l}\n"));
+            }
+        }
+        for ch in &step.check {
+            out.push_str(&format!("    check {}\n", crate::plan::check_line(ch)));
+        }
+    }
+    out.push_str("teardown (always): stop every stand-in, load balancer and control-plane process (waiting for each), release the addresses, remove the scratch folder\n");
+    out
+}
