@@ -482,6 +482,31 @@ pub async fn mesh_active(ctx: &Ctx<'_>, membership: &str) -> R {
     ))
 }
 
+/// Whether one pod was injected (by `revision`, when given): the injector's record in
+/// `sidecar.istio.io/status` and an `istio-proxy` container whose image is not `auto`, among
+/// `containers` or, as a native sidecar (Istio ≥ 1.27 on Kubernetes ≥ 1.33), `initContainers`.
+pub fn pod_injection(p: &Value, revision: Option<&str>) -> (bool, Value) {
+    let status: Value = p["metadata"]["annotations"]["sidecar.istio.io/status"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    // Istio ≥ 1.27 on Kubernetes ≥ 1.33 injects istio-proxy as a native sidecar, in
+    // initContainers; gateways and older versions have it in containers.
+    let proxy_image = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| p["spec"][*k].as_array())
+        .flatten()
+        .find(|c| c["name"] == "istio-proxy")
+        .and_then(|c| c["image"].as_str().map(str::to_string));
+    let rev = status["revision"].as_str().map(str::to_string);
+    let ok = !status.is_null()
+        && proxy_image.as_deref().is_some_and(|i| i != "auto")
+        && revision.is_none_or(|r| rev.as_deref() == Some(r));
+    let ev = json!({"revision": rev, "istio-proxy image": proxy_image,
+            "waiting": p["status"]["containerStatuses"].as_array().and_then(|cs| cs.iter().find_map(|c| c["state"]["waiting"]["reason"].as_str().map(str::to_string)))});
+    (ok, ev)
+}
+
 /// The namespace carries the labels.
 pub async fn namespace_labels(
     ctx: &Ctx<'_>,
@@ -532,27 +557,11 @@ pub async fn pods_injected(
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let status: Value = p["metadata"]["annotations"]["sidecar.istio.io/status"]
-            .as_str()
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or(Value::Null);
-        // Istio ≥ 1.27 on Kubernetes ≥ 1.33 injects istio-proxy as a native sidecar, in
-        // initContainers; gateways and older versions have it in containers.
-        let proxy_image = ["containers", "initContainers"]
-            .iter()
-            .filter_map(|k| p["spec"][*k].as_array())
-            .flatten()
-            .find(|c| c["name"] == "istio-proxy")
-            .and_then(|c| c["image"].as_str().map(str::to_string));
-        let rev = status["revision"].as_str().map(str::to_string);
-        let ok = !status.is_null()
-            && proxy_image.as_deref().is_some_and(|i| i != "auto")
-            && revision.is_none_or(|r| rev.as_deref() == Some(r));
+        let (ok, ev) = pod_injection(p, revision);
         if !ok {
             bad.push(name.clone());
         }
-        evidence.insert(name, json!({"revision": rev, "istio-proxy image": proxy_image,
-            "waiting": p["status"]["containerStatuses"].as_array().and_then(|cs| cs.iter().find_map(|c| c["state"]["waiting"]["reason"].as_str().map(str::to_string)))}));
+        evidence.insert(name, ev);
     }
     Ok(CheckResult::new(
         "pods_injected",
@@ -845,5 +854,42 @@ mod tests {
         let minimal = RECORDED_1_31_0_DEFAULT.replace("✔ Ingress gateways installed 🛬\n", "");
         assert!(istio_installed(Some(&out(&minimal)), "minimal", &[], None).ok);
         assert!(!istio_installed(Some(&out(&minimal)), "default", &[], None).ok);
+    }
+
+    fn injected_pod(where_: &str) -> Value {
+        // The shape of a pod the real istiod 1.31 injected on Kubernetes 1.35 (kwok run):
+        // sidecar.istio.io/status names the revision; istio-proxy is a native sidecar.
+        let mut p = json!({
+            "metadata": {"name": "frontend-1", "annotations": {
+                "sidecar.istio.io/status": "{\"initContainers\":[\"istio-validation\",\"istio-proxy\"],\"containers\":null,\"volumes\":[\"workload-socket\"],\"imagePullSecrets\":null,\"revision\":\"asm-managed\"}"}},
+            "spec": {"containers": [{"name": "server", "image": "frontend:v0.10.6"}], "initContainers": []},
+        });
+        let proxy = json!({"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.31.0", "restartPolicy": "Always"});
+        p["spec"][where_].as_array_mut().unwrap().push(proxy);
+        p
+    }
+
+    #[rstest]
+    #[case::native_sidecar("initContainers")]
+    #[case::classic_sidecar("containers")]
+    fn an_injected_pod_is_seen_wherever_istio_proxy_is(#[case] where_: &str) {
+        let (ok, ev) = pod_injection(&injected_pod(where_), Some("asm-managed"));
+        assert!(ok, "{ev}");
+    }
+
+    #[test]
+    fn a_pod_of_another_revision_or_not_injected_fails() {
+        let (ok, ev) = pod_injection(&injected_pod("initContainers"), Some("default"));
+        assert!(!ok);
+        assert_eq!(ev["revision"], "asm-managed");
+        let plain =
+            json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "server"}]}});
+        let (ok, ev) = pod_injection(&plain, None);
+        assert!(!ok);
+        assert_eq!(ev["istio-proxy image"], Value::Null);
+        // The gateway Deployment's `image: auto` left as is: the webhook never ran.
+        let mut auto = injected_pod("containers");
+        auto["spec"]["containers"][1]["image"] = json!("auto");
+        assert!(!pod_injection(&auto, None).0);
     }
 }

@@ -461,3 +461,38 @@ pub fn new_ready_services() -> ReadyServices {
 pub fn pod_dir(base: &Path, namespace: &str, name: &str) -> PathBuf {
     base.join(format!("{namespace}-{name}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_injected_gateway_pod_belongs_to_the_revision_that_injected_it() {
+        // The asm-ingressgateway pod as the real asm-managed webhook left it (kwok run): no
+        // istio.io/rev label, the revision in sidecar.istio.io/status.
+        let p = json!({
+            "metadata": {
+                "labels": {"asm": "ingressgateway", "service.istio.io/canonical-revision": "latest"},
+                "annotations": {"sidecar.istio.io/status": "{\"revision\":\"asm-managed\"}"},
+            },
+            "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.31.0",
+                "args": ["proxy", "router", "--domain", "$(POD_NAMESPACE).svc.cluster.local"]}]},
+        });
+        assert_eq!(role(&p), Role::Gateway("asm-managed".into()));
+    }
+
+    #[test]
+    fn istioctls_own_pods_carry_their_revision_label() {
+        let istiod = json!({"metadata": {"labels": {"app": "istiod", "istio.io/rev": "asm-managed"}}, "spec": {}});
+        assert_eq!(role(&istiod), Role::Istiod("asm-managed".into()));
+        let gw = json!({"metadata": {"labels": {"app": "istio-ingressgateway", "istio.io/rev": "default"}},
+            "spec": {"containers": [{"name": "istio-proxy", "args": ["proxy", "router"]}]}});
+        assert_eq!(role(&gw), Role::Gateway("default".into()));
+        let frontend = json!({"metadata": {"labels": {"app": "frontend"}},
+            "spec": {"initContainers": [{"name": "istio-proxy", "args": ["proxy", "sidecar"]}]}});
+        assert_eq!(role(&frontend), Role::Frontend);
+        let other = json!({"metadata": {"labels": {"app": "cartservice"}}, "spec": {}});
+        assert_eq!(role(&other), Role::Other);
+    }
+}
