@@ -21,6 +21,8 @@ use meshmig::backend::emulated::xds::{translate, Workload};
 use meshmig::manifest::Object;
 use serde_json::{json, Value};
 
+use meshmig::backend::kwok::pods::{router_bootstrap, GatewayPod, Sandbox};
+
 use super::Env;
 
 /// Differences between the emulated translation and istiod that are kept on purpose (each
@@ -275,25 +277,35 @@ fn real_form(dump: &Value, port_of_target: &BTreeMap<u16, u16>) -> Value {
     normal(listeners, routes, missing)
 }
 
-fn emulated_form(objects: &[Object], gateway_service: &Object, frontend: &[Object]) -> Value {
+fn istio_gateway_workload() -> Workload {
+    Workload {
+        namespace: "istio-system".into(),
+        name: "istio-ingressgateway".into(),
+        labels: BTreeMap::from([
+            ("app".to_string(), "istio-ingressgateway".to_string()),
+            ("istio".to_string(), "ingressgateway".to_string()),
+        ]),
+    }
+}
+
+fn emulated_form(
+    objects: &[Object],
+    workload: &Workload,
+    gateway_service: &Object,
+    frontend: &[Object],
+) -> Value {
     let mut store = Store::new(AddressPlan::new(250, 0));
-    store.create_namespace("istio-system").unwrap();
+    for ns in ["istio-system", "asm-ingress"] {
+        store.create_namespace(ns).unwrap();
+    }
     let none = BTreeSet::new();
-    store.apply(gateway_service, "istio-system", &none).unwrap();
+    store
+        .apply(gateway_service, &workload.namespace, &none)
+        .unwrap();
     for o in frontend.iter().chain(objects) {
         store.apply(o, "default", &none).unwrap();
     }
-    let snap = translate(
-        &store,
-        &Workload {
-            namespace: "istio-system".into(),
-            name: "istio-ingressgateway".into(),
-            labels: BTreeMap::from([
-                ("app".to_string(), "istio-ingressgateway".to_string()),
-                ("istio".to_string(), "ingressgateway".to_string()),
-            ]),
-        },
-    );
+    let snap = translate(&store, workload);
     let present: BTreeSet<&str> = snap.clusters.iter().map(|c| c.name.as_str()).collect();
     let mut missing = BTreeSet::new();
     let mut routes = BTreeMap::new();
@@ -339,12 +351,16 @@ fn as_object(v: &Value) -> Object {
         .unwrap()
 }
 
-async fn settle(env: &Env, ports: &BTreeMap<u16, u16>, want: &Value) -> Value {
+async fn settle(gateway: &GatewayPod, ports: &BTreeMap<u16, u16>, want: &Value) -> Value {
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut last = Value::Null;
     let mut stable_since = Instant::now();
     loop {
-        let form = real_form(&env.gateway.config_dump().await.unwrap(), ports);
+        // Envoy's admin answers once Envoy is up: until then there is no configuration.
+        let form = match gateway.config_dump().await {
+            Ok(d) => real_form(&d, ports),
+            Err(_) => Value::Null,
+        };
         if &form == want {
             return form;
         }
@@ -365,9 +381,101 @@ async fn remove(env: &Env, objects: &[Object]) {
     for o in objects {
         let _ = env
             .kube
-            .delete(&o.kind, "default", &o.name, Duration::from_secs(20))
+            .delete(
+                &o.kind,
+                o.namespace.as_deref().unwrap_or("default"),
+                &o.name,
+                Duration::from_secs(20),
+            )
             .await;
     }
+}
+
+/// The Service's targetPort → port.
+fn port_map(svc: &Value) -> BTreeMap<u16, u16> {
+    svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["targetPort"].as_u64()? as u16, p["port"].as_u64()? as u16)))
+        .collect()
+}
+
+async fn e2(env: &Env, frontend: &[Object]) -> (&'static str, String) {
+    let name = "E2 asm-ingressgateway + Online Boutique's VirtualService (upstream)";
+    let read = |p: &str| {
+        let path = env.upstream.join(p);
+        meshmig::manifest::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap()
+    };
+    env.kube.create_namespace("asm-ingress").await.unwrap();
+    env.kube
+        .label_namespace(
+            "asm-ingress",
+            &BTreeMap::from([("istio-injection".to_string(), "enabled".to_string())]),
+        )
+        .await
+        .unwrap();
+    let deploy = read("anthos-service-mesh-samples/docs/shared/asm-ingress-gateway/asm-gateway-deployment-svc.yaml");
+    env.kube.apply(&deploy, "asm-ingress").await.unwrap();
+    let pod = super::wait_pod(
+        &env.kube,
+        "asm-ingress",
+        ("asm", "ingressgateway"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let (pod_name, ip) = (super::name_of(&pod), super::ip_of(&pod));
+    let sandbox = Sandbox::create(&pod_name, ip, 1, &env.dir.path().join("asm-gw"))
+        .await
+        .unwrap();
+    let boot = router_bootstrap(
+        &pod_name,
+        "asm-ingress",
+        ip,
+        &pod["metadata"]["labels"],
+        pod["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or("default"),
+        &meshmig::tools::Tools::from_env().versions.istio,
+        std::net::SocketAddr::new(env.istiod.ip.into(), 15010),
+    );
+    let envoy = meshmig::backend::emulated::find_envoy().unwrap();
+    let mut gateway = GatewayPod::start(sandbox, &envoy, &boot, &env.dir.path().join("asm-gw"))
+        .await
+        .unwrap();
+    let svcs = env.kube.list("Service", Some("asm-ingress")).await.unwrap();
+    let svc = svcs
+        .iter()
+        .find(|s| s["metadata"]["name"] == "asm-ingressgateway")
+        .expect("asm-ingressgateway Service");
+    let ports = port_map(svc);
+    let mut service = as_object(svc);
+    service.namespace = Some("asm-ingress".into());
+    let workload = Workload {
+        namespace: "asm-ingress".into(),
+        name: "asm-ingressgateway".into(),
+        labels: pod["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+    };
+    let mut objects =
+        read("anthos-service-mesh-samples/docs/shared/asm-ingress-gateway/gateway.yaml");
+    objects.extend(read(
+        "anthos-service-mesh-samples/docs/shared/online-boutique/virtual-service.yaml",
+    ));
+    env.kube.apply(&objects, "default").await.unwrap();
+    let want = emulated_form(&objects, &workload, &service, frontend);
+    let real = settle(&gateway, &ports, &want).await;
+    gateway.stop().await;
+    let line = if real == want {
+        format!("same       {name}")
+    } else {
+        format!("DIFFERENT  {name}\n  emulated: {want}\n  istiod:   {real}")
+    };
+    (name, line)
 }
 
 /// Runs every case; fails on a difference not in [`KEPT`].
@@ -381,12 +489,8 @@ pub async fn run(env: &Env) {
         .iter()
         .find(|s| s["metadata"]["name"] == "istio-ingressgateway")
         .expect("istio-ingressgateway Service");
-    let ports: BTreeMap<u16, u16> = gw_svc["spec"]["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| Some((p["targetPort"].as_u64()? as u16, p["port"].as_u64()? as u16)))
-        .collect();
+    let ports = port_map(gw_svc);
+    let workload = istio_gateway_workload();
     let gateway_service = as_object(gw_svc);
     let ob_path = env
         .upstream
@@ -402,8 +506,8 @@ pub async fn run(env: &Env) {
     // Start from no Istio configuration (up() applied B4's objects).
     let b4 = cases(&env.upstream)[0].1.clone();
     remove(env, &b4).await;
-    let baseline = emulated_form(&[], &gateway_service, &frontend);
-    let seen = settle(env, &ports, &baseline).await;
+    let baseline = emulated_form(&[], &workload, &gateway_service, &frontend);
+    let seen = settle(&env.gateway, &ports, &baseline).await;
     assert_eq!(
         seen, baseline,
         "the gateway did not return to no configuration"
@@ -413,8 +517,8 @@ pub async fn run(env: &Env) {
     let mut unexpected = Vec::new();
     for (name, objects) in cases(&env.upstream) {
         env.kube.apply(&objects, "default").await.unwrap();
-        let want = emulated_form(&objects, &gateway_service, &frontend);
-        let real = settle(env, &ports, &want).await;
+        let want = emulated_form(&objects, &workload, &gateway_service, &frontend);
+        let real = settle(&env.gateway, &ports, &want).await;
         if let Ok(d) = std::env::var("MESHMIG_DIFF_DUMPS") {
             let dump = env.gateway.config_dump().await.unwrap();
             let _ = std::fs::write(
@@ -432,7 +536,15 @@ pub async fn run(env: &Env) {
             }
         }
         remove(env, &objects).await;
-        settle(env, &ports, &baseline).await;
+        settle(&env.gateway, &ports, &baseline).await;
+    }
+    // E2: the CSM gateway's set, on a second real gateway: asm-ingressgateway from the real
+    // upstream Deployment (`image: auto`, injected by the real webhook), its Gateway and Online
+    // Boutique's VirtualService bound to it.
+    let (name, line) = e2(env, &frontend).await;
+    report.push(line.clone());
+    if line.starts_with("DIFFERENT") && !KEPT.iter().any(|(c, _)| *c == name) {
+        unexpected.push(line);
     }
     println!(
         "differential, {} cases:\n{}",
