@@ -1,7 +1,7 @@
 # The GCE metadata stand-in for kind clusters: `meshmig metadata-server` answers the frontend's
 # cluster-name and zone look-ups. Build from the project root:
 #   docker build -t meshmig-metadata:dev -f kind-configs/metadata.Dockerfile .
-FROM rust:1.88-bookworm AS build
+FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release -p meshmig --locked
