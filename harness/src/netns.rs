@@ -190,3 +190,28 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// Runs `body` on a tokio runtime in a network namespace of its own, for a test of a libtest
+/// binary (which already runs threads, so cannot enter one itself): the binary runs itself
+/// again under `unshare` for test `test` alone (`--exact`), and inside brings `lo` up and runs
+/// the body. Panics (fails the test) when the run in the namespace fails.
+pub fn run_test_in_own_namespace<F: std::future::Future<Output = ()>>(
+    test: &str,
+    body: impl FnOnce() -> F,
+) {
+    if inside() {
+        ip(&["link", "set", "lo", "up"]).expect("bringing lo up in the test's namespace");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the test");
+        rt.block_on(body());
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let status = reexec_command(&exe, &[test, "--exact", "--nocapture"])
+        .status()
+        .expect("running the test under unshare");
+    assert!(status.success(), "{test} in its namespace failed: {status}");
+}

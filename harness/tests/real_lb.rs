@@ -24,29 +24,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Runs a test body in a network namespace of its own: this process already runs threads, so
-/// it runs itself again under `unshare`, for this test only.
-fn in_namespace<F: std::future::Future<Output = ()>>(test: &str, body: impl FnOnce() -> F) {
-    if meshmig::netns::inside() {
-        meshmig::netns::ip(&["link", "set", "lo", "up"]).expect("bringing lo up");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(body());
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let status = meshmig::netns::reexec_command(&exe, &[test, "--exact", "--nocapture"])
-        .status()
-        .expect("running the test under unshare");
-    assert!(status.success(), "{test} in its namespace failed: {status}");
-}
-
 #[test]
 fn real_load_balancers() {
-    in_namespace("real_load_balancers", load_balancers);
+    meshmig::netns::run_test_in_own_namespace("real_load_balancers", load_balancers);
 }
 
 const MANIFESTS: &str = "\

@@ -22,38 +22,21 @@ use meshmig::manifest::Object;
 use meshmig::tools::Tools;
 use serde_json::Value;
 
-/// Runs a test body in a network namespace of its own: this process already runs threads, so
-/// it runs itself again under `unshare`, for this test only.
-fn in_namespace<F: std::future::Future<Output = ()>>(test: &str, body: impl FnOnce() -> F) {
-    if meshmig::netns::inside() {
-        meshmig::netns::ip(&["link", "set", "lo", "up"]).expect("bringing lo up");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(body());
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let status = meshmig::netns::reexec_command(&exe, &[test, "--exact", "--nocapture"])
-        .status()
-        .expect("running the test under unshare");
-    assert!(status.success(), "{test} in its namespace failed: {status}");
-}
-
 #[test]
 fn real_components_smoke() {
-    in_namespace("real_components_smoke", smoke);
+    meshmig::netns::run_test_in_own_namespace("real_components_smoke", smoke);
 }
 
 #[test]
 fn emulated_translation_matches_real_istiod() {
-    in_namespace("emulated_translation_matches_real_istiod", || async {
-        let mut env = up().await;
-        differential::run(&env).await;
-        down(&mut env).await;
-    });
+    meshmig::netns::run_test_in_own_namespace(
+        "emulated_translation_matches_real_istiod",
+        || async {
+            let mut env = up().await;
+            differential::run(&env).await;
+            down(&mut env).await;
+        },
+    );
 }
 
 #[path = "real/differential.rs"]

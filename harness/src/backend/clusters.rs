@@ -194,9 +194,29 @@ impl ClusterOps {
         namespace: Option<&str>,
         objects: &[Object],
     ) -> Result<Output, BackendError> {
+        self.apply_as(
+            cluster,
+            namespace,
+            objects,
+            crate::backend::kube::FIELD_MANAGER,
+        )
+        .await
+    }
+
+    /// [`ClusterOps::apply`] under another server-side-apply field manager.
+    pub async fn apply_as(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+        manager: &str,
+    ) -> Result<Output, BackendError> {
         let ns = namespace.unwrap_or("default");
         let kube = self.kube(cluster).await?;
-        let lines = kube.apply(objects, ns).await.map_err(kube_err)?;
+        let lines = kube
+            .apply_as(objects, ns, manager)
+            .await
+            .map_err(kube_err)?;
         let deployments: Vec<String> = objects
             .iter()
             .filter(|o| o.kind == "Deployment")

@@ -13,7 +13,8 @@
 //!   namespaces and the `image: auto` gateway are injected as on managed CSM; the describe
 //!   output reports PROVISIONING until `istiod-asm-managed` is Available, then ACTIVE.
 //! - Cluster identity: with `--metadata-image`, a GCE metadata stand-in (`meshmig
-//!   metadata-server`, loaded with `kind load docker-image`) runs beside Online Boutique and the
+//!   metadata-server`, saved with `docker save` and loaded with `kind load image-archive`) runs in
+//!   its own namespace (Online Boutique's Deployments stay 12) and the
 //!   frontends get `GCE_METADATA_HOST`, so every frontend version prints its cluster's name;
 //!   without it the pod-name mapping still attributes answers.
 //! - Teardown deletes the run's clusters and checks `kind get clusters` no longer lists them.
@@ -159,11 +160,24 @@ impl<'a> Commands<'a> {
     }
 
     /// Loads the GCE metadata stand-in image into a cluster.
-    pub fn load_image(&self, image: &str, name: &str) -> Cmd {
-        Cmd::new(
-            "kind",
-            ["load", "docker-image", image, "--name", &self.cluster(name)],
-        )
+    ///
+    /// `docker save` then `kind load image-archive`: `kind load docker-image` fails with Docker's
+    /// containerd image store, the default since Docker 29 (kind#3795).
+    pub fn load_image(&self, image: &str, name: &str, archive: &Path) -> [Cmd; 2] {
+        let archive = archive.display().to_string();
+        [
+            Cmd::new("docker", ["save", "-o", &archive, image]),
+            Cmd::new(
+                "kind",
+                [
+                    "load",
+                    "image-archive",
+                    &archive,
+                    "--name",
+                    &self.cluster(name),
+                ],
+            ),
+        ]
     }
 
     /// G4, H.
@@ -223,7 +237,7 @@ pub fn plan_action(c: &Commands<'_>, s: &Scenario, a: &Action) -> Vec<String> {
                 .map(|m| format!("api: server-side apply {m} (discovery per group/version) ({cluster}, namespace {})", namespace.as_deref().unwrap_or("default")))
                 .collect();
             v.push(format!("api: wait until applied Deployments are Available and LoadBalancers have an ingress IP ({cluster})"));
-            v.push("with --metadata-image: api: apply gce-metadata Deployment+Service, set GCE_METADATA_HOST on the frontend".into());
+            v.push("with --metadata-image: $ docker save -o RUN/metadata-image.tar IMAGE; $ kind load image-archive RUN/metadata-image.tar --name CLUSTER; api: apply Namespace meshmig-metadata with the gce-metadata Deployment and Service; apply GCE_METADATA_HOST on the frontend as field manager meshmig-metadata".into());
             v
         }
         Action::Delete { cluster, namespace, kind, name } => vec![format!("api: delete {kind} {namespace}/{name} and wait until it is gone ({cluster})")],
@@ -334,7 +348,7 @@ impl Kind {
             .collect())
     }
 
-    /// Runs the GCE metadata stand-in beside the frontends of `namespace` and points them at it.
+    /// Runs the GCE metadata stand-in for the frontends of `namespace` and points them at it.
     async fn attach_metadata(
         &self,
         cluster: &str,
@@ -344,39 +358,92 @@ impl Kind {
         let Some(image) = &self.cfg.metadata_image else {
             return Ok(());
         };
-        let Some(frontend) = objects.iter().find(|o| {
-            o.kind == "Deployment"
-                && o.body["spec"]["template"]["spec"]["containers"]
-                    .as_array()
-                    .is_some_and(|cs| {
-                        cs.iter().any(|c| {
-                            c["image"]
-                                .as_str()
-                                .is_some_and(|i| i.contains("/frontend:"))
-                        })
-                    })
-        }) else {
-            return Ok(());
-        };
         let zone = self
             .clusters
             .iter()
             .find(|c| c.name == cluster)
             .map(|c| c.zone.clone())
             .unwrap_or_default();
-        let server = frontend.body["spec"]["template"]["spec"]["containers"][0]["name"]
-            .as_str()
-            .unwrap_or("server");
-        let yaml = format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: gce-metadata\nspec:\n  selector:\n    matchLabels: {{app: gce-metadata}}\n  template:\n    metadata:\n      labels: {{app: gce-metadata}}\n      annotations: {{sidecar.istio.io/inject: \"false\"}}\n    spec:\n      containers:\n        - name: metadata\n          image: {image}\n          imagePullPolicy: Never\n          args: [metadata-server, --cluster-name, {cluster}, --zone, {zone}, --listen, \"0.0.0.0:8080\"]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: gce-metadata\nspec:\n  selector: {{app: gce-metadata}}\n  ports:\n    - {{name: http, port: 80, targetPort: 8080}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {}\nspec:\n  template:\n    spec:\n      containers:\n        - name: {server}\n          env:\n            - {{name: GCE_METADATA_HOST, value: \"gce-metadata.{namespace}.svc.cluster.local:80\"}}\n",
-            frontend.name
-        );
-        let objs = parse(Path::new("meshmig-gce-metadata.yaml"), &yaml)
-            .map_err(|e| BackendError::infra("building the metadata stand-in", e))?;
-        self.ops.run(self.cmds().load_image(image, cluster)).await?;
-        self.ops.apply(cluster, Some(namespace), &objs).await?;
+        let Some(overlay) = metadata_overlay(objects, cluster, &zone, image, namespace)
+            .map_err(|e| BackendError::infra("building the metadata stand-in", e))?
+        else {
+            return Ok(());
+        };
+        let archive = self.scratch.path().join("metadata-image.tar");
+        for cmd in self.cmds().load_image(image, cluster, &archive) {
+            self.ops.run(cmd).await?;
+        }
+        self.ops
+            .apply(cluster, Some(METADATA_NAMESPACE), &overlay.stand_in)
+            .await?;
+        self.ops
+            .apply_as(
+                cluster,
+                Some(namespace),
+                &overlay.frontend_env,
+                METADATA_FIELD_MANAGER,
+            )
+            .await?;
         Ok(())
     }
+}
+
+/// The namespace of the GCE metadata stand-in: not Online Boutique's, whose Deployments the
+/// procedure counts (12).
+pub const METADATA_NAMESPACE: &str = "meshmig-metadata";
+
+/// The field manager of the frontend's `GCE_METADATA_HOST`: not the one that applied the
+/// frontend, since under server-side apply a manager's apply removes every field it no longer
+/// sends (selector, image, ports…) and the API server refuses the result.
+pub const METADATA_FIELD_MANAGER: &str = "meshmig-metadata";
+
+/// What attaching the metadata stand-in applies.
+#[derive(Debug, Clone)]
+pub struct MetadataOverlay {
+    /// Namespace, Deployment and Service of the stand-in, in [`METADATA_NAMESPACE`].
+    pub stand_in: Vec<Object>,
+    /// The frontend Deployment with only its container's `GCE_METADATA_HOST` (applied as
+    /// [`METADATA_FIELD_MANAGER`]).
+    pub frontend_env: Vec<Object>,
+}
+
+/// The metadata stand-in for the frontend among `objects` (None when there is none).
+pub fn metadata_overlay(
+    objects: &[Object],
+    cluster: &str,
+    zone: &str,
+    image: &str,
+    namespace: &str,
+) -> Result<Option<MetadataOverlay>, crate::manifest::ManifestError> {
+    let Some(frontend) = objects.iter().find(|o| {
+        o.kind == "Deployment"
+            && o.body["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["image"]
+                            .as_str()
+                            .is_some_and(|i| i.contains("/frontend:"))
+                    })
+                })
+    }) else {
+        return Ok(None);
+    };
+    let server = frontend.body["spec"]["template"]["spec"]["containers"][0]["name"]
+        .as_str()
+        .unwrap_or("server");
+    let ns = METADATA_NAMESPACE;
+    let stand_in = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: gce-metadata\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels: {{app: gce-metadata}}\n  template:\n    metadata:\n      labels: {{app: gce-metadata}}\n      annotations: {{sidecar.istio.io/inject: \"false\"}}\n    spec:\n      containers:\n        - name: metadata\n          image: {image}\n          imagePullPolicy: Never\n          args: [metadata-server, --cluster-name, {cluster}, --zone, {zone}, --listen, \"0.0.0.0:8080\"]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: gce-metadata\n  namespace: {ns}\nspec:\n  selector: {{app: gce-metadata}}\n  ports:\n    - {{name: http, port: 80, targetPort: 8080}}\n"
+    );
+    let env = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {}\n  namespace: {namespace}\nspec:\n  template:\n    spec:\n      containers:\n        - name: {server}\n          env:\n            - {{name: GCE_METADATA_HOST, value: \"gce-metadata.{ns}.svc.cluster.local:80\"}}\n",
+        frontend.name
+    );
+    Ok(Some(MetadataOverlay {
+        stand_in: parse(Path::new("meshmig-gce-metadata.yaml"), &stand_in)?,
+        frontend_env: parse(Path::new("meshmig-gce-metadata-env.yaml"), &env)?,
+    }))
 }
 
 #[async_trait]

@@ -62,6 +62,9 @@ pub enum KubeError {
     },
 }
 
+/// The server-side-apply field manager of the procedure's applies.
+pub const FIELD_MANAGER: &str = "meshmig";
+
 /// The resource (plural, scope) of kinds the harness reads, without a discovery round trip.
 pub fn known_resource(kind: &str) -> Option<(ApiResource, bool)> {
     let (group, version, plural, namespaced) = match kind {
@@ -151,15 +154,26 @@ impl Kube {
         }
     }
 
-    /// Server-side applies objects (those without a namespace go to `namespace`); returns
-    /// kubectl's line per object.
+    /// Server-side applies objects (those without a namespace go to `namespace`) as
+    /// [`FIELD_MANAGER`]; returns kubectl's line per object.
     pub async fn apply(
         &self,
         objects: &[Object],
         namespace: &str,
     ) -> Result<Vec<String>, KubeError> {
+        self.apply_as(objects, namespace, FIELD_MANAGER).await
+    }
+
+    /// Server-side applies objects as field manager `manager`. A manager owns what it sent: its
+    /// next apply removes every field it no longer sends.
+    pub async fn apply_as(
+        &self,
+        objects: &[Object],
+        namespace: &str,
+        manager: &str,
+    ) -> Result<Vec<String>, KubeError> {
         let mut lines = Vec::new();
-        let params = PatchParams::apply("meshmig").force();
+        let params = PatchParams::apply(manager).force();
         for o in objects {
             let (group, version) = match o.api_version.split_once('/') {
                 Some((g, v)) => (g, v),
