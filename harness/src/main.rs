@@ -735,7 +735,7 @@ fn tools_install(
     only: &[meshmig::tools::Component],
     force: bool,
 ) -> i32 {
-    use meshmig::tools::{build, human_duration, human_size, Component};
+    use meshmig::tools::{build, human_duration, Component};
     match meshmig::tools::go_version() {
         Ok(v) if !v.is_empty() => println!("using {v}; tools folder {}", tools.dir.display()),
         _ => {
@@ -772,17 +772,12 @@ fn tools_install(
         match build(tools, c, &mut on_step) {
             Ok(b) => {
                 bar.finish_and_clear();
-                let sizes: Vec<String> = b
-                    .binaries
-                    .iter()
-                    .map(|(n, s)| format!("{n} {}", human_size(*s)))
-                    .collect();
                 println!(
                     "built   {} {version} from {} in {}: {}",
                     c.name(),
                     b.module,
                     human_duration(Duration::from_secs_f64(b.build_seconds)),
-                    sizes.join(", ")
+                    b.sizes()
                 );
             }
             Err(e) => {
@@ -806,7 +801,7 @@ fn tools_install(
 /// What the kwok backend needs: each real component built, with its version and size, the Go
 /// toolchain, Envoy, and a network namespace.
 fn doctor_kwok(tools: &meshmig::tools::Tools) -> i32 {
-    use meshmig::tools::{human_size, Component};
+    use meshmig::tools::Component;
     let mut missing = 0;
     match meshmig::tools::go_version() {
         Ok(v) if !v.is_empty() => println!("ok      go: {v}"),
@@ -817,16 +812,11 @@ fn doctor_kwok(tools: &meshmig::tools::Tools) -> i32 {
         let version = c.version(&tools.versions);
         match tools.built(c) {
             Some(b) => {
-                let sizes: Vec<String> = b
-                    .binaries
-                    .iter()
-                    .map(|(n, s)| format!("{n} {}", human_size(*s)))
-                    .collect();
                 println!(
                     "ok      {} {version} ({}): {}",
                     c.name(),
                     b.module,
-                    sizes.join(", ")
+                    b.sizes()
                 );
             }
             None => {

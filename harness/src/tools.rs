@@ -457,6 +457,16 @@ pub fn recipe(
     })
 }
 
+fn io(doing: &str, path: &Path) -> impl FnOnce(std::io::Error) -> ToolsError {
+    let doing = doing.to_string();
+    let path = path.to_path_buf();
+    move |source| ToolsError::Io {
+        doing,
+        path,
+        source,
+    }
+}
+
 /// Runs `go ARGS` in `dir` with the builder's environment, its output appended to `log`.
 fn go(
     dir: &Path,
@@ -464,15 +474,6 @@ fn go(
     env: &[(&str, String)],
     log: &Path,
 ) -> Result<String, ToolsError> {
-    let io = |doing: &str, path: &Path| {
-        let doing = doing.to_string();
-        let path = path.to_path_buf();
-        move |source| ToolsError::Io {
-            doing,
-            path,
-            source,
-        }
-    };
     let command = format!("go {}", args.join(" "));
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -573,15 +574,6 @@ pub fn build(
     c: Component,
     on_step: &mut dyn FnMut(&str),
 ) -> Result<Built, ToolsError> {
-    let io = |doing: &str, path: &Path| {
-        let doing = doing.to_string();
-        let path = path.to_path_buf();
-        move |source| ToolsError::Io {
-            doing,
-            path,
-            source,
-        }
-    };
     std::fs::create_dir_all(&tools.dir).map_err(io("creating the tools folder", &tools.dir))?;
     let start = Instant::now();
     let home = tools.home(c);
@@ -674,6 +666,17 @@ pub fn build(
     }
     std::fs::rename(&final_dir, &home).map_err(io("moving the component into place", &home))?;
     Ok(built)
+}
+
+impl Built {
+    /// `name SIZE` per binary, joined.
+    pub fn sizes(&self) -> String {
+        self.binaries
+            .iter()
+            .map(|(n, s)| format!("{n} {}", human_size(*s)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// A human size.

@@ -388,10 +388,13 @@ impl FleetStandIn {
         (f.memberships.keys().cloned().collect(), f.enabled)
     }
 
-    /// Forgets everything (teardown); the memberships it held.
+    /// Forgets everything (teardown); what it removed, for the teardown report.
     pub async fn clear(&self) -> Vec<String> {
         let mut f = self.fleet.lock().await;
         f.enabled = false;
-        std::mem::take(&mut f.memberships).into_keys().collect()
+        std::mem::take(&mut f.memberships)
+            .into_keys()
+            .map(|m| format!("stand-in membership {m}"))
+            .collect()
     }
 }

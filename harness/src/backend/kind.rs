@@ -616,13 +616,7 @@ impl Backend for Kind {
                     .push(format!("kind cluster {}: {e}", self.cmds().cluster(c))),
             }
         }
-        report.removed.extend(
-            self.fleet
-                .clear()
-                .await
-                .into_iter()
-                .map(|m| format!("stand-in membership {m}")),
-        );
+        report.removed.extend(self.fleet.clear().await);
         match self.listed().await {
             Ok(left) => report
                 .failed

@@ -133,6 +133,19 @@ impl Scratch {
         self.take().map(tempfile::TempDir::keep)
     }
 
+    /// Removes it and says so in the teardown report (removed, or failed with why).
+    pub fn remove_into(&self, report: &mut TeardownReport) {
+        match self.remove() {
+            Some(Ok(p)) => report
+                .removed
+                .push(format!("scratch folder {}", p.display())),
+            Some(Err((p, e))) => report
+                .failed
+                .push(format!("scratch folder {}: {e}", p.display())),
+            None => {}
+        }
+    }
+
     /// Removes it: Ok(its path), or the path and why not; None if already kept or removed.
     pub fn remove(&self) -> Option<Result<PathBuf, (PathBuf, std::io::Error)>> {
         self.take().map(|d| {

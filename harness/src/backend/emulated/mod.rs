@@ -837,15 +837,7 @@ impl Backend for Emulated {
         report
             .removed
             .push(format!("DNS server {}", self.dns.addr()));
-        match self.scratch.remove() {
-            Some(Ok(p)) => report
-                .removed
-                .push(format!("scratch folder {}", p.display())),
-            Some(Err((p, e))) => report
-                .failed
-                .push(format!("scratch folder {}: {e}", p.display())),
-            None => {}
-        }
+        self.scratch.remove_into(&mut report);
         report
     }
 

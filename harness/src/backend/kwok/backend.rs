@@ -566,23 +566,9 @@ impl Backend for Kwok {
         for live in pending {
             report.removed.extend(Self::stop_live(live).await);
         }
-        report.removed.extend(
-            self.fleet
-                .clear()
-                .await
-                .into_iter()
-                .map(|m| format!("stand-in membership {m}")),
-        );
+        report.removed.extend(self.fleet.clear().await);
         self.dns.stop().await;
-        match self.scratch.remove() {
-            Some(Err((p, e))) => report
-                .failed
-                .push(format!("scratch folder {}: {e}", p.display())),
-            Some(Ok(p)) => report
-                .removed
-                .push(format!("scratch folder {}", p.display())),
-            None => {}
-        }
+        self.scratch.remove_into(&mut report);
         report
     }
 
