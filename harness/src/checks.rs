@@ -662,6 +662,7 @@ pub async fn split(
 ) -> R {
     let id = ByClusterOrPod {
         pods: pod_map(ctx).await?,
+        names: ctx.backend.real_cluster_names(),
     };
     let target = Target {
         url: url.to_string(),

@@ -51,17 +51,21 @@ pub trait Identify: Send + Sync {
     fn identify(&self, footer: &FooterInfo) -> Option<String>;
 }
 
-/// Identifies by the footer's cluster name, else by a pod-name → cluster map.
+/// Identifies by the footer's cluster name (mapped back to the procedure's name where the
+/// backend gave the cluster another, such as GKE's run-suffixed names), else by a pod-name →
+/// cluster map.
 #[derive(Debug, Clone, Default)]
 pub struct ByClusterOrPod {
     /// Pod name → cluster.
     pub pods: BTreeMap<String, String>,
+    /// Real cluster name → the procedure's name.
+    pub names: BTreeMap<String, String>,
 }
 
 impl Identify for ByClusterOrPod {
     fn identify(&self, f: &FooterInfo) -> Option<String> {
         if let Some(c) = &f.cluster {
-            return Some(c.clone());
+            return Some(self.names.get(c).unwrap_or(c).clone());
         }
         f.pod.as_ref().and_then(|p| self.pods.get(p).cloned())
     }
@@ -247,4 +251,36 @@ pub async fn sample_until(
     }
     out.seconds = start.elapsed().as_secs_f64();
     Ok(out)
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn a_gke_footer_with_the_run_suffixed_name_is_the_procedures_cluster() {
+        let Some(dir) = crate::testdata::shared("footers") else {
+            return;
+        };
+        // The real GKE footer sample, as a run's cluster prints it: its name carries the run id.
+        let page = std::fs::read_to_string(dir.join("gke-cluster-zone-pod.html"))
+            .unwrap()
+            .replace("cluster-with-csm<", "cluster-with-csm-run42<");
+        let f = footer::parse(&page).unwrap();
+        assert_eq!(f.cluster.as_deref(), Some("cluster-with-csm-run42"));
+        let plain = ByClusterOrPod::default();
+        assert_eq!(
+            plain.identify(&f).as_deref(),
+            Some("cluster-with-csm-run42")
+        );
+        let mapped = ByClusterOrPod {
+            pods: BTreeMap::new(),
+            names: [(
+                "cluster-with-csm-run42".to_string(),
+                "cluster-with-csm".to_string(),
+            )]
+            .into(),
+        };
+        assert_eq!(mapped.identify(&f).as_deref(), Some("cluster-with-csm"));
+    }
 }

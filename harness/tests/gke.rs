@@ -294,3 +294,21 @@ fn timestamps_parse_as_gcloud_prints_them() {
     );
     assert_eq!(chrono_like::parse("yesterday"), None);
 }
+
+/// Footers on GKE print the real cluster name, which carries the run id: the backend maps it
+/// back to the procedure's name, so split checks count it for the right cluster (issue 8, 12).
+#[tokio::test]
+async fn footers_real_cluster_names_map_back_to_the_procedures() {
+    let exec = Arc::new(Recorded::default());
+    let s = scenario("canary-cluster.yaml");
+    let b = backend(exec, &s).await;
+    let names = b.real_cluster_names();
+    assert_eq!(
+        names.get("cluster-with-istio-r2d2x9").map(String::as_str),
+        Some("cluster-with-istio")
+    );
+    assert_eq!(
+        names.get("cluster-with-csm-r2d2x9").map(String::as_str),
+        Some("cluster-with-csm")
+    );
+}

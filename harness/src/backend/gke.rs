@@ -554,6 +554,14 @@ fn parse_json(text: &str) -> Vec<Value> {
 
 #[async_trait]
 impl Backend for Gke {
+    /// Footers on GKE print the real, run-suffixed cluster name (`cluster-with-istio-RUN`).
+    fn real_cluster_names(&self) -> BTreeMap<String, String> {
+        self.clusters
+            .iter()
+            .map(|c| (format!("{}-{}", c.name, self.cfg.run_id), c.name.clone()))
+            .collect()
+    }
+
     fn name(&self) -> &'static str {
         "gke"
     }

@@ -319,6 +319,11 @@ pub trait Backend: Send + Sync {
     fn convergence(&self) -> Duration {
         Duration::ZERO
     }
+    /// Real cluster names that differ from the procedure's (what a footer prints) → the
+    /// procedure's name.
+    fn real_cluster_names(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
     /// The version of the istioctl this backend runs (or stands in for), when known.
     fn istio_version(&self) -> Option<String> {
         None
