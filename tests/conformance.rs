@@ -198,10 +198,7 @@ fn main() -> std::process::ExitCode {
         .unwrap_or_default()
         .into_iter()
         .map(|path| {
-            let name = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = meshmig::scenario::trial_name(&dir, &path);
             Trial::test(name, move || run_trial(&path))
         })
         .collect();

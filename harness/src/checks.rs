@@ -129,8 +129,8 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
             cluster,
             namespace,
             name,
-            address,
-        } => service_entry_address(ctx, cluster, namespace, name, &v(address)).await,
+            gateway,
+        } => service_entry_address(ctx, cluster, namespace, name, gateway).await,
         Check::DnsRecord { address, ttl } => dns_record(ctx, &v(address), *ttl).await,
         Check::Split {
             url,
@@ -587,8 +587,17 @@ pub async fn service_entry_address(
     cluster: &str,
     ns: &str,
     name: &str,
-    address: &str,
+    gateway: &crate::scenario::ServiceRef,
 ) -> R {
+    let svcs = ctx
+        .backend
+        .list(&gateway.cluster, Some(&gateway.namespace), "Service")
+        .await?;
+    let svc = svcs
+        .iter()
+        .find(|s| s["metadata"]["name"] == gateway.service.as_str());
+    let lb = svc.and_then(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str());
+    let address = lb.unwrap_or("(none)");
     let ses = ctx.backend.list(cluster, Some(ns), "ServiceEntry").await?;
     let se = ses.iter().find(|s| s["metadata"]["name"] == name);
     let addrs: Vec<String> = se
@@ -601,14 +610,18 @@ pub async fn service_entry_address(
         .unwrap_or_default();
     Ok(CheckResult::new(
         "service_entry_address",
-        addrs == [address.to_string()],
-        format!("ServiceEntry {ns}/{name} endpoint address {address}"),
+        lb.is_some() && addrs == [address.to_string()],
+        format!(
+            "ServiceEntry {ns}/{name} ({cluster}) endpoint address = the load-balancer IP of {}/{} in {} ({address})",
+            gateway.namespace, gateway.service, gateway.cluster
+        ),
         if se.is_none() {
             format!("no ServiceEntry {ns}/{name}")
         } else {
             format!("endpoint addresses {addrs:?}")
         },
-        json!({"spec": se.map(|s| s["spec"].clone())}),
+        json!({"service_entry": se.map(|s| s["spec"].clone()),
+               "gateway_service_status": svc.map(|s| s["status"].clone())}),
     ))
 }
 

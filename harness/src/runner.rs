@@ -124,10 +124,14 @@ impl BackendOptions {
     }
 }
 
-/// The default manifests folder for a scenario: `fixtures/` beside its `scenarios/` folder.
+/// The default manifests folder for a scenario: the `fixtures/` beside the `scenarios/` folder
+/// it is in (directly, or in a subfolder such as `scenarios/mistakes/`).
 pub fn default_manifests(scenario: &Path) -> PathBuf {
     scenario
-        .parent()
+        .ancestors()
+        .skip(1)
+        .find(|d| d.file_name().is_some_and(|n| n == "scenarios"))
+        .or_else(|| scenario.parent())
         .and_then(Path::parent)
         .map(|p| p.join("fixtures"))
         .unwrap_or_else(|| PathBuf::from("fixtures"))

@@ -363,6 +363,18 @@ pub struct Replacement {
 }
 
 /// A check that proves a step happened. Each is a small named assertion (see `checks`).
+/// A Service in a cluster.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRef {
+    /// The cluster.
+    pub cluster: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The Service.
+    pub service: String,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Check {
@@ -464,7 +476,8 @@ pub enum Check {
         #[serde(default)]
         revision: Option<String>,
     },
-    /// The ServiceEntry's endpoint address is this one.
+    /// The ServiceEntry's endpoint address is the other cluster's gateway load-balancer IP, read
+    /// from that cluster's Service (not from what the harness substituted).
     ServiceEntryAddress {
         /// Where.
         cluster: String,
@@ -472,8 +485,8 @@ pub enum Check {
         namespace: String,
         /// The ServiceEntry.
         name: String,
-        /// The address it must carry (may use variables).
-        address: String,
+        /// The gateway Service whose load-balancer IP it must carry.
+        gateway: ServiceRef,
     },
     /// The domain's A record and TTL, as the DNS server answers them.
     DnsRecord {
@@ -796,10 +809,10 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                 | Check::NamespaceLabels { cluster, .. }
                 | Check::PodsInjected { cluster, .. } => clusters_named.push(cluster),
                 Check::ServiceEntryAddress {
-                    cluster, address, ..
+                    cluster, gateway, ..
                 } => {
                     clusters_named.push(cluster);
-                    texts.push(address);
+                    clusters_named.push(&gateway.cluster);
                 }
                 Check::HomePage { url, .. } => texts.push(url),
                 Check::DnsRecord { address, .. } => texts.push(address),
@@ -893,10 +906,30 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
 
 /// The scenario files of a folder, sorted by name.
 pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
+    let yaml = |p: &PathBuf| p.extension().is_some_and(|x| x == "yaml" || x == "yml");
+    let mut files = Vec::new();
+    for p in std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())) {
+        if p.is_dir() {
+            // One level of folders (`scenarios/mistakes/`).
+            files.extend(
+                std::fs::read_dir(&p)?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|q| q.is_file() && yaml(q)),
+            );
+        } else if yaml(&p) {
+            files.push(p);
+        }
+    }
     files.sort();
     Ok(files)
+}
+
+/// A scenario's name for trials and lists: its path below `dir` without the extension
+/// (`canary-cluster`, `mistakes/weights-reversed`).
+pub fn trial_name(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir)
+        .unwrap_or(path)
+        .with_extension("")
+        .to_string_lossy()
+        .into_owned()
 }
