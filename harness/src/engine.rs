@@ -387,8 +387,9 @@ async fn act(
                 .map(|r| (r.from.clone(), substitute(&r.to, vars)))
                 .collect();
             let mut objects = Vec::new();
+            let mut notes = Vec::new();
             for m in manifests {
-                let objs = s.manifests.objects(m, &pairs).map_err(|e| {
+                let (objs, unmatched) = s.manifests.objects(m, &pairs).map_err(|e| {
                     BackendError::infra(
                         format!("preparing step {}", step.id),
                         crate::error_chain(&EngineError::Prepare {
@@ -398,8 +399,14 @@ async fn act(
                     )
                 })?;
                 objects.extend(objs);
+                notes.extend(unmatched);
             }
-            b.apply(cluster, namespace.as_deref(), &objects).await
+            let mut out = b.apply(cluster, namespace.as_deref(), &objects).await?;
+            for n in notes {
+                out.stdout.push_str(&n);
+                out.stdout.push('\n');
+            }
+            Ok(out)
         }
         Action::Delete {
             cluster,

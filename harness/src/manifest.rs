@@ -39,14 +39,6 @@ pub enum ManifestError {
         /// What is wrong.
         message: String,
     },
-    /// A replacement the procedure makes (`sed -i`) finds nothing to replace.
-    #[error("replacing {from:?} in {path}: the text does not occur")]
-    ReplacementMissing {
-        /// The manifest.
-        path: String,
-        /// The text.
-        from: String,
-    },
 }
 
 impl ManifestError {
@@ -54,7 +46,6 @@ impl ManifestError {
     pub fn location(&self) -> Option<&Location> {
         match self {
             ManifestError::Read { at, .. } | ManifestError::Invalid { at, .. } => Some(at),
-            ManifestError::ReplacementMissing { .. } => None,
         }
     }
 }
@@ -155,27 +146,29 @@ impl ManifestSet {
         Ok(())
     }
 
-    /// The objects of a loaded manifest after the replacements, parsed again.
+    /// The objects of a loaded manifest after the replacements, parsed again, and a note per
+    /// replacement that matched nothing. Like the procedure's `sed -i`, a replacement that
+    /// matches nothing is silent: what follows shows the consequence (a ServiceEntry still
+    /// pointing at its placeholder fails F1 as a procedure failure, not as an error of the
+    /// harness).
     pub fn objects(
         &self,
         relative: &str,
         replacements: &[(String, String)],
-    ) -> Result<Vec<Object>, ManifestError> {
+    ) -> Result<(Vec<Object>, Vec<String>), ManifestError> {
         let (path, text) = self
             .files
             .get(relative)
             .expect("manifests are loaded when the scenario is validated");
         let mut text = text.clone();
+        let mut unmatched = Vec::new();
         for (from, to) in replacements {
             if !text.contains(from.as_str()) {
-                return Err(ManifestError::ReplacementMissing {
-                    path: relative.to_string(),
-                    from: from.clone(),
-                });
+                unmatched.push(format!("(sed: {from:?} matched nothing in {relative})"));
             }
             text = text.replace(from.as_str(), to);
         }
-        parse(path, &text)
+        Ok((parse(path, &text)?, unmatched))
     }
 
     /// The manifests' paths.

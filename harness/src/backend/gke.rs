@@ -393,7 +393,7 @@ pub fn plan_action(
             let pairs: Vec<(String, String)> = replace.iter().map(|r| (r.from.clone(), r.to.clone())).collect();
             let mut out = Vec::new();
             for m in manifests {
-                for o in s.manifests.objects(m, &pairs).unwrap_or_default() {
+                for o in s.manifests.objects(m, &pairs).map(|(o, _)| o).unwrap_or_default() {
                     out.push(format!(
                         "api: server-side apply {} {}/{} (field manager meshmig, from {m}) ({cluster})",
                         o.kind,
