@@ -467,8 +467,8 @@ pub async fn mesh_active(ctx: &Ctx<'_>, membership: &str) -> R {
         .map_err(|e| BackendError::infra("reading fleet mesh describe", e))?;
     Ok(CheckResult::new(
         "mesh_active",
-        status.as_ref().is_some_and(|s| s.is_active()),
-        format!("membership {membership}: controlPlaneManagement and dataPlaneManagement ACTIVE"),
+        status.as_ref().is_some_and(|s| s.control_plane_active()),
+        format!("membership {membership}: controlPlaneManagement ACTIVE (the data plane is reported beside it)"),
         match &status {
             Some(s) => format!(
                 "control plane {}, data plane {} ({})",

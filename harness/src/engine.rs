@@ -494,7 +494,7 @@ pub async fn wait_mesh_active(
         if seen.last() != Some(&line) {
             seen.push(line.clone());
         }
-        if status.as_ref().is_some_and(|s| s.is_active()) {
+        if status.as_ref().is_some_and(|s| s.control_plane_active()) {
             return Ok(Output::new(
                 command,
                 format!(
@@ -503,6 +503,18 @@ pub async fn wait_mesh_active(
                     started.elapsed().as_secs_f64()
                 ),
             ));
+        }
+        if let Some(s) = status.as_ref().filter(|s| s.terminal()) {
+            return Err(BackendError::Procedure {
+                command,
+                message: format!(
+                    "the managed control plane is {} ({polls} polls, {:.1}s): states seen {}; details {:?}",
+                    s.control_plane,
+                    started.elapsed().as_secs_f64(),
+                    seen.join(" → "),
+                    s.details
+                ),
+            });
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {

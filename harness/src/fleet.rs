@@ -86,6 +86,21 @@ impl MeshStatus {
     pub fn is_active(&self) -> bool {
         self.control_plane == "ACTIVE" && self.data_plane == "ACTIVE"
     }
+
+    /// Whether the managed control plane is ACTIVE: what the procedure's C6 waits for (the data
+    /// plane is reported beside it).
+    pub fn control_plane_active(&self) -> bool {
+        self.control_plane == "ACTIVE"
+    }
+
+    /// Whether the control plane is in a state it does not leave by itself (FAILED_PRECONDITION,
+    /// STALLED): waiting longer would only hide the details.
+    pub fn terminal(&self) -> bool {
+        matches!(
+            self.control_plane.as_str(),
+            "FAILED_PRECONDITION" | "STALLED"
+        )
+    }
 }
 
 /// The status of `membership` in describe output; None when the membership is not listed.

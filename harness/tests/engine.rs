@@ -241,11 +241,56 @@ async fn mesh_polling_backs_off_until_active() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn mesh_polling_gives_up_at_the_timeout_with_the_last_state_and_details() {
+async fn a_terminal_control_plane_state_fails_at_once_with_its_details() {
     let b = Scripted::default();
     *b.describe.lock().unwrap() = vec![
         describe("PROVISIONING", "Service is provisioning."),
         describe("FAILED_PRECONDITION", "Workload Identity is not enabled."),
+    ];
+    let started = tokio::time::Instant::now();
+    let err = engine::wait_mesh_active(&b, "m", Duration::from_secs(300), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(10),
+        "it stops at the second poll"
+    );
+    assert_eq!(b.describes.load(Ordering::SeqCst), 2);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("the managed control plane is FAILED_PRECONDITION"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("FAILED_PRECONDITION: Workload Identity is not enabled."),
+        "{msg}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_control_plane_active_is_enough_and_the_data_plane_is_reported() {
+    let b = Scripted::default();
+    *b.describe.lock().unwrap() = vec![
+        "membershipStates:\n  projects/1/locations/global/memberships/m:\n    servicemesh:\n      controlPlaneManagement:\n        state: ACTIVE\n      dataPlaneManagement:\n        state: PROVISIONING\n".into(),
+    ];
+    let out = engine::wait_mesh_active(&b, "m", Duration::from_secs(300), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        out.stdout
+            .starts_with("controlPlaneManagement ACTIVE / dataPlaneManagement PROVISIONING"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn mesh_polling_gives_up_at_the_timeout_with_the_last_state_and_details() {
+    let b = Scripted::default();
+    *b.describe.lock().unwrap() = vec![
+        describe("DISABLED", "none"),
+        describe("PROVISIONING", "Service is provisioning."),
     ];
     let started = tokio::time::Instant::now();
     let err = engine::wait_mesh_active(&b, "m", Duration::from_secs(300), Duration::from_secs(10))
@@ -258,9 +303,14 @@ async fn mesh_polling_gives_up_at_the_timeout_with_the_last_state_and_details() 
     );
     let msg = err.to_string();
     assert!(msg.contains("not ACTIVE after 300s"), "{msg}");
-    assert!(msg.contains("PROVISIONING / dataPlaneManagement PROVISIONING → controlPlaneManagement FAILED_PRECONDITION"), "{msg}");
     assert!(
-        msg.contains("FAILED_PRECONDITION: Workload Identity is not enabled."),
+        msg.contains(
+            "DISABLED / dataPlaneManagement DISABLED → controlPlaneManagement PROVISIONING"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("PROVISIONING: Service is provisioning."),
         "{msg}"
     );
     // Backoff capped at 4 x 10 s: polls at 0, 10, 25, 47.5, 81.25, then every 40 s up to 281.25,
