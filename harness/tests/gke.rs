@@ -312,3 +312,39 @@ async fn footers_real_cluster_names_map_back_to_the_procedures() {
         Some("cluster-with-csm")
     );
 }
+
+// What gcloud prints on stderr when a newer release exists: the text of NotificationMessage in
+// googlecloudsdk/core/updater/schemas.py of gcloud 528.0.0 (the one installed on these machines),
+// '\n\n' + message + '\n\n'. A listing's JSON on stdout must still be read.
+const UPDATE_NOTICE: &str = "\n\nUpdates are available for some Google Cloud CLI components.  To install them,\nplease run:\n  $ gcloud components update\n\n";
+
+/// Issue 8, item 14: stdout and stderr were concatenated, so an update notice made every
+/// listing unparsable, and a parse failure became an empty list.
+#[tokio::test]
+async fn listings_read_stdout_only_and_a_parse_failure_is_an_infrastructure_error() {
+    let s = scenario("canary-cluster.yaml");
+    let exec =
+        Arc::new(Recorded::default().on(&["clusters list"], 0, CLUSTERS_JSON, UPDATE_NOTICE));
+    let b = backend(exec, &s).await;
+    let clusters = b.clusters().await.unwrap();
+    assert_eq!(
+        clusters.get("cluster-with-csm").map(String::as_str),
+        Some("RUNNING"),
+        "{clusters:?}"
+    );
+
+    // Not gcloud's output for --format=json: what a wrapper or a broken install might print
+    // instead of the JSON list.
+    let exec = Arc::new(Recorded::default().on(
+        &["clusters list"],
+        0,
+        "Listed 0 items.\nWARNING: something else\n",
+        "",
+    ));
+    let b = backend(exec, &s).await;
+    let err = b.clusters().await.unwrap_err();
+    assert!(!err.is_procedure(), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("reading the JSON list"), "{msg}");
+    assert!(msg.contains("Listed 0 items."), "{msg}");
+}

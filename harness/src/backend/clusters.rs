@@ -24,6 +24,26 @@ pub fn failed(cmd: &Cmd, ran: &Ran) -> BackendError {
     }
 }
 
+/// Runs a listing command (`--format=json`) and reads its standard output only, as a JSON
+/// array: gcloud writes progress and update notices to stderr. A non-zero exit is the
+/// procedure's finding; output that is not a JSON array is an infrastructure error (exit 3),
+/// never an empty list, so nobody concludes "nothing left" from a listing that failed.
+pub async fn run_json(exec: &dyn Exec, cmd: &Cmd) -> Result<Vec<Value>, BackendError> {
+    let ran = exec.run(cmd).await.map_err(|e| {
+        BackendError::infra(format!("running {}", cmd.program), crate::error_chain(&e))
+    })?;
+    if !ran.ok() {
+        return Err(failed(cmd, &ran));
+    }
+    serde_json::from_str::<Vec<Value>>(&ran.stdout).map_err(|e| {
+        let head: String = ran.stdout.chars().take(200).collect();
+        BackendError::Infrastructure {
+            doing: format!("reading the JSON list `{}` printed", cmd.line()),
+            message: format!("{e}; its standard output began {head:?}"),
+        }
+    })
+}
+
 /// A Kubernetes layer error: a 404 is the procedure's finding, anything else infrastructure.
 pub fn kube_err(e: KubeError) -> BackendError {
     match e {
@@ -72,6 +92,11 @@ impl ClusterOps {
             cmd.line(),
             format!("{}{}", ran.stdout, ran.stderr),
         ))
+    }
+
+    /// [`run_json`] with this run's tools.
+    pub async fn run_json(&self, cmd: Cmd) -> Result<Vec<Value>, BackendError> {
+        run_json(self.exec.as_ref(), &cmd).await
     }
 
     /// `kubectl config get-contexts --output=name`, one context a line.

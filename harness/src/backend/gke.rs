@@ -23,7 +23,7 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::clusters::{failed, ClusterOps};
+use super::clusters::ClusterOps;
 use super::exec::{Cmd, Exec, Process};
 use super::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
 use crate::dns::DnsServer;
@@ -548,10 +548,6 @@ fn system_nameserver() -> SocketAddr {
         .unwrap_or_else(|| "127.0.0.53:53".parse().expect("a static address"))
 }
 
-fn parse_json(text: &str) -> Vec<Value> {
-    serde_json::from_str::<Vec<Value>>(text).unwrap_or_default()
-}
-
 #[async_trait]
 impl Backend for Gke {
     /// Footers on GKE print the real, run-suffixed cluster name (`cluster-with-istio-RUN`).
@@ -577,8 +573,8 @@ impl Backend for Gke {
     }
 
     async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError> {
-        let out = self.ops.run(self.cmds().list_clusters(false)).await?;
-        Ok(parse_json(&out.stdout)
+        let items = self.ops.run_json(self.cmds().list_clusters(false)).await?;
+        Ok(items
             .iter()
             .filter_map(|c| {
                 Some((
@@ -718,9 +714,9 @@ impl Backend for Gke {
 
     async fn inventory(&self) -> Result<Inventory, BackendError> {
         let clusters = self.clusters().await?;
-        let members = self.ops.run(self.cmds().list_memberships()).await?;
+        let members = self.ops.run_json(self.cmds().list_memberships()).await?;
         let suffix = format!("-{}", self.cfg.run_id);
-        let memberships = parse_json(&members.stdout)
+        let memberships = members
             .iter()
             .filter_map(|m| {
                 m["name"]
@@ -731,9 +727,12 @@ impl Backend for Gke {
             .filter(|n| n.ends_with(&suffix))
             .map(|n| self.to_procedure_names(&n))
             .collect();
-        let rules = self.ops.run(self.cmds().list_forwarding_rules()).await?;
+        let rules = self
+            .ops
+            .run_json(self.cmds().list_forwarding_rules())
+            .await?;
         let ips = self.ops.lb_ips.lock().await.clone();
-        let load_balancers = parse_json(&rules.stdout)
+        let load_balancers = rules
             .iter()
             .filter_map(|r| r["IPAddress"].as_str().map(str::to_string))
             .filter(|ip| ips.contains(ip))
@@ -810,9 +809,9 @@ impl Backend for Gke {
         if inv.mesh_feature_enabled {
             let others = self
                 .ops
-                .run(self.cmds().list_memberships())
+                .run_json(self.cmds().list_memberships())
                 .await
-                .map(|o| parse_json(&o.stdout).len())
+                .map(|v| v.len())
                 .unwrap_or(1);
             if others == 0 {
                 match self.fleet(&FleetOp::DisableMesh).await {
@@ -877,17 +876,10 @@ pub async fn gc(
 ) -> Result<Vec<String>, BackendError> {
     let cfg = GkeConfig::new(project);
     let c = Commands::new(&cfg, &[]);
-    let list = c.list_clusters(true);
-    let ran = exec
-        .run(&list)
-        .await
-        .map_err(|e| BackendError::infra("listing clusters", crate::error_chain(&e)))?;
-    if !ran.ok() {
-        return Err(failed(&list, &ran));
-    }
+    let listed = super::clusters::run_json(exec, &c.list_clusters(true)).await?;
     let mut done = Vec::new();
     let mut runs = BTreeSet::new();
-    for cl in parse_json(&ran.stdout) {
+    for cl in listed {
         let (Some(name), Some(zone), Some(created), Some(run)) = (
             cl["name"].as_str(),
             cl["zone"].as_str().or(cl["location"].as_str()),
@@ -929,12 +921,7 @@ pub async fn gc(
             age.as_secs() / 3600
         ));
     }
-    let ml = c.list_memberships();
-    let ran = exec
-        .run(&ml)
-        .await
-        .map_err(|e| BackendError::infra("listing memberships", crate::error_chain(&e)))?;
-    for m in parse_json(&ran.stdout) {
+    for m in super::clusters::run_json(exec, &c.list_memberships()).await? {
         let Some(name) = m["name"].as_str().and_then(|n| n.rsplit('/').next()) else {
             continue;
         };
