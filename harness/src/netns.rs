@@ -160,7 +160,7 @@ pub fn reexec_command(program: &std::path::Path, args: &[&str]) -> Command {
 /// Whether a namespace can be made here: runs `ip link set lo up` in a fresh one (through
 /// `unshare`), and says how.
 pub fn probe() -> Result<String, NetnsError> {
-    let ip_path = which("ip").ok_or_else(|| NetnsError::Ip {
+    let ip_path = crate::backend::exec::on_path("ip").ok_or_else(|| NetnsError::Ip {
         args: "link set lo up".into(),
         message: "ip was not found (install iproute2: apt-get install iproute2)".into(),
     })?;
@@ -180,14 +180,6 @@ pub fn probe() -> Result<String, NetnsError> {
         "a new network namespace (as root)".into()
     } else {
         "a user namespace (this user as its root) and a network namespace".into()
-    })
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|ps| {
-        std::env::split_paths(&ps)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
     })
 }
 

@@ -75,6 +75,7 @@ pub fn known_resource(kind: &str) -> Option<(ApiResource, bool)> {
         "ConfigMap" => ("", "v1", "configmaps", true),
         "Node" => ("", "v1", "nodes", false),
         "Deployment" => ("apps", "v1", "deployments", true),
+        "EndpointSlice" => ("discovery.k8s.io", "v1", "endpointslices", true),
         "Gateway" => ("networking.istio.io", "v1beta1", "gateways", true),
         "VirtualService" => ("networking.istio.io", "v1beta1", "virtualservices", true),
         "ServiceEntry" => ("networking.istio.io", "v1beta1", "serviceentries", true),

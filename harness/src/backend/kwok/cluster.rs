@@ -487,10 +487,7 @@ impl Cluster {
 
     async fn create_node(&mut self, kubernetes: &str) -> Result<(), ClusterError> {
         let kube = self.kube().await?;
-        let ar = kube::discovery::ApiResource::from_gvk_with_plural(
-            &kube::core::GroupVersionKind::gvk("", "v1", "Node"),
-            "nodes",
-        );
+        let (ar, _) = crate::backend::kube::known_resource("Node").expect("Node is known");
         let api: Api<DynamicObject> = Api::all_with(kube.client(), &ar);
         let node: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "v1",

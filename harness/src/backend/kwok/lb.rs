@@ -39,7 +39,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use kube::Client;
 use serde_json::{json, Value};
@@ -48,7 +47,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::pods::{claim_ip, release_ip, PodError};
-use crate::backend::kube::{Kube, KubeError};
+use crate::backend::kube::{known_resource, Kube, KubeError};
 
 /// How often the controller reconciles.
 pub const PERIOD: Duration = Duration::from_millis(250);
@@ -291,14 +290,13 @@ impl Shared {
 }
 
 fn service_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Service"), "services")
+    known_resource("Service").expect("Service is known").0
 }
 
 fn endpoint_slice_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
-        "endpointslices",
-    )
+    known_resource("EndpointSlice")
+        .expect("EndpointSlice is known")
+        .0
 }
 
 /// Runs an API call with [`API_TIMEOUT`].

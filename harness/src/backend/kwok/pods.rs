@@ -109,7 +109,8 @@ impl Sandbox {
             pod: pod.into(),
             source,
         };
-        let unshare = which("unshare").unwrap_or_else(|| PathBuf::from("unshare"));
+        let unshare =
+            crate::backend::exec::on_path("unshare").unwrap_or_else(|| PathBuf::from("unshare"));
         let holder = Proc::start(
             "sandbox",
             &unshare,
@@ -239,14 +240,6 @@ impl Sandbox {
     }
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|ps| {
-        std::env::split_paths(&ps)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
-}
-
 /// The Envoy bootstrap of a gateway pod's router node, connected by ADS to istiod at `xds`.
 pub fn router_bootstrap(
     pod: &str,
@@ -336,7 +329,8 @@ impl GatewayPod {
             "--drain-time-s".into(),
             "1".into(),
         ]);
-        let nsenter = which("nsenter").unwrap_or_else(|| PathBuf::from("nsenter"));
+        let nsenter =
+            crate::backend::exec::on_path("nsenter").unwrap_or_else(|| PathBuf::from("nsenter"));
         let proc = Proc::start("envoy", &nsenter, &args, &[], None, dir).map_err(|source| {
             PodError::Proc {
                 pod: pod.clone(),

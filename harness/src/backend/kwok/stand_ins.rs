@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -218,18 +218,12 @@ async fn stop_running(r: Running) {
 
 /// Services with a ready endpoint, from the cluster's EndpointSlices.
 async fn ready_services(kube: &Kube) -> Result<BTreeSet<(String, String)>, String> {
-    let ar = kube::discovery::ApiResource::from_gvk_with_plural(
-        &kube::core::GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
-        "endpointslices",
-    );
-    let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(kube.client(), &ar);
-    let list = api
-        .list(&Default::default())
+    let slices = kube
+        .list("EndpointSlice", None)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error_chain(&e))?;
     let mut out = BTreeSet::new();
-    for s in list.items {
-        let v = serde_json::to_value(&s).unwrap_or_default();
+    for v in slices {
         let any_ready = v["endpoints"]
             .as_array()
             .into_iter()
@@ -455,11 +449,6 @@ fn collect_versions(v: &Value, out: &mut Vec<String>) {
 /// The ready-services set shared with the frontends.
 pub fn new_ready_services() -> ReadyServices {
     Arc::new(RwLock::new(BTreeSet::new()))
-}
-
-/// Where a pod's stand-in logs go (for evidence).
-pub fn pod_dir(base: &Path, namespace: &str, name: &str) -> PathBuf {
-    base.join(format!("{namespace}-{name}"))
 }
 
 #[cfg(test)]
