@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -77,6 +78,8 @@ pub struct Ctx<'a> {
     pub pace: Pace,
     /// Whether to draw progress bars.
     pub progress: bool,
+    /// The users' resolver, for the whole run.
+    pub clients: &'a Arc<crate::dns::ClientResolver>,
 }
 
 type R = Result<CheckResult, BackendError>;
@@ -132,6 +135,40 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
             gateway,
         } => service_entry_address(ctx, cluster, namespace, name, gateway).await,
         Check::DnsRecord { address, ttl } => dns_record(ctx, &v(address), *ttl).await,
+        Check::Routes {
+            cluster,
+            namespace,
+            gateway,
+            expect,
+        } => {
+            let vss = ctx.backend.list(cluster, None, "VirtualService").await?;
+            Ok(routes(&vss, namespace, gateway, expect))
+        }
+        Check::InjectionDisabled { cluster, name } => {
+            let nss = ctx.backend.list(cluster, None, "Namespace").await?;
+            Ok(injection_disabled(&nss, name))
+        }
+        Check::NoPublicService { cluster, namespace } => {
+            let svcs = ctx
+                .backend
+                .list(cluster, Some(namespace), "Service")
+                .await?;
+            Ok(no_public_service(&svcs, namespace))
+        }
+        Check::MeshFeatureEnabled => {
+            let yaml = ctx.backend.mesh_describe().await?;
+            mesh_feature_enabled(&yaml)
+        }
+        Check::MembershipListed {
+            membership,
+            management,
+        } => {
+            let yaml = ctx.backend.mesh_describe().await?;
+            membership_listed(&yaml, membership, management.as_deref())
+        }
+        Check::ClientsResolve { address, max_ttl } => {
+            clients_resolve(ctx, &v(address), *max_ttl).await
+        }
         Check::Split {
             url,
             via_domain,
@@ -151,6 +188,322 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
             ctx.backend.istio_version().as_deref(),
         )),
     }
+}
+
+/// A destination's host, as the route names it.
+fn destination_shares(route: &Value) -> BTreeMap<String, f64> {
+    let dests: Vec<(String, f64)> = route
+        .as_array()
+        .map(|ds| {
+            ds.iter()
+                .map(|d| {
+                    (
+                        d["destination"]["host"].as_str().unwrap_or("").to_string(),
+                        d["weight"].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let total: f64 = dests.iter().map(|(_, w)| w).sum();
+    let mut shares = BTreeMap::new();
+    for (host, w) in &dests {
+        // A lone destination without a weight takes everything; weight 0 is dropped, as istiod does.
+        let share = if dests.len() == 1 && total == 0.0 {
+            100.0
+        } else if total > 0.0 {
+            w / total * 100.0
+        } else {
+            0.0
+        };
+        if share > 0.0 {
+            *shares.entry(host.clone()).or_insert(0.0) += share;
+        }
+    }
+    shares
+}
+
+/// Whether a VirtualService in `vs_ns` binds the Gateway `ns/name`.
+fn binds(vs: &Value, ns: &str, gateway: &str) -> bool {
+    let vs_ns = vs["metadata"]["namespace"].as_str().unwrap_or("");
+    vs["spec"]["gateways"].as_array().is_some_and(|gs| {
+        gs.iter()
+            .filter_map(Value::as_str)
+            .any(|g| match g.split_once('/') {
+                Some((n, g)) => n == ns && g == gateway,
+                None => vs_ns == ns && g == gateway,
+            })
+    })
+}
+
+fn hosts_overlap(a: &str, b: &str) -> bool {
+    a == b || a == "*" || b == "*"
+}
+
+/// The VirtualServices bound to Gateway `ns/gateway` route its traffic with these shares, and no
+/// two of them claim the same host there (when two do, istiod serves one and drops the other).
+pub fn routes(
+    vss: &[Value],
+    ns: &str,
+    gateway: &str,
+    expect: &BTreeMap<String, f64>,
+) -> CheckResult {
+    let bound: Vec<&Value> = vss.iter().filter(|v| binds(v, ns, gateway)).collect();
+    let name = |v: &Value| {
+        let (n, m) = crate::manifest::namespace_and_name(v);
+        format!("{n}/{m}")
+    };
+    let hosts = |v: &Value| -> Vec<String> {
+        v["spec"]["hosts"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut conflicts = Vec::new();
+    for (i, a) in bound.iter().enumerate() {
+        for b in &bound[i + 1..] {
+            for ha in hosts(a) {
+                if hosts(b).iter().any(|hb| hosts_overlap(&ha, hb)) {
+                    conflicts.push(format!(
+                        "{} and {} both claim host {ha:?}",
+                        name(a),
+                        name(b)
+                    ));
+                }
+            }
+        }
+    }
+    let expected = format!(
+        "one VirtualService bound to Gateway {ns}/{gateway}, routing {}",
+        expect
+            .iter()
+            .map(|(h, p)| format!("{h} {p}%"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let evidence = json!({"bound": bound.iter().map(|v| json!({"name": name(v), "hosts": hosts(v),
+                           "http": v["spec"]["http"]})).collect::<Vec<_>>(),
+                          "all VirtualServices": vss.iter().map(|v| json!({"name": name(v),
+                           "gateways": v["spec"]["gateways"]})).collect::<Vec<_>>()});
+    let Some(vs) = bound.first() else {
+        return CheckResult::new(
+            "routes",
+            false,
+            expected,
+            format!("no VirtualService is bound to Gateway {ns}/{gateway}"),
+            evidence,
+        );
+    };
+    let shares = destination_shares(&vs["spec"]["http"][0]["route"]);
+    let off: Vec<String> = expect
+        .iter()
+        .filter(|(h, p)| (shares.get(*h).copied().unwrap_or(0.0) - **p).abs() > 0.5)
+        .map(|(h, p)| {
+            format!(
+                "{h}: {:.1}% instead of {p}%",
+                shares.get(h).copied().unwrap_or(0.0)
+            )
+        })
+        .chain(
+            shares
+                .iter()
+                .filter(|(h, _)| !expect.contains_key(*h))
+                .map(|(h, p)| format!("{h}: {p:.1}%, not expected")),
+        )
+        .collect();
+    let observed_shares = shares
+        .iter()
+        .map(|(h, p)| format!("{h} {p:.1}%"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let observed = if !conflicts.is_empty() {
+        format!(
+            "{}; {} routes {observed_shares}",
+            conflicts.join("; "),
+            name(vs)
+        )
+    } else if !off.is_empty() {
+        format!("{} routes {observed_shares} ({})", name(vs), off.join("; "))
+    } else {
+        format!("{} routes {observed_shares}", name(vs))
+    };
+    CheckResult::new(
+        "routes",
+        conflicts.is_empty() && off.is_empty(),
+        expected,
+        observed,
+        evidence,
+    )
+}
+
+/// The namespace exists and no label of it asks for injection.
+pub fn injection_disabled(namespaces: &[Value], name: &str) -> CheckResult {
+    let got = namespaces
+        .iter()
+        .find(|n| n["metadata"]["name"] == name)
+        .map(|n| string_map(&n["metadata"]["labels"]));
+    let injecting: Vec<String> = got
+        .iter()
+        .flatten()
+        .filter(|(k, v)| {
+            (k.as_str() == "istio-injection" && v.as_str() == "enabled")
+                || k.as_str() == "istio.io/rev"
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    CheckResult::new(
+        "injection_disabled",
+        got.is_some() && injecting.is_empty(),
+        format!("namespace {name} exists without istio-injection=enabled or istio.io/rev"),
+        match &got {
+            None => format!("no namespace {name}"),
+            Some(_) if !injecting.is_empty() => format!("labelled {}", injecting.join(", ")),
+            Some(l) => format!("labels {l:?}"),
+        },
+        json!({"namespace": name, "labels": got}),
+    )
+}
+
+/// No Service of the namespace is reachable from outside the cluster.
+pub fn no_public_service(services: &[Value], namespace: &str) -> CheckResult {
+    let public: Vec<String> = services
+        .iter()
+        .filter(|s| {
+            matches!(
+                s["spec"]["type"].as_str(),
+                Some("LoadBalancer" | "NodePort")
+            )
+        })
+        .map(|s| {
+            format!(
+                "{} ({}, ingress {})",
+                s["metadata"]["name"].as_str().unwrap_or(""),
+                s["spec"]["type"].as_str().unwrap_or(""),
+                s["status"]["loadBalancer"]["ingress"]
+            )
+        })
+        .collect();
+    CheckResult::new(
+        "no_public_service",
+        public.is_empty(),
+        format!("no LoadBalancer or NodePort Service in {namespace}"),
+        if public.is_empty() {
+            format!("{} Services, none public", services.len())
+        } else {
+            format!("public: {}", public.join(", "))
+        },
+        json!({"services": services.iter().map(|s| json!({"name": s["metadata"]["name"], "type": s["spec"]["type"]})).collect::<Vec<_>>()}),
+    )
+}
+
+fn fleet_overview(yaml: &str) -> Result<crate::fleet::Overview, BackendError> {
+    crate::fleet::overview(yaml).map_err(|e| BackendError::infra("reading fleet mesh describe", e))
+}
+
+/// `fleet mesh describe` reports the mesh feature enabled.
+pub fn mesh_feature_enabled(yaml: &str) -> R {
+    let o = fleet_overview(yaml)?;
+    Ok(CheckResult::new(
+        "mesh_feature_enabled",
+        o.feature == "ACTIVE",
+        "the fleet's servicemesh feature: resourceState.state ACTIVE",
+        format!("resourceState.state {}", o.feature),
+        json!({"describe": yaml}),
+    ))
+}
+
+/// `fleet mesh describe` lists the membership (with the management asked, if given).
+pub fn membership_listed(yaml: &str, membership: &str, management: Option<&str>) -> R {
+    let o = fleet_overview(yaml)?;
+    let want = management.map(|m| format!("MANAGEMENT_{}", m.to_uppercase()));
+    let got = o.memberships.get(membership);
+    let ok = match (&want, got) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(w), Some(g)) => g.as_deref() == Some(w.as_str()),
+    };
+    Ok(CheckResult::new(
+        "membership_listed",
+        ok,
+        format!(
+            "membership {membership} in the servicemesh feature{}",
+            want.as_ref()
+                .map(|w| format!(", spec mesh.management {w}"))
+                .unwrap_or_default()
+        ),
+        match got {
+            None => format!(
+                "not listed (memberships: {})",
+                o.memberships.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            Some(m) => format!(
+                "listed, mesh.management {}",
+                m.as_deref().unwrap_or("unset")
+            ),
+        },
+        json!({"describe": yaml}),
+    ))
+}
+
+/// What the users' resolver holds for the domain (it resolves now when it holds nothing, as a
+/// client would).
+pub async fn clients_resolve(ctx: &Ctx<'_>, address: &str, max_ttl: u32) -> R {
+    let domain = &ctx.scenario.dns.domain;
+    let mut held = ctx.clients.held(domain);
+    let mut fresh = false;
+    if held.is_none() {
+        ctx.clients
+            .resolve(domain)
+            .await
+            .map_err(|e| BackendError::infra(format!("resolving {domain}"), e))?;
+        held = ctx.clients.held(domain);
+        fresh = true;
+    }
+    Ok(clients_hold(
+        held.as_ref(),
+        domain,
+        address,
+        max_ttl,
+        fresh,
+        ctx.clients.scale(),
+    ))
+}
+
+/// The verdict of `clients_resolve` on what is held.
+pub fn clients_hold(
+    held: Option<&crate::dns::Held>,
+    domain: &str,
+    address: &str,
+    max_ttl: u32,
+    fresh: bool,
+    scale: f64,
+) -> CheckResult {
+    let ok = held
+        .is_some_and(|h| h.ttl <= max_ttl && h.addresses.iter().any(|a| a.to_string() == address));
+    CheckResult::new(
+        "clients_resolve",
+        ok,
+        format!("clients resolve {domain} to {address} with a TTL of at most {max_ttl} s"),
+        match held {
+            Some(h) => {
+                format!(
+                "clients {} {} with TTL {} s ({:.2} s of {:.2} s left at DNS time scale {scale})",
+                if fresh { "just resolved" } else { "hold" },
+                h.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
+                h.ttl,
+                h.remaining_seconds,
+                h.held_seconds
+            )
+            }
+            None => "no answer held".into(),
+        },
+        json!({"held": held, "ttl_scale": scale}),
+    )
 }
 
 /// The cluster is listed by the backend.
@@ -681,8 +1034,10 @@ pub async fn split(
         url: url.to_string(),
         host: None,
         resolve: vec![],
-        dns: via_domain.then(|| ctx.backend.dns_server()),
+        dns: via_domain.then(|| ctx.clients.clone()),
     };
+    let domain = &ctx.scenario.dns.domain;
+    let held_before = via_domain.then(|| ctx.clients.held(domain)).flatten();
     let mut test = SplitTest::new(expect, *ctx.params);
     let bar = ctx
         .progress
@@ -705,19 +1060,31 @@ pub async fn split(
         format!(
             "{expected} of requests to {url}{}",
             if via_domain {
-                " (resolved through the scenario's DNS)"
+                " (resolved by the users' resolver, which holds answers for their TTL)"
             } else {
                 ""
             }
         ),
         format!(
-            "{}; {}",
+            "{}; {}{}",
             describe_shares(&verdict),
-            describe_decision(&verdict.decision)
+            describe_decision(&verdict.decision),
+            match &held_before {
+                Some(h) => format!(
+                    "; when sampling began, clients held {domain} A {} (TTL {} s, {:.2} s left at DNS time scale {})",
+                    h.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
+                    h.ttl,
+                    h.remaining_seconds,
+                    ctx.clients.scale()
+                ),
+                None => String::new(),
+            }
         ),
         json!({"requests": s.requests, "seconds": s.seconds, "counts": s.counts, "errors": s.errors,
                "error_examples": s.error_examples, "test": verdict.statement, "decision": verdict.decision,
-               "shares": verdict.shares}),
+               "shares": verdict.shares,
+               "clients' resolver": via_domain.then(|| json!({"held at the start": held_before,
+                                                              "ttl_scale": ctx.clients.scale()}))}),
     ))
 }
 

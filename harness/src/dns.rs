@@ -203,3 +203,119 @@ pub async fn query_a(server: SocketAddr, domain: &str) -> Result<(Vec<Ipv4Addr>,
         .unwrap_or(0);
     Ok((lookup.iter().map(|a| a.0).collect(), ttl))
 }
+
+/// The answer the clients' resolver holds for a domain.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Held {
+    /// The addresses.
+    pub addresses: Vec<Ipv4Addr>,
+    /// The TTL the server gave, in DNS seconds.
+    pub ttl: u32,
+    /// How long it is still held, in real seconds.
+    pub remaining_seconds: f64,
+    /// How long it was held in all, in real seconds (TTL × scale).
+    pub held_seconds: f64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    addresses: Vec<Ipv4Addr>,
+    ttl: u32,
+    expires: std::time::Instant,
+}
+
+/// The users' resolver: one cache for the whole run, as a client's stub resolver or its ISP's
+/// recursor keeps one. An answer is held for its TTL × `scale` (DNS time may run faster than
+/// real time; the report states the scale) and asked for again only once that has run out, so
+/// a record changed while clients hold the old answer reaches them only later, as in the field.
+#[derive(Debug)]
+pub struct ClientResolver {
+    server: SocketAddr,
+    scale: f64,
+    cache: std::sync::Mutex<std::collections::BTreeMap<String, Entry>>,
+}
+
+impl ClientResolver {
+    /// A resolver asking `server`, with DNS time scaled by `scale` (1: real time).
+    pub fn new(server: SocketAddr, scale: f64) -> Self {
+        ClientResolver {
+            server,
+            scale,
+            cache: Default::default(),
+        }
+    }
+
+    /// The time scale.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// `domain`'s addresses: the held answer while its TTL runs, else a fresh one from the server.
+    pub async fn resolve(&self, domain: &str) -> Result<Vec<Ipv4Addr>, DnsError> {
+        if let Some(h) = self.held(domain) {
+            return Ok(h.addresses);
+        }
+        let (addresses, ttl) = query_a(self.server, domain).await?;
+        let held = Duration::from_secs_f64(ttl as f64 * self.scale);
+        self.cache.lock().expect("not poisoned").insert(
+            domain.to_string(),
+            Entry {
+                addresses: addresses.clone(),
+                ttl,
+                expires: std::time::Instant::now() + held,
+            },
+        );
+        Ok(addresses)
+    }
+
+    /// What is held for `domain` now (None: nothing, or it has run out).
+    pub fn held(&self, domain: &str) -> Option<Held> {
+        let cache = self.cache.lock().expect("not poisoned");
+        let e = cache.get(domain)?;
+        let remaining = e
+            .expires
+            .checked_duration_since(std::time::Instant::now())?;
+        Some(Held {
+            addresses: e.addresses.clone(),
+            ttl: e.ttl,
+            remaining_seconds: remaining.as_secs_f64(),
+            held_seconds: e.ttl as f64 * self.scale,
+        })
+    }
+
+    /// Waits until nothing is held for `domain`; what was held when the wait began.
+    pub async fn wait_until_dropped(&self, domain: &str) -> Option<Held> {
+        let h = self.held(domain)?;
+        tokio::time::sleep(Duration::from_secs_f64(h.remaining_seconds) + Duration::from_millis(5))
+            .await;
+        Some(h)
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_are_held_for_their_scaled_ttl_and_no_longer() {
+        let s = DnsServer::start(Ipv4Addr::new(127, 0, 0, 1), "example.com")
+            .await
+            .unwrap();
+        let old = Ipv4Addr::new(192, 0, 2, 1);
+        let new = Ipv4Addr::new(192, 0, 2, 2);
+        s.set_a("example.com", old, 300).await.unwrap();
+        // 300 s of DNS time held for 0.3 s.
+        let r = ClientResolver::new(s.addr(), 0.001);
+        assert_eq!(r.resolve("example.com").await.unwrap(), vec![old]);
+        s.set_a("example.com", new, 1).await.unwrap();
+        // The record changed, but the client still holds the old answer.
+        assert_eq!(r.resolve("example.com").await.unwrap(), vec![old]);
+        let h = r.held("example.com").unwrap();
+        assert_eq!((h.ttl, h.held_seconds), (300, 0.3));
+        let waited = r.wait_until_dropped("example.com").await.unwrap();
+        assert_eq!(waited.addresses, vec![old]);
+        assert!(r.held("example.com").is_none());
+        assert_eq!(r.resolve("example.com").await.unwrap(), vec![new]);
+        s.stop().await;
+    }
+}

@@ -140,7 +140,6 @@ pub struct RunReport {
 #[derive(Debug, Default)]
 struct Effects {
     vars: BTreeMap<String, String>,
-    dns_ttl: Option<u32>,
 }
 
 struct Shared {
@@ -149,6 +148,8 @@ struct Shared {
     opts: RunOptions,
     printer: Printer,
     reports: Mutex<Vec<StepReport>>,
+    /// The users' resolver, for the whole run (split checks through the domain, DNS waits).
+    clients: Arc<crate::dns::ClientResolver>,
 }
 
 /// Runs a scenario and tears down; never returns without having called the backend's teardown.
@@ -166,6 +167,10 @@ pub async fn run(
         opts: opts.clone(),
         printer,
         reports: Mutex::new(Vec::new()),
+        clients: Arc::new(crate::dns::ClientResolver::new(
+            backend.dns_server(),
+            scenario.dns.ttl_scale,
+        )),
     });
     let mut task = tokio::spawn(execute(shared.clone()));
     let outcome = tokio::select! {
@@ -208,7 +213,6 @@ pub async fn run(
 async fn execute(shared: Arc<Shared>) -> Outcome {
     let steps = shared.scenario.steps.clone();
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    let mut dns_ttl: Option<u32> = None;
     let mut i = 0;
     while i < steps.len() {
         // A run of consecutive steps of one group goes concurrently.
@@ -220,14 +224,10 @@ async fn execute(shared: Arc<Shared>) -> Outcome {
         }
         let batch = &steps[i..j];
         let results =
-            futures::future::join_all(batch.iter().map(|s| run_step(&shared, s, &vars, dns_ttl)))
-                .await;
+            futures::future::join_all(batch.iter().map(|s| run_step(&shared, s, &vars))).await;
         let mut stop = None;
         for (report, effects) in results {
             vars.extend(effects.vars);
-            if effects.dns_ttl.is_some() {
-                dns_ttl = effects.dns_ttl;
-            }
             shared.printer.step(&report);
             let status = report.status;
             let id = report.id.clone();
@@ -257,12 +257,11 @@ async fn run_step(
     shared: &Shared,
     step: &Step,
     vars: &BTreeMap<String, String>,
-    dns_ttl: Option<u32>,
 ) -> (StepReport, Effects) {
     let started = Instant::now();
     let mut effects = Effects::default();
     let action = match &step.run {
-        Some(a) => Some(act(shared, step, a, vars, dns_ttl, &mut effects).await),
+        Some(a) => Some(act(shared, step, a, vars, &mut effects).await),
         None => None,
     };
     let mut report = StepReport {
@@ -299,6 +298,7 @@ async fn run_step(
             params: &shared.opts.params,
             pace: shared.opts.pace,
             progress: shared.opts.print,
+            clients: &shared.clients,
         };
         for c in &step.check {
             match checks::run(&ctx, c).await {
@@ -326,7 +326,6 @@ async fn act(
     step: &Step,
     action: &Action,
     vars: &BTreeMap<String, String>,
-    dns_ttl: Option<u32>,
     effects: &mut Effects,
 ) -> Result<Output, BackendError> {
     let b = shared.backend.as_ref();
@@ -381,6 +380,8 @@ async fn act(
             namespace,
             manifests,
             replace,
+            patch,
+            objects: inline,
         } => {
             let pairs: Vec<(String, String)> = replace
                 .iter()
@@ -401,6 +402,25 @@ async fn act(
                 objects.extend(objs);
                 notes.extend(unmatched);
             }
+            crate::manifest::patch_objects(&mut objects, patch).map_err(|message| {
+                BackendError::infra(
+                    format!("preparing step {}", step.id),
+                    crate::error_chain(&EngineError::Prepare {
+                        step: step.id.clone(),
+                        message,
+                    }),
+                )
+            })?;
+            let at = s
+                .step_locations
+                .get(&step.id)
+                .cloned()
+                .unwrap_or(crate::scenario::Location {
+                    file: s.path.clone(),
+                    line: 1,
+                    column: 1,
+                });
+            objects.extend(crate::manifest::inline_objects(inline, &at));
             let mut out = b.apply(cluster, namespace.as_deref(), &objects).await?;
             for n in notes {
                 out.stdout.push_str(&n);
@@ -441,16 +461,33 @@ async fn act(
                 command: format!("set A record to {a}"),
                 message: format!("{a:?} is not an IP address"),
             })?;
-            let out = b.dns_set(&s.dns.domain, ip, *ttl).await?;
-            effects.dns_ttl = Some(*ttl);
-            Ok(out)
+            b.dns_set(&s.dns.domain, ip, *ttl).await
         }
         Action::WaitDnsTtl => {
-            let ttl = dns_ttl.unwrap_or(0);
-            tokio::time::sleep(Duration::from_secs(ttl as u64) + Duration::from_millis(100)).await;
+            let domain = &s.dns.domain;
+            let scale = shared.clients.scale();
+            let said = match shared.clients.wait_until_dropped(domain).await {
+                Some(h) => format!(
+                    "clients held {domain} A {} (TTL {} s, {:.2} s at DNS time scale {scale}); waited {:.2} s until they dropped it\n",
+                    h.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
+                    h.ttl,
+                    h.held_seconds,
+                    h.remaining_seconds
+                ),
+                None => format!("clients hold no answer for {domain}: nothing to wait for\n"),
+            };
             Ok(Output::new(
-                format!("sleep {ttl}"),
-                format!("waited {ttl}s for resolvers to drop the previous answer\n"),
+                "wait until the clients' resolver drops its answer",
+                said,
+            ))
+        }
+        Action::WaitTtl { seconds } => {
+            let scale = shared.clients.scale();
+            let real = *seconds as f64 * scale;
+            tokio::time::sleep(Duration::from_secs_f64(real)).await;
+            Ok(Output::new(
+                format!("sleep {seconds}"),
+                format!("waited {seconds} s of DNS time ({real:.2} s at DNS time scale {scale})\n"),
             ))
         }
         Action::DeleteCluster { name } => b.delete_cluster(name).await,

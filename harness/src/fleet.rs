@@ -24,6 +24,28 @@ pub enum FleetError {
 struct Describe {
     #[serde(default)]
     membership_states: BTreeMap<String, MembershipState>,
+    #[serde(default)]
+    membership_specs: BTreeMap<String, MembershipSpec>,
+    #[serde(default)]
+    resource_state: Option<ResourceState>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResourceState {
+    #[serde(default)]
+    state: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MembershipSpec {
+    #[serde(default)]
+    mesh: Option<MeshSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MeshSpec {
+    #[serde(default)]
+    management: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +60,8 @@ struct MembershipState {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ServiceMesh {
+    #[serde(default)]
+    conditions: Vec<Condition>,
     #[serde(default)]
     control_plane_management: Option<Management>,
     #[serde(default)]
@@ -58,6 +82,16 @@ struct Detail {
     code: Option<String>,
     #[serde(default)]
     details: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Condition {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    details: Option<String>,
+    #[serde(default)]
+    severity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,11 +137,52 @@ impl MeshStatus {
     }
 }
 
+/// What the fleet's mesh feature says as a whole (steps C3–C5): whether the feature is enabled,
+/// and per membership listed, the management its spec asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overview {
+    /// `resourceState.state` (ACTIVE once `mesh enable` is done; DISABLED or absent otherwise).
+    pub feature: String,
+    /// Membership name → `membershipSpecs.<key>.mesh.management` (None: no mesh spec), for
+    /// every membership in `membershipStates` or `membershipSpecs`.
+    pub memberships: BTreeMap<String, Option<String>>,
+}
+
+fn parse(yaml: &str) -> Result<Describe, FleetError> {
+    serde_yaml::from_str(yaml).map_err(|e| FleetError::Parse {
+        message: e.to_string(),
+    })
+}
+
+fn short_name(key: &str) -> String {
+    key.rsplit_once("/memberships/")
+        .map(|(_, n)| n.to_string())
+        .unwrap_or_else(|| key.to_string())
+}
+
+/// The feature's state and its memberships' management, from describe output.
+pub fn overview(yaml: &str) -> Result<Overview, FleetError> {
+    let d = parse(yaml)?;
+    let mut memberships: BTreeMap<String, Option<String>> = d
+        .membership_states
+        .keys()
+        .map(|k| (short_name(k), None))
+        .collect();
+    for (k, spec) in d.membership_specs {
+        memberships.insert(short_name(&k), spec.mesh.and_then(|m| m.management));
+    }
+    Ok(Overview {
+        feature: d
+            .resource_state
+            .and_then(|r| r.state)
+            .unwrap_or_else(|| "DISABLED".into()),
+        memberships,
+    })
+}
+
 /// The status of `membership` in describe output; None when the membership is not listed.
 pub fn membership_status(yaml: &str, membership: &str) -> Result<Option<MeshStatus>, FleetError> {
-    let d: Describe = serde_yaml::from_str(yaml).map_err(|e| FleetError::Parse {
-        message: e.to_string(),
-    })?;
+    let d = parse(yaml)?;
     let suffix = format!("/memberships/{membership}");
     let Some((_, m)) = d
         .membership_states
@@ -122,19 +197,28 @@ pub fn membership_status(yaml: &str, membership: &str) -> Result<Option<MeshStat
             return "DISABLED".to_string();
         };
         for d in mgmt.details {
-            details.push(format!(
-                "{}: {}",
-                d.code.unwrap_or_default(),
-                d.details.unwrap_or_default()
-            ));
+            let code = d.code.unwrap_or_default();
+            details.push(match d.details.filter(|t| !t.is_empty()) {
+                Some(t) => format!("{code}: {t}"),
+                None => code,
+            });
         }
         mgmt.state.unwrap_or_else(|| "DISABLED".into())
     };
     let (cp, dp) = match m.servicemesh {
-        Some(sm) => (
-            state_of(sm.control_plane_management),
-            state_of(sm.data_plane_management),
-        ),
+        Some(sm) => {
+            let cp = state_of(sm.control_plane_management);
+            let dp = state_of(sm.data_plane_management);
+            for c in &sm.conditions {
+                details.push(format!(
+                    "condition {} ({}): {}",
+                    c.code.as_deref().unwrap_or_default(),
+                    c.severity.as_deref().unwrap_or("no severity"),
+                    c.details.as_deref().unwrap_or_default()
+                ));
+            }
+            (cp, dp)
+        }
         None => ("DISABLED".to_string(), "DISABLED".to_string()),
     };
     let summary = m
@@ -156,7 +240,7 @@ pub fn membership_status(yaml: &str, membership: &str) -> Result<Option<MeshStat
 }
 
 /// A managed control plane's state, for stand-ins that print describe output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StandInState {
     /// Registered, automatic management not requested.
     Disabled,
@@ -164,6 +248,80 @@ pub enum StandInState {
     Provisioning,
     /// Ready.
     Active,
+    /// A state the scenario injects, or one the stand-in decides (no Workload Identity).
+    Fault(ControlPlaneFault),
+}
+
+/// A managed control plane that does not come up, as `mesh describe` reports it. A scenario may
+/// inject one (`fleet: {fault: ...}`) to prove C6 stops with the details.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneFault {
+    /// `controlPlaneManagement.state`: PROVISIONING (stuck), FAILED_PRECONDITION, STALLED, ...
+    pub state: String,
+    /// `controlPlaneManagement.details[0].code`.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// `controlPlaneManagement.details[0].details`.
+    #[serde(default)]
+    pub details: Option<String>,
+    /// A `servicemesh.conditions[]` entry: code, details, and severity ERROR.
+    #[serde(default)]
+    pub condition: Option<(String, String)>,
+}
+
+/// The states a managed control plane reports (gkehub v1 `LifecycleState`, as listed in the
+/// REST reference of `ServiceMeshControlPlaneManagement.state`; DEPROVISIONING is newer than
+/// gcloud 528's client).
+pub const LIFECYCLE_STATES: &[&str] = &[
+    "DISABLED",
+    "FAILED_PRECONDITION",
+    "PROVISIONING",
+    "ACTIVE",
+    "STALLED",
+    "NEEDS_ATTENTION",
+    "DEGRADED",
+    "DEPROVISIONING",
+];
+
+impl ControlPlaneFault {
+    /// What managed CSM reports for a cluster whose node pools lack Workload Identity (a cluster
+    /// created without `--workload-pool`). Text from Google's "Resolving managed Cloud Service
+    /// Mesh issues" page, section "NodePool Workload Identity Federation for GKE is disabled"
+    /// (https://cloud.google.com/service-mesh/docs/troubleshooting/troubleshoot-managed-service-mesh).
+    pub fn workload_identity_missing() -> Self {
+        ControlPlaneFault {
+            state: "FAILED_PRECONDITION".into(),
+            code: Some("REVISION_FAILED_PRECONDITION".into()),
+            details: Some(
+                "Required in-cluster components are not ready. This will be retried within 15 minutes."
+                    .into(),
+            ),
+            condition: Some((
+                "NODEPOOL_WORKLOAD_IDENTITY_FEDERATION_REQUIRED".into(),
+                "One or more node pools have workload identity federation disabled.".into(),
+            )),
+        }
+    }
+}
+
+/// The state a stand-in reports for a membership: what the scenario injects comes first, then
+/// what managed CSM would refuse (no Workload Identity), then the control plane's readiness.
+pub fn stand_in_state(
+    managed: bool,
+    ready: bool,
+    workload_pool: bool,
+    fault: Option<&ControlPlaneFault>,
+) -> StandInState {
+    match (managed, fault) {
+        (false, _) => StandInState::Disabled,
+        (true, Some(f)) => StandInState::Fault(f.clone()),
+        (true, None) if !workload_pool => {
+            StandInState::Fault(ControlPlaneFault::workload_identity_missing())
+        }
+        (true, None) if ready => StandInState::Active,
+        (true, None) => StandInState::Provisioning,
+    }
 }
 
 /// `gcloud container fleet mesh describe` output as gcloud prints it, for stand-ins of the
@@ -179,37 +337,48 @@ pub fn describe_yaml(
     let mut states = serde_json::Map::new();
     for (name, st) in memberships {
         let key = membership_key(project_number, name);
-        let (state, details, code, description) = match st {
-            StandInState::Active => (
-                "ACTIVE",
-                Some((
-                    serde_json::json!([{"code": "REVISION_READY", "details": "Ready: asm-managed"}]),
-                    serde_json::json!([{"code": "OK", "details": "Service is running."}]),
-                )),
-                "OK",
-                "Revision(s) ready for use: asm-managed.",
-            ),
-            StandInState::Provisioning => {
-                let p = serde_json::json!([{"code": "PROVISIONING", "details": "Service is provisioning."}]);
-                ("PROVISIONING", Some((p.clone(), p)), "OK", ONBOARD)
+        let plane = |state: &str, code: &str, details: &str| serde_json::json!({"details": [{"code": code, "details": details}], "state": state});
+        let entry = match st {
+            StandInState::Active => serde_json::json!({
+                "servicemesh": {
+                    "controlPlaneManagement": plane("ACTIVE", "REVISION_READY", "Ready: asm-managed"),
+                    "dataPlaneManagement": plane("ACTIVE", "OK", "Service is running.")},
+                "state": {"code": "OK", "description": "Revision(s) ready for use: asm-managed."}}),
+            StandInState::Provisioning => serde_json::json!({
+                "servicemesh": {
+                    "controlPlaneManagement": plane("PROVISIONING", "PROVISIONING", "Service is provisioning."),
+                    "dataPlaneManagement": plane("PROVISIONING", "PROVISIONING", "Service is provisioning.")},
+                "state": {"code": "OK", "description": ONBOARD}}),
+            StandInState::Disabled => serde_json::json!({
+                "servicemesh": {
+                    "controlPlaneManagement": {"state": "DISABLED"},
+                    "dataPlaneManagement": {"state": "DISABLED"}},
+                "state": {"code": "OK", "description": ONBOARD}}),
+            // Shaped like the example in Google's troubleshooting page for managed CSM (section
+            // "NodePool Workload Identity Federation for GKE is disabled"), which shows no
+            // membership `state` block.
+            StandInState::Fault(f) => {
+                let cp = plane(
+                    &f.state,
+                    f.code.as_deref().unwrap_or_default(),
+                    f.details.as_deref().unwrap_or_default(),
+                );
+                // After a state the control plane does not leave by itself, the documented
+                // example shows no data plane; otherwise the data plane follows the control plane.
+                let mut sm = if matches!(f.state.as_str(), "FAILED_PRECONDITION" | "STALLED") {
+                    serde_json::json!({"controlPlaneManagement": cp})
+                } else {
+                    serde_json::json!({"controlPlaneManagement": cp.clone(), "dataPlaneManagement": cp})
+                };
+                if let Some((c, d)) = &f.condition {
+                    sm["conditions"] = serde_json::json!([{"code": c, "details": d,
+                        "documentationLink": "https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity",
+                        "severity": "ERROR"}]);
+                }
+                serde_json::json!({"servicemesh": sm})
             }
-            StandInState::Disabled => ("DISABLED", None, "OK", ONBOARD),
         };
-        let (cp, dp) = match details {
-            Some((c, d)) => (
-                serde_json::json!({"details": c, "state": state}),
-                serde_json::json!({"details": d, "state": state}),
-            ),
-            None => (
-                serde_json::json!({"state": state}),
-                serde_json::json!({"state": state}),
-            ),
-        };
-        states.insert(
-            key.clone(),
-            serde_json::json!({"servicemesh": {"controlPlaneManagement": cp, "dataPlaneManagement": dp},
-                               "state": {"code": code, "description": description}}),
-        );
+        states.insert(key.clone(), entry);
         if *st != StandInState::Disabled {
             specs.insert(
                 key,
@@ -284,16 +453,22 @@ resourceState:
   state: ACTIVE
 ";
 
+    /// The example of Google's "Resolving managed Cloud Service Mesh issues" page, section
+    /// "NodePool Workload Identity Federation for GKE is disabled" (membership key as in C6).
     const FAILED: &str = "membershipStates:
   projects/123456789123/locations/global/memberships/cluster-with-csm-membership:
     servicemesh:
+      conditions:
+      - code: NODEPOOL_WORKLOAD_IDENTITY_FEDERATION_REQUIRED
+        details: One or more node pools have workload identity federation disabled.
+        documentationLink: https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity
+        severity: ERROR
       controlPlaneManagement:
         details:
-        - code: PRECONDITION_FAILED
-          details: Workload Identity is not enabled on the cluster.
+        - code: REVISION_FAILED_PRECONDITION
+          details: Required in-cluster components are not ready. This will be retried within 15 minutes.
+        implementation: TRAFFIC_DIRECTOR
         state: FAILED_PRECONDITION
-    state:
-      code: ERROR
 resourceState:
   state: ACTIVE
 ";
@@ -329,7 +504,87 @@ resourceState:
             .unwrap();
         assert_eq!(
             s.details,
-            vec!["PRECONDITION_FAILED: Workload Identity is not enabled on the cluster."]
+            vec![
+                "REVISION_FAILED_PRECONDITION: Required in-cluster components are not ready. This will be retried within 15 minutes.",
+                "condition NODEPOOL_WORKLOAD_IDENTITY_FEDERATION_REQUIRED (ERROR): One or more node pools have workload identity federation disabled.",
+            ]
+        );
+        assert!(s.terminal());
+    }
+
+    #[test]
+    fn the_stand_in_without_workload_identity_prints_what_google_documents() {
+        let st = stand_in_state(true, true, false, None);
+        let y = describe_yaml(
+            "p",
+            "123456789123",
+            true,
+            &[("cluster-with-csm-membership".into(), st)],
+        );
+        let ours = membership_status(&y, "cluster-with-csm-membership")
+            .unwrap()
+            .unwrap();
+        let google = membership_status(FAILED, "cluster-with-csm-membership")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ours.control_plane, google.control_plane);
+        assert_eq!(ours.details, google.details);
+    }
+
+    #[rstest]
+    #[case(false, true, true, None, StandInState::Disabled)]
+    #[case(true, false, true, None, StandInState::Provisioning)]
+    #[case(true, true, true, None, StandInState::Active)]
+    #[case(
+        true,
+        true,
+        false,
+        None,
+        StandInState::Fault(ControlPlaneFault::workload_identity_missing())
+    )]
+    fn stand_in_decisions(
+        #[case] managed: bool,
+        #[case] ready: bool,
+        #[case] pool: bool,
+        #[case] fault: Option<ControlPlaneFault>,
+        #[case] want: StandInState,
+    ) {
+        assert_eq!(stand_in_state(managed, ready, pool, fault.as_ref()), want);
+    }
+
+    #[test]
+    fn an_injected_fault_wins_over_readiness() {
+        let stuck = ControlPlaneFault {
+            state: "PROVISIONING".into(),
+            code: None,
+            details: None,
+            condition: None,
+        };
+        assert_eq!(
+            stand_in_state(true, true, true, Some(&stuck)),
+            StandInState::Fault(stuck)
+        );
+    }
+
+    #[test]
+    fn overview_reads_feature_and_management() {
+        let y = describe_yaml(
+            "p",
+            "1",
+            true,
+            &[
+                ("a".to_string(), StandInState::Disabled),
+                ("b".to_string(), StandInState::Provisioning),
+            ],
+        );
+        let o = overview(&y).unwrap();
+        assert_eq!(o.feature, "ACTIVE");
+        assert_eq!(o.memberships["a"], None);
+        assert_eq!(o.memberships["b"].as_deref(), Some("MANAGEMENT_AUTOMATIC"));
+        let off = overview(&describe_yaml("p", "1", false, &[])).unwrap();
+        assert_eq!(
+            (off.feature.as_str(), off.memberships.len()),
+            ("DISABLED", 0)
         );
     }
 

@@ -118,6 +118,68 @@ pub fn deployment_available(d: &Value) -> bool {
     })
 }
 
+/// Applies each patch to the object of its kind and name (as `kubectl patch --type=json` would),
+/// keeping the objects' identity fields in step with their bodies. Fails, saying which, when no
+/// object matches or an operation does not apply.
+pub fn patch_objects(
+    objects: &mut [Object],
+    patches: &[crate::scenario::ObjectPatch],
+) -> Result<(), String> {
+    for p in patches {
+        let Some(o) = objects
+            .iter_mut()
+            .find(|o| o.kind == p.kind && o.name == p.name)
+        else {
+            return Err(format!(
+                "patch: no {} {} among the objects applied",
+                p.kind, p.name
+            ));
+        };
+        json_patch::patch(&mut o.body, &p.ops)
+            .map_err(|e| format!("patch of {} {}: {e}", p.kind, p.name))?;
+        let text = |f: &str| {
+            o.body
+                .pointer(f)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        o.api_version = text("/apiVersion").unwrap_or_default();
+        o.kind = text("/kind").unwrap_or_default();
+        o.name = text("/metadata/name").unwrap_or_default();
+        o.namespace = text("/metadata/namespace");
+        check_object(&o.body)
+            .map_err(|m| format!("after the patch, {} {}: {m}", p.kind, p.name))?;
+    }
+    Ok(())
+}
+
+/// Whether an object built in memory (patched, or written in a scenario) is one the harness
+/// knows, in its typed form; the parser's message when not.
+pub fn check_object(body: &Value) -> Result<(), String> {
+    let yaml = serde_yaml::to_string(body).map_err(|e| e.to_string())?;
+    parse(Path::new("(object)"), &yaml)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Objects written in a scenario (`apply: {objects: [...]}`), located at the scenario's step.
+pub fn inline_objects(values: &[Value], at: &Location) -> Vec<Object> {
+    values
+        .iter()
+        .map(|v| {
+            let text = |f: &str| v.pointer(f).and_then(Value::as_str).map(str::to_string);
+            Object {
+                api_version: text("/apiVersion").unwrap_or_default(),
+                kind: text("/kind").unwrap_or_default(),
+                name: text("/metadata/name").unwrap_or_default(),
+                namespace: text("/metadata/namespace"),
+                body: v.clone(),
+                origin: at.clone(),
+            }
+        })
+        .collect()
+}
+
 /// The manifests a scenario applies, each parsed once, with its text kept for replacements.
 #[derive(Debug, Clone, Default)]
 pub struct ManifestSet {

@@ -40,15 +40,27 @@ pub fn action_line(s: &Scenario, a: &Action) -> String {
             "kubectl --context {cluster} label namespace {name} {}",
             labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect::<Vec<_>>().join(" ")
         ),
-        Action::Apply { cluster, namespace, manifests, replace } => {
+        Action::Apply { cluster, namespace, manifests, replace, patch, objects } => {
             let mut l = String::new();
             for r in replace {
                 l.push_str(&format!("sed -i 's/{}/{}/' ...; ", r.from, r.to));
             }
+            for p in patch {
+                l.push_str(&format!(
+                    "(edit {} {}: {}) ",
+                    p.kind,
+                    p.name,
+                    serde_json::to_string(&p.ops).unwrap_or_default()
+                ));
+            }
+            let mut files: Vec<String> = manifests.clone();
+            files.extend(objects.iter().map(|o| {
+                format!("<{} {}>", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""))
+            }));
             l.push_str(&format!(
                 "kubectl --context={cluster}{} apply -f {}",
                 namespace.as_ref().map(|n| format!(" --namespace={n}")).unwrap_or_default(),
-                manifests.join(" -f ")
+                files.join(" -f ")
             ));
             l
         }
@@ -59,7 +71,11 @@ pub fn action_line(s: &Scenario, a: &Action) -> String {
             "{save_as}=$(kubectl --namespace {namespace} --context={cluster} get service --output jsonpath='{{.items[0].status.loadBalancer.ingress[0].ip}}')"
         ),
         Action::DnsSetRecord { address, ttl } => format!("DNS: {}. {ttl} IN A {address}", s.dns.domain),
-        Action::WaitDnsTtl => "wait for the previous record's TTL".into(),
+        Action::WaitDnsTtl => format!(
+            "wait until the clients' resolver drops the answer it holds (its TTL × dns.ttl_scale {})",
+            s.dns.ttl_scale
+        ),
+        Action::WaitTtl { seconds } => format!("sleep {seconds}  (× dns.ttl_scale {})", s.dns.ttl_scale),
         Action::DeleteCluster { name } => format!("gcloud container clusters delete {name} --zone=us-central1-a --project=PROJECT_ID"),
         Action::FleetUnregister { membership } => format!("gcloud container fleet memberships unregister {membership} --project PROJECT_ID"),
         Action::FleetDisableMesh => "gcloud container fleet mesh disable --project PROJECT_ID".into(),

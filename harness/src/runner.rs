@@ -170,6 +170,7 @@ pub async fn start_backend_with(
                 envoy,
                 domain: s.dns.domain.clone(),
                 provisioning: Duration::from_secs_f64(s.fleet.provisioning_seconds),
+                fault: s.fleet.fault.clone(),
                 footers: Default::default(),
             })
             .await

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use hickory_resolver::TokioResolver;
 use serde::Serialize;
 
 use crate::footer::{self, FooterInfo, FooterState};
@@ -41,8 +40,8 @@ pub struct Target {
     pub host: Option<String>,
     /// Fixed resolutions (`--resolve DOMAIN:PORT:ADDR`).
     pub resolve: Vec<(String, SocketAddr)>,
-    /// A DNS server to resolve the URL's domain through (TTL honoured).
-    pub dns: Option<SocketAddr>,
+    /// The clients' resolver to resolve the URL's domain through (TTL honoured, for the run).
+    pub dns: Option<Arc<crate::dns::ClientResolver>>,
 }
 
 /// How one answer is attributed.
@@ -93,16 +92,16 @@ impl Samples {
     }
 }
 
-struct HickoryResolve(TokioResolver);
+struct ClientResolve(Arc<crate::dns::ClientResolver>);
 
-impl reqwest::dns::Resolve for HickoryResolve {
+impl reqwest::dns::Resolve for ClientResolve {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let r = self.0.clone();
         Box::pin(async move {
-            let ips = r.lookup_ip(name.as_str()).await?;
+            let ips = r.resolve(name.as_str()).await?;
             let addrs: reqwest::dns::Addrs = Box::new(
-                ips.iter()
-                    .map(|ip| SocketAddr::new(ip, 0))
+                ips.into_iter()
+                    .map(|ip| SocketAddr::new(ip.into(), 0))
                     .collect::<Vec<_>>()
                     .into_iter(),
             );
@@ -121,9 +120,9 @@ pub fn client(target: &Target) -> Result<reqwest::Client, SamplerError> {
     for (domain, addr) in &target.resolve {
         b = b.resolve(domain, *addr);
     }
-    if let Some(dns) = target.dns {
+    if let Some(dns) = &target.dns {
         b = b
-            .dns_resolver(Arc::new(HickoryResolve(crate::dns::resolver(dns))))
+            .dns_resolver(Arc::new(ClientResolve(dns.clone())))
             .pool_max_idle_per_host(0);
     }
     b.build().map_err(|source| SamplerError::Client {

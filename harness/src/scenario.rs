@@ -187,6 +187,11 @@ pub struct FleetSpec {
     /// Emulated backend only: how long the managed control plane takes to become ACTIVE.
     #[serde(default = "default_provisioning")]
     pub provisioning_seconds: f64,
+    /// Stand-ins only (emulated, kind, kwok): the managed control plane never becomes ACTIVE and
+    /// `mesh describe` reports this state instead (stuck PROVISIONING, FAILED_PRECONDITION,
+    /// STALLED, ...), to prove C6 stops with the details.
+    #[serde(default)]
+    pub fault: Option<crate::fleet::ControlPlaneFault>,
 }
 
 fn default_provisioning() -> f64 {
@@ -199,6 +204,15 @@ fn default_provisioning() -> f64 {
 pub struct DnsSpec {
     /// The domain users reach the shop by.
     pub domain: String,
+    /// How long a second of DNS time lasts: TTLs held by the clients' resolver and
+    /// `wait_ttl` waits are multiplied by it (0.02: a 300 s TTL is held for 6 s). The report
+    /// states it. 1 (real time) unless set.
+    #[serde(default = "default_ttl_scale")]
+    pub ttl_scale: f64,
+}
+
+fn default_ttl_scale() -> f64 {
+    1.0
 }
 
 /// One step of the procedure.
@@ -221,6 +235,10 @@ pub struct Step {
     /// Run the checks even when the action failed (clean-up steps: show what is left).
     #[serde(default)]
     pub check_after_failed_action: bool,
+    /// With `base`: a step the base does not have goes right after this one (at the end when
+    /// unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// What a step does: the procedure's command, as the backend performs it.
@@ -294,10 +312,19 @@ pub enum Action {
         #[serde(default)]
         namespace: Option<String>,
         /// Manifest paths relative to the manifests root (laid out like ../shared/upstream).
+        #[serde(default)]
         manifests: Vec<String>,
         /// Text replacements made before applying (the procedure's `sed -i`).
         #[serde(default)]
         replace: Vec<Replacement>,
+        /// Edits of single objects after the replacements, as `kubectl patch --type=json`
+        /// would make them (RFC 6902 operations).
+        #[serde(default)]
+        patch: Vec<ObjectPatch>,
+        /// Objects written in the scenario itself, applied after the manifests' (somebody
+        /// else's object that gets in the way, for example).
+        #[serde(default)]
+        objects: Vec<serde_json::Value>,
     },
     /// `kubectl delete KIND NAME`.
     Delete {
@@ -326,8 +353,15 @@ pub enum Action {
         /// The record's TTL in seconds.
         ttl: u32,
     },
-    /// Wait as long as a resolver may still hold the previous answer.
+    /// Wait until the clients' resolver no longer holds the answer it has (the TTL it was
+    /// given, scaled by `dns.ttl_scale`): what "once resolvers drop the old answer" takes.
     WaitDnsTtl,
+    /// Wait as long as a TTL of this many seconds (scaled by `dns.ttl_scale`): what an operator
+    /// who assumes that TTL waits, whatever clients actually hold.
+    WaitTtl {
+        /// The TTL assumed, in seconds.
+        seconds: u32,
+    },
     /// `gcloud container clusters delete` (G4, H).
     DeleteCluster {
         /// The cluster name as the procedure spells it (it may name no cluster).
@@ -362,7 +396,18 @@ pub struct Replacement {
     pub to: String,
 }
 
-/// A check that proves a step happened. Each is a small named assertion (see `checks`).
+/// One object's edit (`kubectl patch --type=json`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectPatch {
+    /// The object's kind.
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// RFC 6902 operations (`op`, `path`, `value`).
+    pub ops: json_patch::Patch,
+}
+
 /// A Service in a cluster.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -375,6 +420,7 @@ pub struct ServiceRef {
     pub service: String,
 }
 
+/// A check that proves a step happened. Each is a small named assertion (see `checks`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Check {
@@ -487,6 +533,54 @@ pub enum Check {
         name: String,
         /// The gateway Service whose load-balancer IP it must carry.
         gateway: ServiceRef,
+    },
+    /// The VirtualServices bound to a gateway route its traffic to these destinations with these
+    /// shares (weights normalised; weight-0 destinations count as absent), and no two of them
+    /// claim the same host on that gateway.
+    Routes {
+        /// Where.
+        cluster: String,
+        /// The namespace of the gateway and its VirtualServices.
+        namespace: String,
+        /// The Gateway's name.
+        gateway: String,
+        /// Expected percentage per destination host (summing to 100).
+        expect: BTreeMap<String, f64>,
+    },
+    /// The namespace exists and carries no injection label (`istio-injection`, `istio.io/rev`):
+    /// its pods run without sidecars.
+    InjectionDisabled {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        name: String,
+    },
+    /// No Service of the namespace is exposed outside the cluster (LoadBalancer or NodePort): the
+    /// only public way in is the gateway.
+    NoPublicService {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        namespace: String,
+    },
+    /// `fleet mesh describe`: the mesh feature is enabled (`resourceState.state: ACTIVE`).
+    MeshFeatureEnabled,
+    /// `fleet mesh describe`: the membership is listed, and with `management`, its mesh spec asks
+    /// for it (`automatic` → MANAGEMENT_AUTOMATIC).
+    MembershipListed {
+        /// The membership.
+        membership: String,
+        /// The management its spec must ask for.
+        #[serde(default)]
+        management: Option<String>,
+    },
+    /// What the clients' resolver holds for the domain now: this address, with a TTL of at most
+    /// `max_ttl` seconds.
+    ClientsResolve {
+        /// The address (may use variables).
+        address: String,
+        /// The largest TTL allowed.
+        max_ttl: u32,
     },
     /// The domain's A record and TTL, as the DNS server answers them.
     DnsRecord {
@@ -656,9 +750,24 @@ pub fn load(path: &Path, manifests: &ManifestSource) -> Result<Scenario, Scenari
     }
     if file.base.is_some() {
         for s in &file.steps {
-            match steps.iter_mut().find(|b| b.id == s.id) {
-                Some(slot) => *slot = s.clone(),
-                None => steps.push(s.clone()),
+            match (steps.iter_mut().find(|b| b.id == s.id), &s.after) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        &format!("id: {}", s.id),
+                        format!("step {}: `after` places a new step, but the base has a step {} already (it is replaced where it is)", s.id, s.id),
+                    ))
+                }
+                (Some(slot), None) => *slot = s.clone(),
+                (None, Some(after)) => match steps.iter().position(|b| &b.id == after) {
+                    Some(i) => steps.insert(i + 1, s.clone()),
+                    None => {
+                        return Err(invalid(
+                            &format!("after: {after}"),
+                            format!("step {}: `after: {after}` names no step of the scenario", s.id),
+                        ))
+                    }
+                },
+                (None, None) => steps.push(s.clone()),
             }
         }
         if file.clusters.is_some() {
@@ -673,6 +782,12 @@ pub fn load(path: &Path, manifests: &ManifestSource) -> Result<Scenario, Scenari
         merged.expect = file.expect.clone();
         merged.description = file.description.clone().or(merged.description);
     } else {
+        if let Some(s) = file.steps.iter().find(|s| s.after.is_some()) {
+            return Err(invalid(
+                &format!("id: {}", s.id),
+                format!("step {}: `after` needs a base scenario", s.id),
+            ));
+        }
         steps = file.steps.clone();
     }
     for s in &file.steps {
@@ -694,7 +809,41 @@ pub fn load(path: &Path, manifests: &ManifestSource) -> Result<Scenario, Scenari
         .ok_or_else(|| invalid("", "no `dns` domain is declared".into()))?;
     let fleet = merged.fleet.clone().unwrap_or(FleetSpec {
         provisioning_seconds: default_provisioning(),
+        fault: None,
     });
+    let p = fleet.provisioning_seconds;
+    if !(p.is_finite() && (0.0..=3600.0).contains(&p)) {
+        return Err(invalid(
+            "provisioning_seconds",
+            format!(
+                "fleet.provisioning_seconds must be a number of seconds from 0 to 3600, not {p}"
+            ),
+        ));
+    }
+    if let Some(f) = &fleet.fault {
+        if f.state == "ACTIVE" || !crate::fleet::LIFECYCLE_STATES.contains(&f.state.as_str()) {
+            return Err(invalid(
+                "fault:",
+                format!(
+                    "fleet.fault.state must be a state that is not ACTIVE: one of {}, not {}",
+                    crate::fleet::LIFECYCLE_STATES
+                        .iter()
+                        .filter(|s| **s != "ACTIVE")
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    f.state
+                ),
+            ));
+        }
+    }
+    let scale = dns.ttl_scale;
+    if !(scale.is_finite() && scale > 0.0 && scale <= 1.0) {
+        return Err(invalid(
+            "ttl_scale",
+            format!("dns.ttl_scale must be more than 0 and at most 1, not {scale}"),
+        ));
+    }
     let expect = merged.expect.clone().unwrap_or_default();
 
     let scenario = Scenario {
@@ -743,6 +892,7 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
     let mut ids = BTreeSet::new();
     let mut defined: BTreeSet<String> = BTreeSet::new();
     let mut to_parse: Vec<(String, String)> = Vec::new();
+    let mut to_patch: Vec<String> = Vec::new();
     for step in &s.steps {
         let fail = |message: String| ScenarioError::Invalid {
             at: at(&s, &step.id),
@@ -766,14 +916,35 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                     cluster,
                     manifests,
                     replace,
+                    patch,
+                    objects,
                     ..
                 } => {
                     clusters_named.push(cluster);
+                    if manifests.is_empty() && objects.is_empty() {
+                        return Err(fail("`apply` needs `manifests` or `objects`".into()));
+                    }
                     for m in manifests {
                         to_parse.push((step.id.clone(), m.clone()));
                     }
                     for r in replace {
                         texts.push(&r.to);
+                    }
+                    if !patch.is_empty() {
+                        to_patch.push(step.id.clone());
+                    }
+                    for (i, o) in objects.iter().enumerate() {
+                        let field = |f: &str| o.pointer(f).and_then(|v| v.as_str()).unwrap_or("");
+                        if field("/apiVersion").is_empty()
+                            || field("/kind").is_empty()
+                            || field("/metadata/name").is_empty()
+                        {
+                            return Err(fail(format!(
+                                "objects[{i}] needs apiVersion, kind and metadata.name"
+                            )));
+                        }
+                        crate::manifest::check_object(o)
+                            .map_err(|m| fail(format!("objects[{i}]: {m}")))?;
                     }
                 }
                 Action::ReadIngressIp { cluster, .. } => clusters_named.push(cluster),
@@ -792,6 +963,7 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                 Action::FleetEnableMesh
                 | Action::FleetMeshUpdate { .. }
                 | Action::WaitDnsTtl
+                | Action::WaitTtl { .. }
                 | Action::DeleteCluster { .. }
                 | Action::FleetUnregister { .. }
                 | Action::FleetDisableMesh => {}
@@ -807,7 +979,16 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                 | Check::ObjectAbsent { cluster, .. }
                 | Check::FirstServiceIs { cluster, .. }
                 | Check::NamespaceLabels { cluster, .. }
+                | Check::InjectionDisabled { cluster, .. }
+                | Check::NoPublicService { cluster, .. }
                 | Check::PodsInjected { cluster, .. } => clusters_named.push(cluster),
+                Check::Routes {
+                    cluster, expect, ..
+                } => {
+                    clusters_named.push(cluster);
+                    check_percentages(expect).map_err(|m| fail(format!("routes: {m}")))?;
+                }
+                Check::ClientsResolve { address, .. } => texts.push(address),
                 Check::ServiceEntryAddress {
                     cluster, gateway, ..
                 } => {
@@ -829,18 +1010,15 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                     if let Some(u) = url {
                         texts.push(u);
                     }
-                    let total: f64 = expect.values().sum();
-                    if (total - 100.0).abs() > 1e-9 || expect.values().any(|p| *p < 0.0) {
-                        return Err(fail(format!(
-                            "split percentages must be non-negative and sum to 100, not {total}"
-                        )));
-                    }
+                    check_percentages(expect).map_err(|m| fail(format!("split: {m}")))?;
                     for c in expect.keys() {
                         clusters_named.push(c);
                     }
                 }
                 Check::OutputContains { .. }
                 | Check::MeshActive { .. }
+                | Check::MeshFeatureEnabled
+                | Check::MembershipListed { .. }
                 | Check::NothingLeft
                 | Check::IstioInstalled { .. } => {}
             }
@@ -875,7 +1053,42 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
         let at_step = at(&s, &id);
         s.manifests.load(source, &m, &at_step)?;
     }
+    // Every patch must apply to an object its step applies.
+    for id in to_patch {
+        let step = s
+            .steps
+            .iter()
+            .find(|st| st.id == id)
+            .expect("collected from the steps");
+        if let Some(Action::Apply {
+            manifests, patch, ..
+        }) = &step.run
+        {
+            let mut objects = Vec::new();
+            for m in manifests {
+                objects.extend(s.manifests.objects(m, &[])?.0);
+            }
+            if let Err(message) = crate::manifest::patch_objects(&mut objects, patch) {
+                return Err(ScenarioError::Invalid {
+                    at: at(&s, &id),
+                    message: format!("step {id}: {message}"),
+                });
+            }
+        }
+    }
     Ok(s)
+}
+
+/// Percentages per destination: each finite and non-negative, summing to 100.
+fn check_percentages(expect: &BTreeMap<String, f64>) -> Result<(), String> {
+    if let Some((k, p)) = expect.iter().find(|(_, p)| !p.is_finite() || **p < 0.0) {
+        return Err(format!("{k}: {p} is not a percentage"));
+    }
+    let total: f64 = expect.values().sum();
+    if (total - 100.0).abs() > 1e-9 {
+        return Err(format!("percentages must sum to 100, not {total}"));
+    }
+    Ok(())
 }
 
 /// The `${NAME}` variables a text uses.

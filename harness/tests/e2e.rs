@@ -80,7 +80,7 @@ fn canary_cluster_passes_on_the_real_upstream_manifests_unchanged() {
     let o = run_canary_on(&up);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("PASSED: 34 of 34 steps passed"), "{t}");
+    assert!(t.contains("PASSED: 35 of 35 steps passed"), "{t}");
     assert!(
         t.contains("shared/upstream/microservices-demo/release/kubernetes-manifests.yaml"),
         "{t}"
@@ -93,7 +93,7 @@ fn canary_cluster_passes_on_the_real_upstream_manifests_unchanged() {
 }
 
 #[test]
-fn an_eighty_twenty_virtual_service_fails_step_f3_with_the_counts() {
+fn an_eighty_twenty_virtual_service_fails_step_f2_with_the_route_shares() {
     let Some(dir) = upstream_copy_with(
         MIGRATION_VS,
         "weight: 50|weight: 50",
@@ -104,13 +104,15 @@ fn an_eighty_twenty_virtual_service_fails_step_f3_with_the_counts() {
     let o = run_canary_on(dir.path());
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("FAILED at step F3"), "{t}");
-    assert!(t.contains("FAIL split: cluster-with-csm"), "{t}");
-    assert!(t.contains("\"counts\""), "evidence carries the counts: {t}");
+    assert!(t.contains("FAILED at step F2"), "{t}");
+    assert!(
+        t.contains("FAIL routes: onlineboutique/frontend-ingress routes frontend 80.0%, v2.example.com 20.0% (frontend: 80.0% instead of 50%; v2.example.com: 20.0% instead of 50%)"),
+        "{t}"
+    );
 }
 
 #[test]
-fn a_second_destination_nothing_defines_fails_step_f3_with_503s() {
+fn a_second_destination_nothing_defines_fails_step_f2_naming_it() {
     let Some(dir) =
         upstream_copy_with(MIGRATION_VS, "host: v2.example.com", "host: v3.example.com")
     else {
@@ -119,8 +121,8 @@ fn a_second_destination_nothing_defines_fails_step_f3_with_503s() {
     let o = run_canary_on(dir.path());
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("FAILED at step F3"), "{t}");
-    assert!(t.contains("status 503"), "{t}");
+    assert!(t.contains("FAILED at step F2"), "{t}");
+    assert!(t.contains("v3.example.com: 50.0%, not expected"), "{t}");
 }
 
 #[test]
@@ -246,7 +248,7 @@ async fn nothing_of_a_run_failing_at_step_f_remains() {
         return;
     };
     let outcome = run_and_check_nothing_remains(Some(dir.path())).await;
-    assert_eq!(outcome, Outcome::AssertionFailed { step: "F3".into() });
+    assert_eq!(outcome, Outcome::AssertionFailed { step: "F2".into() });
 }
 
 #[test]

@@ -127,7 +127,7 @@ fn kind_plan_maps_steps_a_to_h_to_kind_commands() {
     }
     assert!(p.contains("kind create cluster --name cluster-with-csm-run42 --config kind-configs/cluster-with-csm.yaml"));
     assert!(p.contains(
-        "istioctl install --context=CLUSTER --set profile=minimal --set revision=asm-managed -y"
+        "istioctl install --context=CLUSTER --set profile=minimal --set revision=asm-managed --set 'values.revisionTags[0]=default' -y"
     ));
     assert!(p.contains("kind delete cluster --name cluster-with-istio-run42"));
 }

@@ -13,8 +13,9 @@ use tokio::sync::Mutex;
 use super::exec::{Cmd, Exec, Ran};
 use super::kube::{Kube, KubeError};
 use super::{BackendError, FleetOp, Output};
-use crate::fleet::{describe_yaml, StandInState};
+use crate::fleet::{describe_yaml, stand_in_state, ControlPlaneFault, StandInState};
 use crate::manifest::Object;
+use crate::scenario::Scenario;
 
 /// A failed command as the procedure's finding.
 pub fn failed(cmd: &Cmd, ran: &Ran) -> BackendError {
@@ -308,6 +309,25 @@ impl ClusterOps {
 /// The revision of the managed-mesh stand-in.
 pub const MANAGED_REVISION: &str = "asm-managed";
 
+/// The istioctl arguments that install the managed-mesh stand-in into a cluster: revision
+/// asm-managed, no gateways, and tagged `default` so that `istio-injection=enabled` injects it
+/// too, as managed CSM documents its "default injection label" (Provision a managed Cloud
+/// Service Mesh control plane, section "Deploy applications"). The tag is the istiod chart's
+/// `values.revisionTags` (manifests/charts/istio-control/istio-discovery/templates/revision-tags-mwc.yaml).
+pub fn managed_install_args(context: &str) -> Vec<String> {
+    vec![
+        "install".into(),
+        format!("--context={context}"),
+        "--set".into(),
+        "profile=minimal".into(),
+        "--set".into(),
+        format!("revision={MANAGED_REVISION}"),
+        "--set".into(),
+        "values.revisionTags[0]=default".into(),
+        "-y".into(),
+    ]
+}
+
 #[derive(Default)]
 struct Fleet {
     enabled: bool,
@@ -321,9 +341,31 @@ struct Fleet {
 #[derive(Default)]
 pub struct FleetStandIn {
     fleet: Mutex<Fleet>,
+    /// The scenario's injected fault, if any.
+    fault: Option<ControlPlaneFault>,
+    /// Clusters created with a workload identity pool.
+    pools: BTreeMap<String, bool>,
 }
 
 impl FleetStandIn {
+    /// The stand-in for a scenario: its injected fault, and which clusters have Workload
+    /// Identity (managed CSM refuses the others, as Google documents).
+    pub fn new(s: &Scenario) -> Self {
+        FleetStandIn {
+            fleet: Mutex::default(),
+            fault: s.fleet.fault.clone(),
+            pools: s
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.workload_pool))
+                .collect(),
+        }
+    }
+
+    fn refused(&self, cluster: &str) -> bool {
+        self.fault.is_some() || !self.pools.get(cluster).copied().unwrap_or(true)
+    }
+
     /// Carries a fleet operation out; `managed_install` is the istioctl command for a cluster.
     pub async fn op(
         &self,
@@ -357,6 +399,13 @@ impl FleetStandIn {
                     });
                 };
                 *managed = true;
+                if self.refused(cluster) {
+                    // The managed control plane is never installed; describe tells why.
+                    return Ok(Output::new(
+                        "(stand-in) gcloud container fleet mesh update --management automatic",
+                        "Waiting for Feature Service Mesh to be updated...done.\n",
+                    ));
+                }
                 let (ops, cmd) = (ops.clone(), managed_install(cluster));
                 // As on GKE, the update returns at once; the control plane comes up behind it.
                 tokio::spawn(async move {
@@ -385,8 +434,13 @@ impl FleetStandIn {
         let f = self.fleet.lock().await;
         let mut states = Vec::new();
         for (m, (cluster, managed)) in &f.memberships {
-            let st = if !managed {
-                StandInState::Disabled
+            let st = if !managed || self.refused(cluster) {
+                stand_in_state(
+                    *managed,
+                    false,
+                    self.pools.get(cluster).copied().unwrap_or(true),
+                    self.fault.as_ref(),
+                )
             } else {
                 let ds = ops
                     .list(cluster, Some("istio-system"), "Deployment")

@@ -389,11 +389,13 @@ pub fn plan_action(
         )],
         Action::CreateNamespace { cluster, name } => vec![format!("api: create Namespace {name} ({cluster})")],
         Action::LabelNamespace { cluster, name, labels } => vec![format!("api: merge-patch Namespace {name} labels {labels:?} ({cluster})")],
-        Action::Apply { cluster, namespace, manifests, replace } => {
+        Action::Apply { cluster, namespace, manifests, replace, patch, objects } => {
             let pairs: Vec<(String, String)> = replace.iter().map(|r| (r.from.clone(), r.to.clone())).collect();
             let mut out = Vec::new();
             for m in manifests {
-                for o in s.manifests.objects(m, &pairs).map(|(o, _)| o).unwrap_or_default() {
+                let mut objs = s.manifests.objects(m, &pairs).map(|(o, _)| o).unwrap_or_default();
+                let _ = crate::manifest::patch_objects(&mut objs, patch);
+                for o in objs {
                     out.push(format!(
                         "api: server-side apply {} {}/{} (field manager meshmig, from {m}) ({cluster})",
                         o.kind,
@@ -401,6 +403,13 @@ pub fn plan_action(
                         o.name
                     ));
                 }
+            }
+            for o in objects {
+                out.push(format!(
+                    "api: server-side apply {} {} (field manager meshmig, written in the scenario) ({cluster})",
+                    o["kind"].as_str().unwrap_or(""),
+                    o["metadata"]["name"].as_str().unwrap_or("")
+                ));
             }
             out.push(format!("api: wait until applied Deployments are Available and LoadBalancer Services have an ingress IP ({cluster})"));
             out
@@ -416,7 +425,7 @@ pub fn plan_action(
             )],
             None => vec![format!("embedded DNS: {}. {ttl} IN A {address}", s.dns.domain)],
         },
-        Action::WaitDnsTtl => vec!["wait for the previous record's TTL".into()],
+        Action::WaitDnsTtl | Action::WaitTtl { .. } => vec![crate::plan::action_line(s, a)],
         Action::DeleteCluster { name } => vec![cmd(c.delete_cluster(name))],
         Action::FleetUnregister { membership } => vec![cmd(c.fleet(&FleetOp::Unregister { membership: membership.clone() }, None))],
         Action::FleetDisableMesh => vec![cmd(c.fleet(&FleetOp::DisableMesh, None))],

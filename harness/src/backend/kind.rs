@@ -148,15 +148,8 @@ impl<'a> Commands<'a> {
 
     /// The managed-mesh stand-in: a control plane of revision asm-managed, no gateways.
     pub fn managed_install(&self, context: &str) -> Cmd {
-        self.istioctl(&[
-            "install",
-            &format!("--context={context}"),
-            "--set",
-            "profile=minimal",
-            "--set",
-            &format!("revision={MANAGED_REVISION}"),
-            "-y",
-        ])
+        let args = super::clusters::managed_install_args(context);
+        self.istioctl(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Loads the GCE metadata stand-in image into a cluster.
@@ -243,7 +236,7 @@ pub fn plan_action(c: &Commands<'_>, s: &Scenario, a: &Action) -> Vec<String> {
         Action::Delete { cluster, namespace, kind, name } => vec![format!("api: delete {kind} {namespace}/{name} and wait until it is gone ({cluster})")],
         Action::ReadIngressIp { cluster, namespace, save_as } => vec![format!("api: list Services in {namespace}, .items[0] ingress IP → {save_as} ({cluster})")],
         Action::DnsSetRecord { address, ttl } => vec![format!("embedded DNS: {}. {ttl} IN A {address}", s.dns.domain)],
-        Action::WaitDnsTtl => vec!["wait for the previous record's TTL".into()],
+        Action::WaitDnsTtl | Action::WaitTtl { .. } => vec![crate::plan::action_line(s, a)],
         Action::DeleteCluster { name } => vec![cmd(c.get_clusters()), format!("{} (when listed; else NotFound as gcloud answers)", cmd(c.delete(name)))],
         Action::FleetUnregister { membership } => vec![format!("stand-in: membership {membership} removed")],
         Action::FleetDisableMesh => vec!["stand-in: fleet mesh feature disabled".into()],
@@ -327,7 +320,7 @@ impl Kind {
             clusters: s.clusters.clone(),
             cfg,
             creating: Mutex::new(BTreeMap::new()),
-            fleet: FleetStandIn::default(),
+            fleet: FleetStandIn::new(s),
             dns,
             cloud_provider: Mutex::new(Some(cloud)),
         })

@@ -36,7 +36,7 @@ use self::frontend::{Frontend, Identity, ReadyServices};
 use self::store::{pod_ready, Store, StoreError};
 use super::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
 use crate::dns::DnsServer;
-use crate::fleet::{describe_yaml, StandInState};
+use crate::fleet::{describe_yaml, stand_in_state, StandInState};
 use crate::manifest::{string_map, Object};
 use crate::scenario::{ClusterSpec, FooterVariant};
 
@@ -55,6 +55,8 @@ pub struct EmulatedOptions {
     pub domain: String,
     /// How long the managed control plane takes to become ACTIVE.
     pub provisioning: Duration,
+    /// A fault the scenario injects into the managed control plane.
+    pub fault: Option<crate::fleet::ControlPlaneFault>,
     /// Footer variant by cluster name.
     pub footers: BTreeMap<String, FooterVariant>,
 }
@@ -190,11 +192,10 @@ impl Emulated {
             .get(cluster)
             .map(|c| c.revisions.clone())
             .unwrap_or_default();
-        let active = w.memberships.values().any(|m| {
-            m.cluster == cluster
-                && m.automatic_since
-                    .is_some_and(|t| t.elapsed() >= self.opts.provisioning)
-        });
+        let active = w
+            .memberships
+            .values()
+            .any(|m| m.cluster == cluster && self.membership_state(w, m) == StandInState::Active);
         if w.mesh_enabled && active {
             revs.insert(MANAGED_REVISION.to_string());
         }
@@ -406,18 +407,26 @@ impl Emulated {
         }
     }
 
+    /// The managed control plane's state for a membership (see `fleet::stand_in_state`).
+    fn membership_state(&self, w: &World, m: &Membership) -> StandInState {
+        let pool = w
+            .clusters
+            .get(&m.cluster)
+            .is_none_or(|c| c.spec.workload_pool);
+        stand_in_state(
+            m.automatic_since.is_some(),
+            m.automatic_since
+                .is_some_and(|t| t.elapsed() >= self.opts.provisioning),
+            pool,
+            self.opts.fault.as_ref(),
+        )
+    }
+
     fn describe(&self, w: &World) -> String {
         let states: Vec<(String, StandInState)> = w
             .memberships
             .iter()
-            .map(|(name, m)| {
-                let st = match m.automatic_since {
-                    Some(t) if t.elapsed() >= self.opts.provisioning => StandInState::Active,
-                    Some(_) => StandInState::Provisioning,
-                    None => StandInState::Disabled,
-                };
-                (name.clone(), st)
-            })
+            .map(|(name, m)| (name.clone(), self.membership_state(w, m)))
             .collect();
         describe_yaml(PROJECT, PROJECT_NUMBER, w.mesh_enabled, &states)
     }

@@ -503,10 +503,15 @@ fn injecting_revision(
     if let Some(rev) = ns_labels.get("istio.io/rev") {
         return revisions.contains(rev).then(|| rev.clone());
     }
-    if ns_labels.get("istio-injection").map(String::as_str) == Some("enabled")
-        && revisions.contains("default")
-    {
-        return Some("default".into());
+    if ns_labels.get("istio-injection").map(String::as_str) == Some("enabled") {
+        // The default revision; on a managed-CSM cluster, the managed revision is tagged
+        // default ("default injection label" in Google's provisioning guide).
+        if revisions.contains("default") {
+            return Some("default".into());
+        }
+        if revisions.contains(crate::backend::clusters::MANAGED_REVISION) {
+            return Some(crate::backend::clusters::MANAGED_REVISION.into());
+        }
     }
     None
 }

@@ -149,7 +149,7 @@ impl Kwok {
             live: Mutex::new(BTreeMap::new()),
             creating: Mutex::new(None),
             created: Arc::new(Mutex::new(BTreeMap::new())),
-            fleet: FleetStandIn::default(),
+            fleet: FleetStandIn::new(s),
             dns,
         })
     }
@@ -392,15 +392,8 @@ impl Backend for Kwok {
     async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError> {
         self.fleet
             .op(&self.ops, op, |cluster| {
-                self.istioctl(&[
-                    "install",
-                    &format!("--context={cluster}"),
-                    "--set",
-                    "profile=minimal",
-                    "--set",
-                    &format!("revision={MANAGED_REVISION}"),
-                    "-y",
-                ])
+                let args = crate::backend::clusters::managed_install_args(cluster);
+                self.istioctl(&args.iter().map(String::as_str).collect::<Vec<_>>())
             })
             .await
     }
@@ -624,7 +617,8 @@ pub fn plan_action(s: &Scenario, a: &crate::scenario::Action, tools: &Tools) -> 
         Action::FleetEnableMesh => vec!["stand-in: fleet mesh feature enabled".into()],
         Action::FleetRegister { cluster, membership } => vec![format!("stand-in: membership {membership} → {cluster}")],
         Action::FleetMeshUpdate { membership } => vec![format!(
-            "stand-in: in the background, $ istioctl install --context=CLUSTER --set profile=minimal --set revision={MANAGED_REVISION} -y (cluster of {membership})"
+            "stand-in: in the background, $ istioctl {} (cluster of {membership})",
+            crate::backend::clusters::managed_install_args("CLUSTER").join(" ")
         )],
         Action::WaitMeshActive { membership, .. } => vec![format!(
             "stand-in describe, repeated with backoff: {membership} ACTIVE once Deployment istio-system/istiod-{MANAGED_REVISION} is Available"
@@ -642,7 +636,7 @@ pub fn plan_action(s: &Scenario, a: &crate::scenario::Action, tools: &Tools) -> 
         Action::Delete { cluster, namespace, kind, name } => vec![format!("api: delete {kind} {namespace}/{name} and wait until it is gone {}", ctx(cluster))],
         Action::ReadIngressIp { cluster, namespace, save_as } => vec![format!("api: list Services in {namespace}, .items[0] ingress IP → {save_as} {}", ctx(cluster))],
         Action::DnsSetRecord { address, ttl } => vec![format!("embedded DNS: {}. {ttl} IN A {address}", s.dns.domain)],
-        Action::WaitDnsTtl => vec!["wait for the previous record's TTL".into()],
+        Action::WaitDnsTtl | Action::WaitTtl { .. } => vec![crate::plan::action_line(s, a)],
         Action::DeleteCluster { name } => vec![format!("stop cluster {name}'s processes and stand-ins (NotFound if the run has no such cluster)")],
         Action::FleetUnregister { membership } => vec![format!("stand-in: membership {membership} removed")],
         Action::FleetDisableMesh => vec!["stand-in: fleet mesh feature disabled".into()],
