@@ -54,30 +54,35 @@ pub mod exit {
 pub mod testdata {
     use std::path::PathBuf;
 
-    /// `../shared/SUB` beside the project (or `$MESHMIG_SHARED/SUB`).
-    ///
-    /// When it is missing the calling test fails, unless `MESHMIG_SHARED_OPTIONAL=1` is set (as in
-    /// the GitHub workflow, where `../shared` does not exist): then it returns None and the test
-    /// says on stderr that it did not run.
-    pub fn shared(sub: &str) -> Option<PathBuf> {
-        let base = std::env::var_os("MESHMIG_SHARED")
+    fn base() -> PathBuf {
+        std::env::var_os("MESHMIG_SHARED")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-        let p = base.join(sub);
-        if p.exists() {
-            return Some(p);
-        }
-        if std::env::var_os("MESHMIG_SHARED_OPTIONAL").is_some_and(|v| v == "1") {
-            eprintln!(
-                "NOT RUN: {} is missing (MESHMIG_SHARED_OPTIONAL=1)",
-                p.display()
-            );
-            return None;
-        }
-        panic!(
-            "{} is missing: tests read the real upstream files there (set MESHMIG_SHARED, or MESHMIG_SHARED_OPTIONAL=1 to skip them)",
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+    }
+
+    /// `../shared/SUB` beside the project (or `$MESHMIG_SHARED/SUB`); the calling test fails when
+    /// it is missing. The GitHub workflow fetches the upstream manifests at their pinned commits
+    /// and points `MESHMIG_SHARED` at them.
+    pub fn shared(sub: &str) -> PathBuf {
+        let p = base().join(sub);
+        assert!(
+            p.exists(),
+            "{} is missing: tests read the real upstream files there (set MESHMIG_SHARED to a folder laid out like ../shared)",
             p.display()
         );
+        p
+    }
+
+    /// The footer samples: the real ones in `../shared/footers` when they are there, else the
+    /// project's own pages of the same variants in `fixtures/footers` (the GitHub workflow has
+    /// no `../shared`; the upstream repositories hold no rendered pages).
+    pub fn footers() -> PathBuf {
+        let p = base().join("footers");
+        if p.exists() {
+            p
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/footers")
+        }
     }
 }
 

@@ -258,9 +258,7 @@ mod identity_tests {
 
     #[test]
     fn a_gke_footer_with_the_run_suffixed_name_is_the_procedures_cluster() {
-        let Some(dir) = crate::testdata::shared("footers") else {
-            return;
-        };
+        let dir = crate::testdata::footers();
         // The real GKE footer sample, as a run's cluster prints it: its name carries the run id.
         let page = std::fs::read_to_string(dir.join("gke-cluster-zone-pod.html"))
             .unwrap()

@@ -14,7 +14,7 @@ fn project() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn upstream() -> Option<PathBuf> {
+fn upstream() -> PathBuf {
     meshmig::testdata::shared("upstream")
 }
 
@@ -45,7 +45,7 @@ fn text(o: &Output) -> String {
 }
 
 /// A writable copy of the upstream folder, with one text replaced in one file.
-fn upstream_copy_with(file: &str, from: &str, to: &str) -> Option<tempfile::TempDir> {
+fn upstream_copy_with(file: &str, from: &str, to: &str) -> tempfile::TempDir {
     fn copy(src: &Path, dst: &Path) {
         std::fs::create_dir_all(dst).unwrap();
         for e in std::fs::read_dir(src).unwrap() {
@@ -59,7 +59,7 @@ fn upstream_copy_with(file: &str, from: &str, to: &str) -> Option<tempfile::Temp
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    copy(&upstream()?, dir.path());
+    copy(&upstream(), dir.path());
     let p = dir.path().join(file);
     let mut t = std::fs::read_to_string(&p).unwrap();
     // `from` may list several texts separated by `|`, replaced in turn by the parts of `to`.
@@ -68,7 +68,7 @@ fn upstream_copy_with(file: &str, from: &str, to: &str) -> Option<tempfile::Temp
         t = t.replacen(f, r, 1);
     }
     std::fs::write(&p, t).unwrap();
-    Some(dir)
+    dir
 }
 
 const MIGRATION_VS: &str =
@@ -76,7 +76,7 @@ const MIGRATION_VS: &str =
 
 #[test]
 fn canary_cluster_passes_on_the_real_upstream_manifests_unchanged() {
-    let Some(up) = upstream() else { return };
+    let up = upstream();
     let o = run_canary_on(&up);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let t = text(&o);
@@ -94,13 +94,11 @@ fn canary_cluster_passes_on_the_real_upstream_manifests_unchanged() {
 
 #[test]
 fn an_eighty_twenty_virtual_service_fails_step_f2_with_the_route_shares() {
-    let Some(dir) = upstream_copy_with(
+    let dir = upstream_copy_with(
         MIGRATION_VS,
         "weight: 50|weight: 50",
         "weight: 80|weight: 20",
-    ) else {
-        return;
-    };
+    );
     let o = run_canary_on(dir.path());
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
@@ -113,11 +111,7 @@ fn an_eighty_twenty_virtual_service_fails_step_f2_with_the_route_shares() {
 
 #[test]
 fn a_second_destination_nothing_defines_fails_step_f2_naming_it() {
-    let Some(dir) =
-        upstream_copy_with(MIGRATION_VS, "host: v2.example.com", "host: v3.example.com")
-    else {
-        return;
-    };
+    let dir = upstream_copy_with(MIGRATION_VS, "host: v2.example.com", "host: v3.example.com");
     let o = run_canary_on(dir.path());
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
@@ -143,9 +137,7 @@ fn a_malformed_scenario_exits_2_with_file_line_and_column() {
 
 #[test]
 fn a_malformed_manifest_exits_2_before_anything_starts() {
-    let Some(dir) = upstream_copy_with(MIGRATION_VS, "  gateways:", "  gatways:") else {
-        return;
-    };
+    let dir = upstream_copy_with(MIGRATION_VS, "  gateways:", "  gatways:");
     let o = run_canary_on(dir.path());
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
@@ -244,9 +236,7 @@ async fn nothing_of_a_passing_run_remains() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_of_a_run_failing_at_step_f_remains() {
-    let Some(dir) = upstream_copy_with(MIGRATION_VS, "weight: 50", "weight: 90") else {
-        return;
-    };
+    let dir = upstream_copy_with(MIGRATION_VS, "weight: 50", "weight: 90");
     let outcome = run_and_check_nothing_remains(Some(dir.path())).await;
     assert_eq!(outcome, Outcome::AssertionFailed { step: "F2".into() });
 }
@@ -312,9 +302,7 @@ fn published_cleanup_fails_at_h1_naming_what_is_left() {
 
 #[test]
 fn footer_command_reads_a_sample_and_exits_1_without_a_footer() {
-    let Some(footers) = meshmig::testdata::shared("footers") else {
-        return;
-    };
+    let footers = meshmig::testdata::footers();
     let o = meshmig(&[
         "footer",
         footers.join("gke-cluster-zone-pod.html").to_str().unwrap(),

@@ -466,14 +466,8 @@ mod tests {
     use std::path::Path;
 
     fn upstream(rel: &str) -> Vec<crate::manifest::Object> {
-        let p = crate::testdata::shared("upstream")
-            .expect("checked by has_upstream")
-            .join(rel);
+        let p = crate::testdata::shared("upstream").join(rel);
         parse_manifest(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
-    }
-
-    fn has_upstream() -> bool {
-        crate::testdata::shared("upstream").is_some()
     }
 
     fn istio_cluster() -> (Store, Workload) {
@@ -514,9 +508,6 @@ mod tests {
 
     #[test]
     fn frontend_gateway_routes_everything_to_the_frontend_pods() {
-        if !has_upstream() {
-            return;
-        }
         let (s, w) = istio_cluster();
         let snap = translate(&s, &w);
         assert_eq!(snap.listeners.len(), 1);
@@ -546,9 +537,6 @@ mod tests {
 
     #[test]
     fn upstream_migration_virtual_service_splits_fifty_fifty_to_the_service_entry_address() {
-        if !has_upstream() {
-            return;
-        }
         let (mut s, w) = istio_cluster();
         let revs = BTreeSet::new();
         for o in
@@ -598,9 +586,6 @@ mod tests {
 
     #[test]
     fn route_to_an_undefined_host_gets_no_cluster_and_a_warning() {
-        if !has_upstream() {
-            return;
-        }
         let (mut s, w) = istio_cluster();
         for o in
             upstream("anthos-service-mesh-samples/docs/migrate-to-managed-asm/virtual-service.yaml")
@@ -623,9 +608,6 @@ mod tests {
 
     #[test]
     fn gateway_selecting_no_workload_gives_no_listener() {
-        if !has_upstream() {
-            return;
-        }
         let (s, _) = istio_cluster();
         let other = Workload {
             namespace: "x".into(),
