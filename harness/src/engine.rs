@@ -134,6 +134,8 @@ pub struct RunReport {
     pub teardown: TeardownReport,
     /// Seconds in all.
     pub seconds: f64,
+    /// How fast DNS time ran (`dns.ttl_scale`: 0.02 holds a 300 s TTL for 6 s; 1 is real time).
+    pub dns_ttl_scale: f64,
 }
 
 /// What a step changes for the steps after it.
@@ -205,6 +207,7 @@ pub async fn run(
         outcome,
         teardown,
         seconds: started.elapsed().as_secs_f64(),
+        dns_ttl_scale: scenario.dns.ttl_scale,
     };
     shared.printer.footer(&report);
     report

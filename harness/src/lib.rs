@@ -12,6 +12,7 @@ pub mod dns;
 pub mod engine;
 pub mod fleet;
 pub mod footer;
+pub mod gcloud;
 pub mod istio;
 pub mod manifest;
 pub mod netns;

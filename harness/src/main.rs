@@ -86,9 +86,14 @@ struct CloudArgs {
     /// GKE: one zone for every cluster (default: each cluster's zone in the scenario).
     #[arg(long)]
     zone: Option<String>,
-    /// GKE: a Cloud DNS managed zone for the cut-over (default: the embedded DNS server).
-    #[arg(long)]
+    /// GKE: a Cloud DNS managed zone for the cut-over (default: the embedded DNS server). Needs
+    /// --domain: a domain delegated to that zone, which you control (the scenario's
+    /// `example.com` cannot be delegated).
+    #[arg(long, requires = "domain")]
     dns_zone: Option<String>,
+    /// The cut-over's domain instead of the scenario's.
+    #[arg(long)]
+    domain: Option<String>,
     /// GKE: how long the managed control plane may take to become ACTIVE (e.g. 20m).
     #[arg(long, value_parser = parse_duration)]
     mesh_timeout: Option<Duration>,
@@ -113,6 +118,7 @@ impl CloudArgs {
             project: self.project.clone(),
             zone: self.zone.clone(),
             dns_zone: self.dns_zone.clone(),
+            domain: self.domain.clone(),
             mesh_timeout: self.mesh_timeout,
             run_id: self.run_id.clone(),
             istio_version: self.istio_version.clone(),
@@ -430,7 +436,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             manifests,
             cloud,
         } => match runner::load(&scenario, manifests.as_deref()) {
-            Ok(s) => {
+            Ok(mut s) => {
+                if let Some(d) = &cloud.domain {
+                    s.dns.domain = d.clone();
+                }
                 match backend {
                     BackendKind::Emulated => print!("{}", plan::render(&s, "emulated")),
                     BackendKind::Kwok => print!(
@@ -930,22 +939,19 @@ async fn doctor_gke(project: Option<String>) -> i32 {
         let exec = &exec;
         async move { exec.run(&Cmd::new("gcloud", args)).await.ok() }
     };
-    let active = run(vec![
-        "auth".into(),
-        "list".into(),
-        "--filter=status:ACTIVE".into(),
-        "--format=value(account)".into(),
-    ])
-    .await;
-    if active
-        .as_ref()
-        .is_some_and(|r| r.ok() && !r.stdout.trim().is_empty())
-        || std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some()
-    {
-        println!("ok      gcloud has an active account (not shown)");
-    } else {
-        missing += 1;
-        println!("MISSING credentials: gcloud auth login (or set GOOGLE_APPLICATION_CREDENTIALS)");
+    match on_path("gke-gcloud-auth-plugin") {
+        Some(p) => println!("ok      gke-gcloud-auth-plugin: {}", p.display()),
+        None => {
+            missing += 1;
+            println!("MISSING gke-gcloud-auth-plugin (kubectl's and the harness's way into GKE); install: gcloud components install gke-gcloud-auth-plugin, or apt-get install google-cloud-cli-gke-gcloud-auth-plugin");
+        }
+    }
+    match meshmig::backend::gke::check_credentials(&exec).await {
+        Ok(()) => println!("ok      gcloud has credentials (`gcloud auth print-access-token` printed a token, not shown)"),
+        Err(e) => {
+            missing += 1;
+            println!("MISSING {e}");
+        }
     }
     let Some(project) = project.or_else(|| std::env::var("MESHMIG_GKE_PROJECT").ok()) else {
         println!("MISSING project: pass --project ID or set MESHMIG_GKE_PROJECT");

@@ -50,9 +50,18 @@ impl Printer {
     /// The run's first lines.
     pub fn header(&self, s: &Scenario, backend: &str) {
         self.out(&format!(
-            "meshmig: scenario {} ({}) on backend {backend}",
+            "meshmig: scenario {} ({}) on backend {backend}{}",
             s.name,
-            s.path.display()
+            s.path.display(),
+            if s.dns.ttl_scale == 1.0 {
+                String::new()
+            } else {
+                format!(
+                    "; DNS time runs at {}× real time (a TTL of 300 s is held for {:.1} s)",
+                    1.0 / s.dns.ttl_scale,
+                    300.0 * s.dns.ttl_scale
+                )
+            }
         ));
     }
 

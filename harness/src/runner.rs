@@ -63,6 +63,9 @@ pub struct BackendOptions {
     pub zone: Option<String>,
     /// GKE: a Cloud DNS managed zone for the cut-over.
     pub dns_zone: Option<String>,
+    /// The domain of the cut-over instead of the scenario's (with a Cloud DNS zone: a domain
+    /// delegated to it, which the user controls; `example.com` cannot be).
+    pub domain: Option<String>,
     /// GKE: how long the managed control plane may take (default 20 min).
     pub mesh_timeout: Option<Duration>,
     /// A fixed run id (default: a new one).
@@ -243,7 +246,11 @@ pub async fn run_file(
     backend_opts: &BackendOptions,
     opts: RunOptions,
 ) -> Result<RunReport, RunnerError> {
-    let s = Arc::new(load(path, manifests)?);
+    let mut s = load(path, manifests)?;
+    if let Some(d) = &backend_opts.domain {
+        s.dns.domain = d.clone();
+    }
+    let s = Arc::new(s);
     let backend = start_backend_with(kind, &s, backend_opts).await?;
     Ok(engine::run(s, backend, opts).await)
 }

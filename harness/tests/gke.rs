@@ -14,18 +14,40 @@ use meshmig::backend::{Backend, BackendError, FleetOp};
 use meshmig::manifest::ManifestSource;
 use meshmig::scenario::Scenario;
 
-/// Answers by the first rule whose words all occur in the command line; records every line.
+/// Answers by the first rule whose words all occur in the command line; records every line (and,
+/// for a rule that takes time, `done: LINE` when it ends).
 #[derive(Default)]
 struct Recorded {
-    rules: Vec<(Vec<&'static str>, i32, String, String)>,
+    rules: Vec<(Vec<&'static str>, i32, String, String, Duration)>,
     calls: Mutex<Vec<String>>,
 }
 
 impl Recorded {
     fn on(mut self, words: &[&'static str], code: i32, stdout: &str, stderr: &str) -> Self {
-        self.rules
-            .push((words.to_vec(), code, stdout.to_string(), stderr.to_string()));
+        self.rules.push((
+            words.to_vec(),
+            code,
+            stdout.to_string(),
+            stderr.to_string(),
+            Duration::ZERO,
+        ));
         self
+    }
+    /// As `on`, answering after `ms` milliseconds.
+    fn slow(mut self, words: &[&'static str], ms: u64, stdout: &str, stderr: &str) -> Self {
+        self.rules.push((
+            words.to_vec(),
+            0,
+            stdout.to_string(),
+            stderr.to_string(),
+            Duration::from_millis(ms),
+        ));
+        self
+    }
+    /// The run's listings, empty: Compute Engine resources and cluster operations.
+    fn empty_listings(self) -> Self {
+        self.on(&["compute"], 0, "[]", "")
+            .on(&["operations list"], 0, "[]", "")
     }
     fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
@@ -42,11 +64,17 @@ impl Exec for Recorded {
             .iter()
             .find(|(w, ..)| w.iter().all(|w| line.contains(w)));
         Ok(match rule {
-            Some((_, code, out, err)) => Ran {
-                code: Some(*code),
-                stdout: out.clone(),
-                stderr: err.clone(),
-            },
+            Some((_, code, out, err, delay)) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(*delay).await;
+                    self.calls.lock().unwrap().push(format!("done: {line}"));
+                }
+                Ran {
+                    code: Some(*code),
+                    stdout: out.clone(),
+                    stderr: err.clone(),
+                }
+            }
             None => Ran {
                 code: Some(0),
                 stdout: String::new(),
@@ -78,8 +106,11 @@ const CLUSTERS_JSON: &str = r#"[
    "currentMasterVersion": "1.33.5-gke.1201000", "endpoint": "34.123.45.67"}
 ]"#;
 
+// Memberships of GKE clusters are regional: `register` puts them in the cluster's region
+// (surface/container/fleet/memberships/register.py of gcloud 528: "The default value for
+// `--location` is the same as the cluster's region or zone"); the list asks location `-`.
 const MEMBERSHIPS_JSON: &str = r#"[
-  {"name": "projects/demo-project/locations/global/memberships/cluster-with-csm-membership-r2d2x9",
+  {"name": "projects/demo-project/locations/us-central1/memberships/cluster-with-csm-membership-r2d2x9",
    "endpoint": {"gkeCluster": {"resourceLink": "//container.googleapis.com/projects/demo-project/locations/us-central1-a/clusters/cluster-with-csm-r2d2x9"}},
    "state": {"code": "READY"}, "uniqueId": "a1b2c3"},
   {"name": "projects/demo-project/locations/global/memberships/someone-else", "state": {"code": "READY"}}
@@ -91,7 +122,17 @@ const RULES_JSON: &str = r#"[
   {"name": "unrelated", "IPAddress": "35.1.1.1", "IPProtocol": "TCP"}
 ]"#;
 
-const NOT_FOUND: &str = "ERROR: (gcloud.container.clusters.delete) Some requests did not succeed:\n - ResponseError: code=404, message=Not found: projects/demo-project/zones/us-central1-a/clusters/cluster-with-managed-asm-r2d2x9.\n";
+// gcloud 528's text for deleting a cluster that does not exist: clusters/delete.py raises
+// `util.Error(util.ConstructList('Some requests did not succeed:', errors))` around the error of
+// api_adapter.py's CheckClusterOtherZones (NO_SUCH_CLUSTER_ERROR_MSG), printed as a list of the
+// error's attributes (reproduced with the installed SDK's own code); the server's 404 message is
+// as quoted in kubernetes-sigs/gcp-filestore-csi-driver#109.
+const NOT_FOUND: &str = "ERROR: (gcloud.container.clusters.delete) Some requests did not succeed:\n - args: [\"ResponseError: code=404, message=Not found: projects/demo-project/zones/us-central1-a/clusters/cluster-with-managed-asm-r2d2x9.\\nNo cluster named 'cluster-with-managed-asm-r2d2x9' in demo-project.\"]\n   exit_code: 1\n";
+
+// What gcloud 528's progress tracker writes to a pipe (stderr not a terminal): the message and
+// `...`, then the dots and `done.` on the next line (core/console/progress_tracker.py,
+// _NonInteractiveProgressTracker; reproduced with the installed SDK).
+const REGISTER_STDERR: &str = "Waiting for membership to be created...\n.................done.\nFinished registering to the Fleet.\n";
 
 async fn backend(exec: Arc<Recorded>, s: &Scenario) -> Gke {
     Gke::with_exec(cfg(), s, exec, tempfile::tempdir().unwrap())
@@ -101,20 +142,29 @@ async fn backend(exec: Arc<Recorded>, s: &Scenario) -> Gke {
 
 #[tokio::test]
 async fn commands_carry_the_procedures_flags_and_the_run_id() {
-    let exec = Arc::new(Recorded::default());
+    let exec = Arc::new(
+        Recorded::default()
+            .on(&["memberships list"], 0, MEMBERSHIPS_JSON, "")
+            .on(&["memberships register"], 0, "", REGISTER_STDERR),
+    );
     let s = scenario("canary-cluster.yaml");
     let b = backend(exec.clone(), &s).await;
+    b.create_cluster(s.cluster("cluster-with-istio").unwrap())
+        .await
+        .unwrap();
     b.create_cluster(s.cluster("cluster-with-csm").unwrap())
         .await
         .unwrap();
+    let created = exec.calls().len();
     b.rename_context("cluster-with-csm").await.unwrap();
     b.fleet(&FleetOp::EnableMesh).await.unwrap();
-    b.fleet(&FleetOp::Register {
-        cluster: "cluster-with-csm".into(),
-        membership: "cluster-with-csm-membership".into(),
-    })
-    .await
-    .unwrap();
+    let registered = b
+        .fleet(&FleetOp::Register {
+            cluster: "cluster-with-csm".into(),
+            membership: "cluster-with-csm-membership".into(),
+        })
+        .await
+        .unwrap();
     b.fleet(&FleetOp::MeshUpdate {
         membership: "cluster-with-csm-membership".into(),
     })
@@ -125,17 +175,81 @@ async fn commands_carry_the_procedures_flags_and_the_run_id() {
     })
     .await
     .unwrap();
+    let calls = exec.calls();
+    // A1 started both creations (in either order); C1 took its result and ran nothing.
+    let mut creations = calls[1..created].to_vec();
+    creations.sort();
     assert_eq!(
-        exec.calls(),
+        creations,
         [
-            "gcloud container fleet mesh describe --project demo-project --format=yaml",
             "gcloud container clusters create cluster-with-csm-r2d2x9 --project=demo-project --zone=us-central1-a --machine-type=e2-standard-4 --num-nodes=2 --workload-pool demo-project.svc.id.goog --labels=meshmig-run=r2d2x9",
+            "gcloud container clusters create cluster-with-istio-r2d2x9 --project=demo-project --zone=us-central1-a --machine-type=e2-standard-2 --num-nodes=3 --labels=meshmig-run=r2d2x9",
+        ]
+    );
+    assert_eq!(
+        calls[created..],
+        [
             "kubectl config rename-context gke_demo-project_us-central1-a_cluster-with-csm-r2d2x9 cluster-with-csm",
             "gcloud container fleet mesh enable --project demo-project",
             "gcloud container fleet memberships register cluster-with-csm-membership-r2d2x9 --gke-cluster=us-central1-a/cluster-with-csm-r2d2x9 --enable-workload-identity --project demo-project",
             "gcloud container fleet mesh update --management automatic --memberships cluster-with-csm-membership-r2d2x9 --project demo-project",
-            "gcloud container fleet memberships unregister cluster-with-csm-membership-r2d2x9 --gke-cluster=us-central1-a/cluster-with-csm-r2d2x9 --project demo-project --quiet",
+            "gcloud container fleet memberships list --project demo-project --format=json",
+            // Issue 8, item 19: where the membership is listed, by `delete --location`
+            // (`unregister` needs the cluster, which clean-up may have deleted).
+            "gcloud container fleet memberships delete cluster-with-csm-membership-r2d2x9 --location=us-central1 --project=demo-project --quiet",
         ]
+    );
+    // Issue 8, item 13: the piped progress reads as the procedure quotes it.
+    assert!(
+        registered.stdout.contains(
+            "Waiting for membership to be created...done.\nFinished registering to the Fleet."
+        ),
+        "{}",
+        registered.stdout
+    );
+}
+
+/// Issue 8, items 9 and 22: A1 starts every creation, and a context is renamed only once every
+/// creation has ended (each writes the kubeconfig when it ends).
+#[tokio::test]
+async fn creations_overlap_and_renames_wait_for_all_of_them() {
+    let exec = Arc::new(
+        Recorded::default()
+            .slow(&["clusters create cluster-with-istio"], 100, "", "")
+            .slow(&["clusters create cluster-with-csm"], 400, "", ""),
+    );
+    let s = scenario("canary-cluster.yaml");
+    let b = backend(exec.clone(), &s).await;
+    let started = std::time::Instant::now();
+    b.create_cluster(s.cluster("cluster-with-istio").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(350),
+        "A1 waited only for its own cluster"
+    );
+    b.rename_context("cluster-with-istio").await.unwrap();
+    let calls = exec.calls();
+    let at = |l: &str| calls.iter().position(|c| c.starts_with(l)).unwrap();
+    assert!(
+        at("done: gcloud container clusters create cluster-with-csm")
+            < at("kubectl config rename-context"),
+        "{calls:#?}"
+    );
+    assert!(
+        at("gcloud container clusters create cluster-with-csm")
+            < at("done: gcloud container clusters create cluster-with-istio")
+    );
+    b.create_cluster(s.cluster("cluster-with-csm").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        exec.calls()
+            .iter()
+            .filter(|c| c.starts_with("gcloud container clusters create cluster-with-csm"))
+            .count(),
+        1,
+        "C1 takes the creation A1 started"
     );
 }
 
@@ -164,7 +278,8 @@ async fn the_published_cleanup_deletes_a_cluster_that_does_not_exist_and_leaves_
             )
             .on(&["clusters list"], 0, CLUSTERS_JSON, "")
             .on(&["memberships list"], 0, MEMBERSHIPS_JSON, "")
-            .on(&["forwarding-rules list"], 0, RULES_JSON, ""),
+            .on(&["forwarding-rules list"], 0, RULES_JSON, "")
+            .empty_listings(),
     );
     let s = scenario("published-cleanup.yaml");
     let b = backend(exec.clone(), &s).await;
@@ -199,16 +314,14 @@ async fn teardown_removes_the_runs_leftovers_and_reports_what_stays_as_leaks() {
         Recorded::default()
             .on(&["clusters list"], 0, CLUSTERS_JSON, "")
             .on(&["memberships list"], 0, MEMBERSHIPS_JSON, "")
-            .on(&["forwarding-rules list"], 0, RULES_JSON, ""),
+            .empty_listings(),
     );
     let s = scenario("canary-cluster.yaml");
     let b = backend(exec.clone(), &s).await;
     let report = b.teardown(false).await;
     let calls = exec.calls();
     assert!(
-        calls.iter().any(|c| c.starts_with(
-            "gcloud container fleet memberships unregister cluster-with-csm-membership-r2d2x9"
-        )),
+        calls.iter().any(|c| c == "gcloud container fleet memberships delete cluster-with-csm-membership-r2d2x9 --location=us-central1 --project=demo-project --quiet"),
         "{calls:#?}"
     );
     assert!(calls.iter().any(|c| c == "gcloud container clusters delete cluster-with-csm-r2d2x9 --zone=us-central1-a --project=demo-project --quiet"), "{calls:#?}");
@@ -227,9 +340,263 @@ async fn teardown_removes_the_runs_leftovers_and_reports_what_stays_as_leaks() {
         report
             .failed
             .iter()
-            .any(|f| f == "LEAK: fleet membership cluster-with-csm-membership-r2d2x9"),
+            .any(|f| f == "LEAK: fleet membership cluster-with-csm-membership-r2d2x9 (us-central1)"),
         "{report:?}"
     );
+    // Issue 8, item 21: every Compute Engine kind a Service's load balancer leaves is listed.
+    for what in [
+        "forwarding-rules",
+        "target-pools",
+        "backend-services",
+        "health-checks",
+        "http-health-checks",
+        "firewall-rules",
+    ] {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.starts_with(&format!("gcloud compute {what} list"))),
+            "{what}: {calls:#?}"
+        );
+    }
+}
+
+/// Issue 8, item 15: one listing failing stops nothing else, and what could not be listed is
+/// reported as not verified, never as "nothing left".
+#[tokio::test]
+async fn teardown_is_best_effort_per_kind_of_resource() {
+    // A permission error on the fleet (a real 403 shape: googleapis' PERMISSION_DENIED status).
+    let denied = "ERROR: (gcloud.container.fleet.memberships.list) PERMISSION_DENIED: Permission 'gkehub.memberships.list' denied on 'projects/demo-project/locations/-/memberships'\n";
+    let exec = Arc::new(
+        Recorded::default()
+            .on(&["clusters list"], 0, CLUSTERS_JSON, "")
+            .on(&["memberships list"], 1, "", denied)
+            .empty_listings(),
+    );
+    let s = scenario("canary-cluster.yaml");
+    let b = backend(exec.clone(), &s).await;
+    let report = b.teardown(false).await;
+    let calls = exec.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("gcloud container clusters delete cluster-with-csm-r2d2x9")),
+        "the clusters are deleted although the memberships could not be listed: {calls:#?}"
+    );
+    assert!(
+        report
+            .failed
+            .iter()
+            .any(|f| f.starts_with("listing fleet memberships:") && f.contains("PERMISSION_DENIED")),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .failed
+            .iter()
+            .any(|f| f.starts_with("NOT VERIFIED: fleet memberships")),
+        "{report:?}"
+    );
+}
+
+/// Issue 8, item 16: a creation interrupted by Ctrl-C goes on in Google Cloud; teardown waits for
+/// the operation before it deletes, so the cluster is not leaked.
+#[tokio::test]
+async fn teardown_waits_for_running_operations_before_deleting() {
+    // A container v1 Operation, as `operations list --format=json` prints it.
+    let ops = r#"[{"name": "operation-1764203400123-5a6b7c8d", "zone": "us-central1-a",
+      "operationType": "CREATE_CLUSTER", "status": "RUNNING",
+      "selfLink": "https://container.googleapis.com/v1/projects/123456789123/zones/us-central1-a/operations/operation-1764203400123-5a6b7c8d",
+      "targetLink": "https://container.googleapis.com/v1/projects/123456789123/zones/us-central1-a/clusters/cluster-with-csm-r2d2x9",
+      "startTime": "2026-11-27T00:30:00.123456789Z"}]"#;
+    let exec = Arc::new(
+        Recorded::default()
+            .on(&["operations list"], 0, ops, "")
+            .on(&["clusters list"], 0, CLUSTERS_JSON, "")
+            .on(&["memberships list"], 0, "[]", "")
+            .empty_listings(),
+    );
+    let s = scenario("canary-cluster.yaml");
+    let b = backend(exec.clone(), &s).await;
+    let report = b.teardown(false).await;
+    let calls = exec.calls();
+    let at = |p: &str| {
+        calls
+            .iter()
+            .position(|c| c.starts_with(p))
+            .unwrap_or(usize::MAX)
+    };
+    assert!(calls.contains(&"gcloud container operations list --project=demo-project '--filter=status!=DONE AND targetLink~-r2d2x9$' --format=json".to_string()), "{calls:#?}");
+    assert!(
+        at("gcloud container operations wait operation-1764203400123-5a6b7c8d --zone=us-central1-a --project=demo-project")
+            < at("gcloud container clusters delete cluster-with-csm-r2d2x9"),
+        "{calls:#?}"
+    );
+    assert!(
+        report
+            .removed
+            .iter()
+            .any(|r| r == "waited for operation operation-1764203400123-5a6b7c8d (CREATE_CLUSTER of cluster-with-csm-r2d2x9)"),
+        "{report:?}"
+    );
+}
+
+/// Issue 8, item 17: the A record the run created in a Cloud DNS zone is deleted in teardown.
+#[tokio::test]
+async fn teardown_deletes_the_cloud_dns_record_the_run_created() {
+    let exec = Arc::new(
+        Recorded::default()
+            .on(&["clusters list"], 0, "[]", "")
+            .on(&["memberships list"], 0, "[]", "")
+            .empty_listings(),
+    );
+    let s = scenario("canary-cluster.yaml");
+    let cfg = GkeConfig {
+        dns_zone: Some("shop-zone".into()),
+        ..cfg()
+    };
+    let b = Gke::with_exec(cfg, &s, exec.clone(), tempfile::tempdir().unwrap())
+        .await
+        .unwrap();
+    b.dns_set("example.com", "34.70.1.2".parse().unwrap(), 300)
+        .await
+        .unwrap();
+    let report = b.teardown(false).await;
+    let calls = exec.calls();
+    assert!(calls.contains(&"gcloud dns record-sets create example.com. --zone=shop-zone --type=A --ttl=300 --rrdatas=34.70.1.2 --project=demo-project".to_string()), "{calls:#?}");
+    assert!(calls.contains(&"gcloud dns record-sets delete example.com. --zone=shop-zone --type=A --project=demo-project".to_string()), "{calls:#?}");
+    assert!(
+        report
+            .removed
+            .iter()
+            .any(|r| r == "Cloud DNS A record example.com. in zone shop-zone"),
+        "{report:?}"
+    );
+}
+
+/// Issue 8, item 21: the cloud resources GKE makes for a Service are found by the names it gives
+/// them (`a` + the Service's UID without dashes, 32 characters; `k8s-fw-` + that), or by the
+/// address the run saw.
+#[test]
+fn load_balancer_resources_are_matched_to_the_runs_services() {
+    let uid = "5f1d2e3c-4b5a-4968-8776-655443322110";
+    let lb = meshmig::backend::gke::load_balancer_name(uid);
+    assert_eq!(lb, "a5f1d2e3c4b5a49688776655443322110"[..32].to_string());
+    let firewalls = serde_json::json!([
+        {"name": format!("k8s-fw-{lb}"), "network": "default"},
+        {"name": "k8s-fw-aother0000000000000000000000", "network": "default"},
+        {"name": "default-allow-ssh"}
+    ]);
+    let left = meshmig::backend::gke::left_for_run(
+        "firewall-rules",
+        firewalls.as_array().unwrap(),
+        &[lb.clone()],
+        &Default::default(),
+    );
+    assert_eq!(left, [format!("firewall-rule k8s-fw-{lb}")]);
+    let rules: Vec<serde_json::Value> = serde_json::from_str(RULES_JSON).unwrap();
+    let ips = std::collections::BTreeSet::from(["34.70.1.2".to_string()]);
+    assert_eq!(
+        meshmig::backend::gke::left_for_run("forwarding-rules", &rules, &[], &ips),
+        ["forwarding-rule a3f0c1d2e3b4"]
+    );
+}
+
+/// Issue 8, item 18: permission, quota and API-disabled errors are the platform's (exit 3), not
+/// findings about the procedure.
+#[tokio::test]
+async fn platform_errors_are_infrastructure_failures() {
+    // kubernetes-native-testbed/kubernetes-native-testbed#787 (a real gcloud output).
+    let disabled = "ERROR: (gcloud.container.clusters.delete) ResponseError: code=403, message=Kubernetes Engine API is not enabled for this project. Please ensure it is enabled in Google Cloud Console and try again: visit https://console.cloud.google.com/apis/api/container.googleapis.com/overview?project=demo-project to do so.\n";
+    let exec = Arc::new(Recorded::default().on(&["clusters delete"], 1, "", disabled));
+    let s = scenario("canary-cluster.yaml");
+    let b = backend(exec, &s).await;
+    let err = b.delete_cluster("cluster-with-csm").await.unwrap_err();
+    assert!(!err.is_procedure(), "{err}");
+    assert!(
+        err.to_string().contains("is not enabled for this project"),
+        "{err}"
+    );
+}
+
+/// Issue 8, item 13: an enabled feature makes `mesh enable` say so and exit 0 (C3 passes, with
+/// the wording reported as a deviation); gcloud 528's `mesh update` waits on the membership's
+/// feature, not on "Feature Service Mesh".
+#[tokio::test]
+async fn newer_wording_and_already_enabled_are_deviations() {
+    // command_lib/container/fleet/features/base.py of gcloud 528: log.status.Print('{} Feature
+    // for project [{}] is already enabled') on ALREADY_EXISTS.
+    let already = "Service Mesh Feature for project [demo-project] is already enabled\n";
+    // command_lib/container/fleet/membershipfeatures/base.py of gcloud 528, through the piped
+    // progress tracker.
+    let updated = "Waiting for MembershipFeature projects/demo-project/locations/us-central1/memberships/cluster-with-csm-membership-r2d2x9/features/servicemesh to be updated...\n.....done.\n";
+    let exec = Arc::new(Recorded::default().on(&["mesh enable"], 0, "", already).on(
+        &["mesh update"],
+        0,
+        "",
+        updated,
+    ));
+    let s = scenario("canary-cluster.yaml");
+    let b = backend(exec, &s).await;
+    let enable = b.fleet(&FleetOp::EnableMesh).await.unwrap();
+    let c3 = meshmig::checks::output_contains(
+        Some(&enable),
+        &["Waiting for Feature Service Mesh to be created...done.".into()],
+    );
+    assert!(c3.ok, "{}", c3.message());
+    assert!(
+        c3.deviations[0].contains("is already enabled"),
+        "{:?}",
+        c3.deviations
+    );
+    let update = b
+        .fleet(&FleetOp::MeshUpdate {
+            membership: "cluster-with-csm-membership".into(),
+        })
+        .await
+        .unwrap();
+    let c5 = meshmig::checks::output_contains(
+        Some(&update),
+        &["Waiting for Feature Service Mesh to be updated...done.".into()],
+    );
+    assert!(c5.ok, "{}", c5.message());
+    assert!(
+        c5.deviations[0].contains("MembershipFeature"),
+        "{:?}",
+        c5.deviations
+    );
+    // A line that is simply missing still fails.
+    let c4 = meshmig::checks::output_contains(
+        Some(&update),
+        &["Finished registering to the Fleet.".into()],
+    );
+    assert!(!c4.ok);
+}
+
+/// Issue 8, item 18: credentials are checked by asking gcloud for a token, which appears in no
+/// output; without one the message says what to run, and that ADC is not enough.
+#[tokio::test]
+async fn credentials_are_checked_without_showing_the_token() {
+    let with = Recorded::default().on(&["auth print-access-token"], 0, "ya29.a0SECRET-TOKEN\n", "");
+    assert!(meshmig::backend::gke::check_credentials(&with)
+        .await
+        .is_ok());
+    // Recorded from gcloud 528.0.0 with no account (`gcloud auth print-access-token`, exit 1,
+    // on the development machine); the first line is NoActiveAccountException's, in
+    // googlecloudsdk/core/credentials/exceptions.py.
+    let without = Recorded::default().on(
+        &["auth print-access-token"],
+        1,
+        "",
+        "ERROR: (gcloud.auth.print-access-token) You do not currently have an active account selected.\nPlease run:\n\n  $ gcloud auth login\n\nto obtain new credentials.\n\nIf you have already logged in with a different account, run:\n\n  $ gcloud config set account ACCOUNT\n\nto select an already authenticated account to use.\n",
+    );
+    let err = meshmig::backend::gke::check_credentials(&without)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gcloud auth login"), "{err}");
+    assert!(err.contains("Application Default Credentials"), "{err}");
+    assert!(!err.contains("ya29"), "{err}");
 }
 
 #[tokio::test]
@@ -254,8 +621,8 @@ async fn gc_deletes_only_clusters_older_than_the_threshold_and_their_memberships
       {"name": "cluster-with-csm-new222", "zone": "us-central1-a", "createTime": "2026-11-27T00:30:00.123456Z", "resourceLabels": {"meshmig-run": "new222"}}
     ]"#;
     let members = r#"[
-      {"name": "projects/p/locations/global/memberships/cluster-with-csm-membership-old111"},
-      {"name": "projects/p/locations/global/memberships/cluster-with-csm-membership-new222"}
+      {"name": "projects/p/locations/us-central1/memberships/cluster-with-csm-membership-old111"},
+      {"name": "projects/p/locations/us-central1/memberships/cluster-with-csm-membership-new222"}
     ]"#;
     let exec = Recorded::default().on(&["clusters list"], 0, list, "").on(
         &["memberships list"],
@@ -271,7 +638,7 @@ async fn gc_deletes_only_clusters_older_than_the_threshold_and_their_memberships
         done,
         [
             "deleted cluster cluster-with-csm-old111 (run old111, 13h old)",
-            "unregistered fleet membership cluster-with-csm-membership-old111"
+            "deleted fleet membership cluster-with-csm-membership-old111 (us-central1)"
         ]
     );
     let calls = exec.calls();
@@ -347,4 +714,132 @@ async fn listings_read_stdout_only_and_a_parse_failure_is_an_infrastructure_erro
     let msg = err.to_string();
     assert!(msg.contains("reading the JSON list"), "{msg}");
     assert!(msg.contains("Listed 0 items."), "{msg}");
+}
+
+/// Every gcloud command the GKE backend can issue (the plan's, teardown's and `gc`'s) passes the
+/// real gcloud's argument parser. gcloud runs with its APIs pointed at a local server that answers
+/// every request with Google's 404 error, and a dummy access token: a command that parses fails
+/// with exit 1 on that answer; a usage error exits 2 before any request. Needs the real gcloud
+/// (feature `real`, as in `.ci/run`).
+#[cfg(feature = "real")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_gcloud_parses_every_command() {
+    use meshmig::backend::exec::Process;
+    use meshmig::backend::gke::Commands;
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            [("content-type", "application/json")],
+            r#"{"error": {"code": 404, "message": "not found (meshmig parser test)", "status": "NOT_FOUND"}}"#,
+        )
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "dummy-token\n").unwrap();
+    let mut env: std::collections::BTreeMap<String, std::path::PathBuf> = [
+        ("CLOUDSDK_CONFIG", dir.path().join("config")),
+        ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", dir.path().join("token")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for api in [
+        "CONTAINER",
+        "GKEHUB",
+        "COMPUTE",
+        "DNS",
+        "SERVICEUSAGE",
+        "MESHCONFIG",
+    ] {
+        env.insert(
+            format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"),
+            url.clone().into(),
+        );
+    }
+    let exec = Process { env };
+
+    let s = scenario("canary-cluster.yaml");
+    let cfg = cfg();
+    let c = Commands::new(&cfg, &s.clusters);
+    let mut cmds = Vec::new();
+    for k in &s.clusters {
+        cmds.push(c.create_cluster(k));
+        cmds.push(c.delete_cluster(&k.name));
+    }
+    for op in [
+        FleetOp::EnableMesh,
+        FleetOp::Register {
+            cluster: "cluster-with-csm".into(),
+            membership: "cluster-with-csm-membership".into(),
+        },
+        FleetOp::MeshUpdate {
+            membership: "cluster-with-csm-membership".into(),
+        },
+        FleetOp::Unregister {
+            membership: "cluster-with-csm-membership".into(),
+        },
+        FleetOp::DisableMesh,
+    ] {
+        cmds.push(c.fleet(&op, None));
+    }
+    cmds.extend([
+        c.mesh_describe(),
+        c.list_clusters(false),
+        c.list_clusters(true),
+        c.list_memberships(),
+        c.delete_membership("cluster-with-csm-membership-r2d2x9", "us-central1"),
+        c.list_operations(),
+        c.wait_operation("operation-1764203400123-5a6b7c8d", "us-central1-a"),
+        c.dns_record(
+            "zone",
+            "shop.example.org",
+            "34.70.1.2".parse().unwrap(),
+            300,
+            true,
+        ),
+        c.dns_record(
+            "zone",
+            "shop.example.org",
+            "34.70.1.2".parse().unwrap(),
+            1,
+            false,
+        ),
+        c.delete_dns_record("zone", "shop.example.org"),
+    ]);
+    for what in [
+        "forwarding-rules",
+        "target-pools",
+        "backend-services",
+        "health-checks",
+        "http-health-checks",
+        "firewall-rules",
+    ] {
+        cmds.push(c.list_compute(what));
+    }
+    let mut refused = Vec::new();
+    for cmd in &cmds {
+        let ran = exec.run(cmd).await.unwrap();
+        let usage = ran.code == Some(2)
+            || [
+                "unrecognized arguments",
+                "argument ",
+                "must be specified",
+                "Invalid choice",
+            ]
+            .iter()
+            .any(|m| ran.stderr.contains(m));
+        if usage {
+            refused.push(format!("{}\n{}", cmd.line(), ran.stderr));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "refused by gcloud's parser:\n{}",
+        refused.join("\n")
+    );
+    // The old teardown and gc ran `memberships unregister NAME --project P --quiet`, which this
+    // parser refuses (exit 2: one of --gke-cluster, --gke-uri or --context is required).
+    assert_eq!(cmds.len(), 25);
 }

@@ -329,3 +329,32 @@ async fn a_wait_that_times_out_says_what_it_saw() {
         "waiting 10s for Deployments in onlineboutique to be Available: last seen not available: [\"frontend 0/1 available\"]; missing: []"
     );
 }
+
+/// Issue 8, item 8: at its deadline with an address still pending, the wait fails naming the
+/// Service (it used to return Ok, and the run went on without an ingress IP).
+#[tokio::test(start_paused = true)]
+async fn a_load_balancer_that_never_gets_an_address_fails_naming_it() {
+    let list = "/api/v1/namespaces/asm-ingress/services";
+    let pending = json!({"kind": "ServiceList", "apiVersion": "v1", "metadata": {}, "items": [
+        {"metadata": {"name": "asm-ingressgateway", "namespace": "asm-ingress"},
+         "spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {}}},
+        {"metadata": {"name": "internal", "namespace": "asm-ingress"},
+         "spec": {"type": "ClusterIP"}, "status": {"loadBalancer": {}}}]});
+    let script = (0..6)
+        .map(|_| ex(Method::GET, list, 200, pending.clone()))
+        .collect();
+    let (client, _server) = mock(script);
+    let kube = Kube::from_client(client, "cluster-with-csm");
+    let err = meshmig::backend::clusters::wait_load_balancers(
+        &kube,
+        "asm-ingress",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "waiting for LoadBalancer addresses in asm-ingress: no ingress IP after 10s for Service(s) asm-ingressgateway"
+    );
+    assert!(!err.is_procedure());
+}

@@ -44,8 +44,32 @@ fn gke_plan_of_published_cleanup_with_cloud_dns() {
         "--run-id",
         "run42",
         "--dns-zone",
-        "example-zone"
+        "shop-zone",
+        "--domain",
+        "shop.example.org"
     ]));
+}
+
+/// Issue 8, item 17: a Cloud DNS zone needs a domain the user controls (`example.com`, the
+/// scenario's, cannot be delegated to it).
+#[test]
+fn a_cloud_dns_zone_without_a_domain_is_refused() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_meshmig"))
+        .args([
+            "plan",
+            "scenarios/canary-cluster.yaml",
+            "--backend",
+            "gke",
+            "--project",
+            "demo",
+            "--dns-zone",
+            "shop-zone",
+        ])
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--domain <DOMAIN>"));
 }
 
 #[test]
@@ -75,14 +99,17 @@ fn gke_plan_has_the_procedures_gcloud_commands_in_order() {
     ]);
     let order = [
         "gcloud container clusters create cluster-with-istio-run42 --project=demo --zone=us-central1-a --machine-type=e2-standard-2 --num-nodes=3",
-        "istioctl install --context=cluster-with-istio --set profile=default -y",
+        // A1 starts both creations (issue 8, item 22); C1 waits for its own.
         "gcloud container clusters create cluster-with-csm-run42 --project=demo --zone=us-central1-a --machine-type=e2-standard-4 --num-nodes=2 --workload-pool demo.svc.id.goog",
+        "istioctl install --context=cluster-with-istio --set profile=default -y",
+        "(waits for the creation of cluster-with-csm started by the first create step)",
         "gcloud container fleet mesh enable --project demo",
         "gcloud container fleet memberships register cluster-with-csm-membership-run42 --gke-cluster=us-central1-a/cluster-with-csm-run42 --enable-workload-identity --project demo",
         "gcloud container fleet mesh update --management automatic --memberships cluster-with-csm-membership-run42 --project demo",
         "gcloud container fleet mesh describe --project demo",
         "gcloud container clusters delete cluster-with-istio-run42 --zone=us-central1-a --project=demo",
         "gcloud container clusters delete cluster-with-csm-run42 --zone=us-central1-a --project=demo",
+        "gcloud container fleet memberships delete cluster-with-csm-membership-run42 --location=us-central1 --project=demo --quiet",
     ];
     let mut at = 0;
     for cmd in order {

@@ -65,6 +65,8 @@ pub struct ClusterOps {
     kubes: Mutex<BTreeMap<String, Kube>>,
     /// LoadBalancer addresses the run has seen (for leak checks).
     pub lb_ips: Mutex<BTreeSet<String>>,
+    /// UIDs of the LoadBalancer Services seen (cloud providers name their resources after them).
+    pub lb_uids: Mutex<BTreeSet<String>>,
     /// How long to wait for Deployments and load balancers after an apply.
     pub ready_timeout: Duration,
 }
@@ -77,6 +79,7 @@ impl ClusterOps {
             kubeconfig,
             kubes: Mutex::new(BTreeMap::new()),
             lb_ips: Mutex::new(BTreeSet::new()),
+            lb_uids: Mutex::new(BTreeSet::new()),
             ready_timeout,
         }
     }
@@ -143,35 +146,30 @@ impl ClusterOps {
 
     async fn note_lb_ips(&self, svcs: &[Value]) {
         let mut ips = self.lb_ips.lock().await;
+        let mut uids = self.lb_uids.lock().await;
         for s in svcs {
             if let Some(ip) = s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str() {
                 ips.insert(ip.to_string());
             }
+            if s["spec"]["type"] == "LoadBalancer" {
+                if let Some(uid) = s["metadata"]["uid"].as_str() {
+                    uids.insert(uid.to_string());
+                }
+            }
         }
     }
 
-    /// Waits until every LoadBalancer Service of the namespace has an ingress IP (or the timeout).
+    /// Waits until every LoadBalancer Service of the namespace has an ingress IP. At the deadline
+    /// with some still pending, it fails naming them: an address that never comes is the
+    /// platform's failure (cloud-provider-kind, GKE's service controller), not a pass.
     pub async fn wait_load_balancers(
         &self,
         kube: &Kube,
         namespace: &str,
     ) -> Result<(), BackendError> {
-        let deadline = tokio::time::Instant::now() + self.ready_timeout;
-        loop {
-            let svcs = kube
-                .list("Service", Some(namespace))
-                .await
-                .map_err(kube_err)?;
-            self.note_lb_ips(&svcs).await;
-            let pending = svcs.iter().any(|s| {
-                s["spec"]["type"] == "LoadBalancer"
-                    && s["status"]["loadBalancer"]["ingress"][0]["ip"].is_null()
-            });
-            if !pending || tokio::time::Instant::now() >= deadline {
-                return Ok(());
-            }
-            tokio::time::sleep(kube.poll).await;
-        }
+        let svcs = wait_load_balancers(kube, namespace, self.ready_timeout).await?;
+        self.note_lb_ips(&svcs).await;
+        Ok(())
     }
 
     /// `kubectl create namespace`.
@@ -304,6 +302,128 @@ impl ClusterOps {
         }
         Ok(items)
     }
+}
+
+/// Waits until every LoadBalancer Service of `namespace` has an ingress IP, and returns the
+/// Services; fails at `timeout` naming the Services still pending.
+pub async fn wait_load_balancers(
+    kube: &Kube,
+    namespace: &str,
+    timeout: Duration,
+) -> Result<Vec<Value>, BackendError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let svcs = kube
+            .list("Service", Some(namespace))
+            .await
+            .map_err(kube_err)?;
+        let pending: Vec<&str> = svcs
+            .iter()
+            .filter(|s| {
+                s["spec"]["type"] == "LoadBalancer"
+                    && s["status"]["loadBalancer"]["ingress"][0]["ip"].is_null()
+            })
+            .filter_map(|s| s["metadata"]["name"].as_str())
+            .collect();
+        if pending.is_empty() {
+            return Ok(svcs);
+        }
+        if started.elapsed() >= timeout {
+            return Err(BackendError::Infrastructure {
+                doing: format!("waiting for LoadBalancer addresses in {namespace}"),
+                message: format!(
+                    "no ingress IP after {}s for Service(s) {}",
+                    timeout.as_secs(),
+                    pending.join(", ")
+                ),
+            });
+        }
+        tokio::time::sleep(kube.poll).await;
+    }
+}
+
+type Creation = tokio::task::JoinHandle<Result<Output, BackendError>>;
+
+/// Cluster creations started together. Creating a cluster takes minutes (kind) to many minutes
+/// (GKE), and the procedure's A1 and C1 do not depend on each other: the first create step starts
+/// every cluster of the scenario, each later one takes its cluster's result, so the procedure's
+/// observable order of results is kept.
+///
+/// The tools write each new cluster's context into the kubeconfig when its creation ends; a
+/// context is renamed (A2, C2) only once every creation has ended ([`Creations::settle`]), so
+/// that no rename races with a creation writing the same file.
+#[derive(Default)]
+pub struct Creations {
+    started: Mutex<Option<BTreeMap<String, CreationState>>>,
+}
+
+enum CreationState {
+    Running(Creation),
+    Ended(Result<Output, BackendError>),
+}
+
+impl Creations {
+    /// The result of creating `name`; the first call starts every creation of `all` (cluster
+    /// name, command) through `ops`.
+    pub async fn create(
+        &self,
+        name: &str,
+        ops: &Arc<ClusterOps>,
+        all: Vec<(String, Cmd)>,
+    ) -> Result<Output, BackendError> {
+        let state = {
+            let mut started = self.started.lock().await;
+            let map = started.get_or_insert_with(|| {
+                all.into_iter()
+                    .map(|(n, cmd)| {
+                        let ops = ops.clone();
+                        (
+                            n,
+                            CreationState::Running(tokio::spawn(async move { ops.run(cmd).await })),
+                        )
+                    })
+                    .collect()
+            });
+            map.remove(name)
+        };
+        match state {
+            Some(CreationState::Running(mut h)) => join(name, &mut h).await,
+            Some(CreationState::Ended(r)) => r,
+            None => Err(BackendError::infra(
+                format!("creating cluster {name}"),
+                "it is not among the scenario's clusters, or was created already",
+            )),
+        }
+    }
+
+    /// Waits until every creation started has ended (their results are kept for `create`).
+    pub async fn settle(&self) {
+        let mut started = self.started.lock().await;
+        let Some(map) = started.as_mut() else {
+            return;
+        };
+        for (name, st) in map.iter_mut() {
+            if let CreationState::Running(h) = st {
+                let r = join(name, h).await;
+                *st = CreationState::Ended(r);
+            }
+        }
+    }
+
+    /// The clusters whose creation was started and has not been taken by `create` yet.
+    pub async fn pending(&self) -> Vec<String> {
+        self.started
+            .lock()
+            .await
+            .as_ref()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+async fn join(name: &str, h: &mut Creation) -> Result<Output, BackendError> {
+    h.await
+        .map_err(|e| BackendError::infra(format!("creating cluster {name}"), e))?
 }
 
 /// The revision of the managed-mesh stand-in.

@@ -95,12 +95,17 @@ pub struct Process {
 impl Exec for Process {
     async fn run(&self, cmd: &Cmd) -> Result<Ran, ExecError> {
         tracing::info!(command = %cmd.line(), "running");
+        // Its own process group: the terminal's Ctrl-C goes to the harness's group only, so a
+        // gcloud call (a cluster creation) is not killed mid-call, even when the step is
+        // abandoned; the GKE teardown then waits for the cloud operations still running. Local
+        // tools (kind, kubectl) are killed with an abandoned step, so that none outlives teardown.
         let out = tokio::process::Command::new(&cmd.program)
             .args(&cmd.args)
             .envs(&self.env)
             .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
             .stdin(Stdio::null())
-            .kill_on_drop(true)
+            .process_group(0)
+            .kill_on_drop(cmd.program != "gcloud")
             .output()
             .await
             .map_err(|source| ExecError::Spawn {
@@ -127,6 +132,24 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 8, item 16: a tool runs in a process group of its own, so the terminal's SIGINT
+    /// (sent to the foreground group) does not reach it.
+    #[tokio::test]
+    async fn tools_run_in_their_own_process_group() {
+        let p = Process {
+            env: BTreeMap::new(),
+        };
+        // Field 5 of /proc/PID/stat is the process group.
+        let ran = p
+            .run(&Cmd::new("sh", ["-c", "cut -d' ' -f5 /proc/$$/stat"]))
+            .await
+            .unwrap();
+        let child_group: i32 = ran.stdout.trim().parse().unwrap();
+        // SAFETY: getpgrp has no preconditions and cannot fail.
+        let ours = unsafe { libc::getpgrp() };
+        assert_ne!(child_group, ours);
+    }
 
     #[test]
     fn lines_quote_what_a_shell_would_split() {

@@ -23,7 +23,7 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::clusters::ClusterOps;
+use super::clusters::{ClusterOps, Creations};
 use super::exec::{Cmd, Exec, Process};
 use super::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
 use crate::dns::DnsServer;
@@ -65,6 +65,58 @@ impl GkeConfig {
             istioctl: "istioctl".into(),
         }
     }
+}
+
+/// The region of a zone (`us-central1-a` → `us-central1`); a region is its own region.
+pub fn region_of(zone: &str) -> String {
+    match zone.rsplit_once('-') {
+        Some((region, z)) if z.len() == 1 && region.contains('-') => region.to_string(),
+        _ => zone.to_string(),
+    }
+}
+
+/// A membership's name and location from its resource name
+/// (`projects/P/locations/LOCATION/memberships/NAME`).
+pub fn membership_parts(resource: &str) -> Option<(&str, &str)> {
+    let (head, name) = resource.rsplit_once("/memberships/")?;
+    let (_, location) = head.rsplit_once("/locations/")?;
+    Some((name, location))
+}
+
+/// The name Kubernetes' service controller gives the cloud load balancer of a Service
+/// (`DefaultLoadBalancerName` in k8s.io/cloud-provider's cloud.go: `a` + the Service's UID
+/// without dashes, at most 32 characters). GKE names the forwarding rule and target pool so,
+/// and the firewall rule `k8s-fw-` + it.
+pub fn load_balancer_name(uid: &str) -> String {
+    let mut n = format!("a{}", uid.replace('-', ""));
+    n.truncate(32);
+    n
+}
+
+/// The resources of a Compute Engine listing (`what`: `forwarding-rules`, `firewall-rules`, ...)
+/// made for the run's LoadBalancer Services: named after one of `lb_names` (GKE's `a<uid>`,
+/// `k8s-fw-a<uid>`), or, for forwarding rules, holding one of the addresses the run saw.
+pub fn left_for_run(
+    what: &str,
+    items: &[Value],
+    lb_names: &[String],
+    ips: &BTreeSet<String>,
+) -> Vec<String> {
+    items
+        .iter()
+        .filter(|r| {
+            let n = r["name"].as_str().unwrap_or("");
+            lb_names.iter().any(|lb| n.contains(lb.as_str()))
+                || r["IPAddress"].as_str().is_some_and(|ip| ips.contains(ip))
+        })
+        .map(|r| {
+            format!(
+                "{} {}",
+                what.trim_end_matches('s'),
+                r["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
 }
 
 /// A run id: six lowercase letters and digits, starting with a letter.
@@ -179,8 +231,9 @@ impl<'a> Commands<'a> {
         )
     }
 
-    /// C3..C5, clean-up.
-    pub fn fleet(&self, op: &FleetOp, membership_cluster: Option<&str>) -> Cmd {
+    /// C3..C5, clean-up. `membership_location` is where the membership lives, as listed
+    /// (default: the region of the first cluster's zone, where GKE registers it).
+    pub fn fleet(&self, op: &FleetOp, membership_location: Option<&str>) -> Cmd {
         let p = self.cfg.project.as_str();
         match op {
             FleetOp::EnableMesh => Cmd::new(
@@ -224,22 +277,18 @@ impl<'a> Commands<'a> {
                 ],
             ),
             FleetOp::Unregister { membership } => {
-                let mut a = vec![
-                    "container".to_string(),
-                    "fleet".into(),
-                    "memberships".into(),
-                    "unregister".into(),
-                    self.membership(membership),
-                ];
-                if let Some(c) = membership_cluster {
-                    a.push(format!(
-                        "--gke-cluster={}/{}",
-                        self.zone(c),
-                        self.cluster(c)
-                    ));
-                }
-                a.extend(["--project".into(), p.into(), "--quiet".into()]);
-                Cmd::new("gcloud", a)
+                let location = membership_location.map(str::to_string).unwrap_or_else(|| {
+                    region_of(
+                        &self.zone(
+                            &self
+                                .clusters
+                                .first()
+                                .map(|c| c.name.clone())
+                                .unwrap_or_default(),
+                        ),
+                    )
+                });
+                self.delete_membership(&self.membership(membership), &location)
             }
             FleetOp::DisableMesh => Cmd::new(
                 "gcloud",
@@ -324,18 +373,91 @@ impl<'a> Commands<'a> {
         )
     }
 
-    /// The project's forwarding rules (the load balancers of LoadBalancer Services).
-    pub fn list_forwarding_rules(&self) -> Cmd {
+    /// Deletes a fleet membership where it lives (`--location`): memberships of GKE clusters are
+    /// regional now (`projects/P/locations/us-central1/memberships/NAME`), and `unregister`
+    /// needs the cluster, which clean-up may have deleted already. Synopsis of gcloud 528:
+    /// `gcloud container fleet memberships delete (MEMBERSHIP : --location=LOCATION)`.
+    pub fn delete_membership(&self, real_name: &str, location: &str) -> Cmd {
+        Cmd::new(
+            "gcloud",
+            [
+                "container".to_string(),
+                "fleet".into(),
+                "memberships".into(),
+                "delete".into(),
+                real_name.into(),
+                format!("--location={location}"),
+                self.p(),
+                "--quiet".into(),
+            ],
+        )
+    }
+
+    /// Cluster operations of this run that have not ended (a creation interrupted by Ctrl-C goes
+    /// on in Google Cloud).
+    pub fn list_operations(&self) -> Cmd {
+        Cmd::new(
+            "gcloud",
+            [
+                "container".to_string(),
+                "operations".into(),
+                "list".into(),
+                self.p(),
+                format!("--filter=status!=DONE AND targetLink~-{}$", self.cfg.run_id),
+                "--format=json".into(),
+            ],
+        )
+    }
+
+    /// Waits for an operation (`gcloud container operations wait OPERATION_ID --zone=ZONE`).
+    pub fn wait_operation(&self, name: &str, zone: &str) -> Cmd {
+        Cmd::new(
+            "gcloud",
+            [
+                "container".to_string(),
+                "operations".into(),
+                "wait".into(),
+                name.into(),
+                format!("--zone={zone}"),
+                self.p(),
+            ],
+        )
+    }
+
+    /// Deletes the domain's A record from the Cloud DNS zone.
+    pub fn delete_dns_record(&self, zone: &str, domain: &str) -> Cmd {
+        Cmd::new(
+            "gcloud",
+            [
+                "dns".to_string(),
+                "record-sets".into(),
+                "delete".into(),
+                format!("{}.", domain.trim_end_matches('.')),
+                format!("--zone={zone}"),
+                "--type=A".into(),
+                self.p(),
+            ],
+        )
+    }
+
+    /// A Compute Engine listing (`forwarding-rules`, `target-pools`, `firewall-rules`, ...).
+    pub fn list_compute(&self, what: &str) -> Cmd {
         Cmd::new(
             "gcloud",
             [
                 "compute".to_string(),
-                "forwarding-rules".into(),
+                what.into(),
                 "list".into(),
                 self.p(),
                 "--format=json".into(),
             ],
         )
+    }
+
+    /// Whether gcloud has credentials: prints an access token, which the harness reads only to
+    /// see that there is one (never shown, logged or kept).
+    pub fn print_access_token() -> Cmd {
+        Cmd::new("gcloud", ["auth", "print-access-token", "--quiet"])
     }
 
     /// G1..G3 through Cloud DNS (`create` the first time, `update` after).
@@ -370,8 +492,20 @@ pub fn plan_action(
 ) -> Vec<String> {
     let cmd = |c: Cmd| format!("$ {}", c.line());
     match a {
-        Action::CreateCluster { cluster } => vec![cmd(c.create_cluster(s.cluster(cluster).expect("validated")))],
-        Action::RenameContext { cluster } => vec![cmd(c.rename_context(cluster)), cmd(c.get_contexts())],
+        Action::CreateCluster { cluster } => {
+            if s.clusters.first().is_some_and(|f| &f.name == cluster) {
+                let mut v = vec![format!("(starts creating all {} clusters concurrently)", s.clusters.len())];
+                v.extend(s.clusters.iter().map(|k| cmd(c.create_cluster(k))));
+                v
+            } else {
+                vec![format!("(waits for the creation of {cluster} started by the first create step)")]
+            }
+        }
+        Action::RenameContext { cluster } => vec![
+            "(once every creation has ended: each writes the kubeconfig when it ends)".into(),
+            cmd(c.rename_context(cluster)),
+            cmd(c.get_contexts()),
+        ],
         Action::InstallIstio { cluster, profile } => vec![
             cmd(c.istioctl_install(cluster, profile)),
             format!("api: wait until Deployments in istio-system are Available and Service istio-ingressgateway has an ingress IP ({cluster})"),
@@ -451,20 +585,53 @@ pub fn plan(cfg: &GkeConfig, s: &Scenario) -> String {
             out.push_str(&format!("    check {}\n", crate::plan::check_line(ch)));
         }
     }
-    out.push_str("teardown (always):\n");
+    let first = s
+        .clusters
+        .first()
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    out.push_str(
+        "teardown (always; each kind of resource on its own, a failure does not stop the rest):\n",
+    );
+    out.push_str(&format!(
+        "    $ {}   (operations still running, e.g. a creation interrupted by Ctrl-C)\n    $ {}   (each of them)\n",
+        c.list_operations().line(),
+        c.wait_operation("OPERATION", "ZONE").line()
+    ));
+    out.push_str(&format!(
+        "    $ {}\n    $ {}   (each membership of the run, where it is listed)\n",
+        c.list_memberships().line(),
+        c.delete_membership(&c.membership("MEMBERSHIP"), &region_of(&c.zone(&first)))
+            .line()
+    ));
     out.push_str(&format!("    $ {}\n", c.list_clusters(false).line()));
+    out.push_str("    api: delete every LoadBalancer Service of the cluster and wait until it is gone (its forwarding rule, target pool and firewall rule go with it)\n");
     out.push_str("    $ gcloud container clusters delete NAME --zone=ZONE --project=PROJECT --quiet   (each cluster listed)\n");
-    out.push_str(&format!("    $ {}\n", c.list_memberships().line()));
-    out.push_str("    $ gcloud container fleet memberships unregister NAME --project PROJECT --quiet   (each membership of the run)\n");
     out.push_str(
         "    mesh feature: disabled only if this run enabled it and no other membership remains\n",
     );
+    if let Some(z) = &cfg.dns_zone {
+        out.push_str(&format!(
+            "    $ {}   (if the run created it)\n",
+            c.delete_dns_record(z, &s.dns.domain).line()
+        ));
+    }
     out.push_str(&format!(
-        "    leak check: $ {}; $ {}; $ {}\n",
+        "    leak check (a listing that fails is reported NOT VERIFIED): $ {}; $ {}",
         c.list_clusters(false).line(),
-        c.list_memberships().line(),
-        c.list_forwarding_rules().line()
+        c.list_memberships().line()
     ));
+    for what in [
+        "forwarding-rules",
+        "target-pools",
+        "backend-services",
+        "health-checks",
+        "http-health-checks",
+        "firewall-rules",
+    ] {
+        out.push_str(&format!("; $ {}", c.list_compute(what).line()));
+    }
+    out.push_str("   (resources named after the run's LoadBalancer Services: a<uid>, k8s-fw-a<uid>; forwarding rules also by address)\n");
     out
 }
 
@@ -472,7 +639,10 @@ pub fn plan(cfg: &GkeConfig, s: &Scenario) -> String {
 pub struct Gke {
     cfg: GkeConfig,
     clusters: Vec<ClusterSpec>,
-    ops: ClusterOps,
+    ops: Arc<ClusterOps>,
+    creations: Creations,
+    /// The scenario's domain (the A record teardown deletes from a Cloud DNS zone).
+    domain: String,
     scratch: Scratch,
     memberships: Mutex<BTreeMap<String, String>>,
     dns: Option<DnsServer>,
@@ -482,14 +652,24 @@ pub struct Gke {
 }
 
 impl Gke {
-    /// Starts a run: its own kubeconfig, the embedded DNS server unless a Cloud DNS zone is set,
-    /// and a first inventory (whether the fleet's mesh feature was already enabled).
+    /// Starts a run: gcloud's credentials and kubectl's auth plugin checked, its own kubeconfig,
+    /// the embedded DNS server unless a Cloud DNS zone is set, and a first inventory (whether
+    /// the fleet's mesh feature was already enabled).
     pub async fn start(cfg: GkeConfig, s: &Scenario) -> Result<Self, BackendError> {
         let scratch = Scratch::create("meshmig-gke-")?;
         let kubeconfig = scratch.path().join("kubeconfig");
         let exec: Arc<dyn Exec> = Arc::new(Process {
             env: [("KUBECONFIG".to_string(), kubeconfig.clone())].into(),
         });
+        if super::exec::on_path("gke-gcloud-auth-plugin").is_none() {
+            return Err(BackendError::MissingTool {
+                doing: "reaching GKE clusters (kubectl and the harness authenticate through it)"
+                    .into(),
+                tool: "gke-gcloud-auth-plugin".into(),
+                hint: "gcloud components install gke-gcloud-auth-plugin, or apt-get install google-cloud-cli-gke-gcloud-auth-plugin".into(),
+            });
+        }
+        check_credentials(exec.as_ref()).await?;
         Self::with_exec(cfg, s, exec, scratch).await
     }
 
@@ -522,7 +702,13 @@ impl Gke {
         })?;
         let mesh_enabled_before = ran.ok() && ran.stdout.contains("state: ACTIVE");
         Ok(Self {
-            ops: ClusterOps::new(exec, scratch.path().join("kubeconfig"), cfg.ready_timeout),
+            ops: Arc::new(ClusterOps::new(
+                exec,
+                scratch.path().join("kubeconfig"),
+                cfg.ready_timeout,
+            )),
+            creations: Creations::default(),
+            domain: s.dns.domain.clone(),
             scratch,
             clusters: s.clusters.clone(),
             cfg,
@@ -542,6 +728,148 @@ impl Gke {
     fn to_procedure_names(&self, text: &str) -> String {
         text.replace(&format!("-{}", self.cfg.run_id), "")
     }
+
+    /// Runs a command: gcloud's piped progress joined as a terminal shows it; an error about the
+    /// platform (permission, quota, an API not enabled) is an infrastructure failure, not the
+    /// procedure's.
+    async fn run(&self, cmd: Cmd) -> Result<Output, BackendError> {
+        match self.ops.run(cmd).await {
+            Ok(mut out) => {
+                out.stdout = crate::gcloud::normalise_progress(&out.stdout);
+                Ok(out)
+            }
+            Err(BackendError::Procedure { command, message })
+                if crate::gcloud::platform_error(&message) =>
+            {
+                Err(BackendError::Infrastructure {
+                    doing: format!("running {command}"),
+                    message,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The run's memberships: (procedure name, real name, location).
+    async fn run_memberships(&self) -> Result<Vec<(String, String, String)>, BackendError> {
+        let suffix = format!("-{}", self.cfg.run_id);
+        Ok(self
+            .ops
+            .run_json(self.cmds().list_memberships())
+            .await?
+            .iter()
+            .filter_map(|m| membership_parts(m["name"].as_str()?))
+            .filter(|(n, _)| n.ends_with(&suffix))
+            .map(|(n, l)| (self.to_procedure_names(n), n.to_string(), l.to_string()))
+            .collect())
+    }
+
+    /// Deletes a cluster's LoadBalancer Services and waits until they are gone: GKE's service
+    /// controller then deletes their forwarding rules, target pools and firewall rules, which
+    /// deleting the cluster alone can leave behind.
+    async fn delete_load_balancers(&self, cluster: &str, report: &mut TeardownReport) {
+        let svcs = match self.ops.list(cluster, None, "Service").await {
+            Ok(s) => s,
+            Err(e) => {
+                report.failed.push(format!(
+                    "listing the Services of {cluster} (their load balancers may stay): {e}"
+                ));
+                return;
+            }
+        };
+        for svc in svcs.iter().filter(|s| s["spec"]["type"] == "LoadBalancer") {
+            let (ns, name) = crate::manifest::namespace_and_name(svc);
+            match self.ops.delete(cluster, &ns, "Service", &name).await {
+                Ok(_) => report
+                    .removed
+                    .push(format!("LoadBalancer Service {ns}/{name} of {cluster}")),
+                Err(e) => report.failed.push(format!(
+                    "LoadBalancer Service {ns}/{name} of {cluster}: {e}"
+                )),
+            }
+        }
+    }
+
+    /// Lists every kind again after teardown: what is left is a LEAK; a listing that fails says
+    /// the kind could not be verified.
+    async fn report_leaks(&self, report: &mut TeardownReport) {
+        match self.clusters().await {
+            Ok(cs) => report.failed.extend(
+                cs.iter()
+                    .map(|(c, st)| format!("LEAK: cluster {} ({st})", self.cmds().cluster(c))),
+            ),
+            Err(e) => report
+                .failed
+                .push(format!("NOT VERIFIED: clusters (listing failed: {e})")),
+        }
+        match self.run_memberships().await {
+            Ok(ms) => report.failed.extend(
+                ms.iter()
+                    .map(|(_, real, l)| format!("LEAK: fleet membership {real} ({l})")),
+            ),
+            Err(e) => report.failed.push(format!(
+                "NOT VERIFIED: fleet memberships (listing failed: {e})"
+            )),
+        }
+        for l in self.load_balancer_leaks().await {
+            match l {
+                Ok(left) => report
+                    .failed
+                    .extend(left.into_iter().map(|r| format!("LEAK: {r}"))),
+                Err(m) => report.failed.push(format!("NOT VERIFIED: {m}")),
+            }
+        }
+    }
+
+    /// Cloud load-balancing resources made for the run's Services (by the names GKE gives them,
+    /// and forwarding rules by the addresses seen), per listing; a listing that fails is
+    /// reported as such, never as "none".
+    async fn load_balancer_leaks(&self) -> Vec<Result<Vec<String>, String>> {
+        let names: Vec<String> = self
+            .ops
+            .lb_uids
+            .lock()
+            .await
+            .iter()
+            .map(|u| load_balancer_name(u))
+            .collect();
+        let ips = self.ops.lb_ips.lock().await.clone();
+        let mut out = Vec::new();
+        for what in [
+            "forwarding-rules",
+            "target-pools",
+            "backend-services",
+            "health-checks",
+            "http-health-checks",
+            "firewall-rules",
+        ] {
+            out.push(
+                match self.ops.run_json(self.cmds().list_compute(what)).await {
+                    Ok(items) => Ok(left_for_run(what, &items, &names, &ips)),
+                    Err(e) => Err(format!("listing {what}: {e}")),
+                },
+            );
+        }
+        out
+    }
+}
+
+/// Whether gcloud can act for someone: `gcloud auth print-access-token` must print a token (read
+/// only to see that it is there, never shown). Application Default Credentials alone
+/// (`gcloud auth application-default login`, GOOGLE_APPLICATION_CREDENTIALS) do not give gcloud
+/// an account.
+pub async fn check_credentials(exec: &dyn Exec) -> Result<(), BackendError> {
+    let cmd = Commands::print_access_token();
+    let ran = exec.run(&cmd).await.map_err(|e| {
+        BackendError::infra("checking gcloud's credentials", crate::error_chain(&e))
+    })?;
+    if ran.ok() && !ran.stdout.trim().is_empty() {
+        return Ok(());
+    }
+    Err(BackendError::Infrastructure {
+        doing: "checking gcloud's credentials".into(),
+        message: "`gcloud auth print-access-token` printed no token: run `gcloud auth login` (or `gcloud auth activate-service-account --key-file=KEY`); Application Default Credentials (`gcloud auth application-default login`, GOOGLE_APPLICATION_CREDENTIALS) are not gcloud's own".into(),
+    })
 }
 
 /// The first `nameserver` of /etc/resolv.conf (127.0.0.53 when there is none).
@@ -571,12 +899,20 @@ impl Backend for Gke {
         "gke"
     }
 
+    /// The first creation starts every cluster's (A1 and C1 overlap, as on kind).
     async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {
-        self.ops.run(self.cmds().create_cluster(spec)).await
+        let all = self
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), self.cmds().create_cluster(c)))
+            .collect();
+        let mut out = self.creations.create(&spec.name, &self.ops, all).await?;
+        out.stdout = crate::gcloud::normalise_progress(&out.stdout);
+        Ok(out)
     }
 
     async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError> {
-        let out = self.ops.run(self.cmds().delete_cluster(name)).await?;
+        let out = self.run(self.cmds().delete_cluster(name)).await?;
         self.ops.forget(name).await;
         Ok(out)
     }
@@ -594,8 +930,10 @@ impl Backend for Gke {
             .collect())
     }
 
+    /// After every creation has ended: each writes the kubeconfig when it ends.
     async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError> {
-        self.ops.run(self.cmds().rename_context(cluster)).await
+        self.creations.settle().await;
+        self.run(self.cmds().rename_context(cluster)).await
     }
 
     async fn contexts(&self) -> Result<Vec<String>, BackendError> {
@@ -609,16 +947,16 @@ impl Backend for Gke {
     }
 
     async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError> {
-        let membership_cluster = match op {
-            FleetOp::Unregister { membership } => {
-                self.memberships.lock().await.get(membership).cloned()
-            }
+        let location = match op {
+            FleetOp::Unregister { membership } => self
+                .run_memberships()
+                .await?
+                .into_iter()
+                .find(|(n, ..)| n == membership)
+                .map(|(_, _, l)| l),
             _ => None,
         };
-        let out = self
-            .ops
-            .run(self.cmds().fleet(op, membership_cluster.as_deref()))
-            .await?;
+        let out = self.run(self.cmds().fleet(op, location.as_deref())).await?;
         match op {
             FleetOp::Register {
                 cluster,
@@ -644,7 +982,7 @@ impl Backend for Gke {
     }
 
     async fn mesh_describe(&self) -> Result<String, BackendError> {
-        let out = self.ops.run(self.cmds().mesh_describe()).await?;
+        let out = self.run(self.cmds().mesh_describe()).await?;
         Ok(self.to_procedure_names(&out.stdout))
     }
 
@@ -699,7 +1037,6 @@ impl Backend for Gke {
             (Some(zone), _) => {
                 let mut created = self.cloud_dns_created.lock().await;
                 let out = self
-                    .ops
                     .run(
                         self.cmds()
                             .dns_record(zone, domain, address, ttl, !*created),
@@ -723,35 +1060,17 @@ impl Backend for Gke {
 
     async fn inventory(&self) -> Result<Inventory, BackendError> {
         let clusters = self.clusters().await?;
-        let members = self.ops.run_json(self.cmds().list_memberships()).await?;
-        let suffix = format!("-{}", self.cfg.run_id);
-        let memberships = members
-            .iter()
-            .filter_map(|m| {
-                m["name"]
-                    .as_str()
-                    .and_then(|n| n.rsplit('/').next())
-                    .map(str::to_string)
-            })
-            .filter(|n| n.ends_with(&suffix))
-            .map(|n| self.to_procedure_names(&n))
+        let memberships = self
+            .run_memberships()
+            .await?
+            .into_iter()
+            .map(|(n, ..)| n)
             .collect();
-        let rules = self
-            .ops
-            .run_json(self.cmds().list_forwarding_rules())
-            .await?;
-        let ips = self.ops.lb_ips.lock().await.clone();
-        let load_balancers = rules
-            .iter()
-            .filter_map(|r| r["IPAddress"].as_str().map(str::to_string))
-            .filter(|ip| ips.contains(ip))
-            .collect();
-        let describe = self
-            .ops
-            .run(self.cmds().mesh_describe())
-            .await
-            .map(|o| o.stdout)
-            .unwrap_or_default();
+        let mut load_balancers = Vec::new();
+        for l in self.load_balancer_leaks().await {
+            load_balancers.extend(l.map_err(|m| BackendError::infra("taking the inventory", m))?);
+        }
+        let describe = self.run(self.cmds().mesh_describe()).await?.stdout;
         Ok(Inventory {
             clusters,
             memberships,
@@ -761,107 +1080,138 @@ impl Backend for Gke {
         })
     }
 
+    /// Best effort, one kind of resource after the other: a listing or a delete that fails is
+    /// reported and the rest goes on. Operations still running (a creation interrupted by
+    /// Ctrl-C) are waited for first; LoadBalancer Services go before their cluster; then every
+    /// kind is listed again, and what is left is reported as a LEAK (or as not verified, when
+    /// its listing failed: never as "nothing left").
     async fn teardown(&self, keep: bool) -> TeardownReport {
         let mut report = TeardownReport::default();
-        let inv = match self.inventory().await {
-            Ok(i) => i,
-            Err(e) => {
-                report
-                    .failed
-                    .push(format!("taking the inventory: {}", crate::error_chain(&e)));
-                return report;
-            }
-        };
         if keep {
-            report.kept.extend(
-                inv.clusters
-                    .keys()
-                    .map(|c| format!("cluster {}", self.cmds().cluster(c))),
-            );
-            report.kept.extend(
-                inv.memberships
-                    .iter()
-                    .map(|m| format!("membership {}", self.cmds().membership(m))),
-            );
+            match self.clusters().await {
+                Ok(cs) => report.kept.extend(
+                    cs.keys()
+                        .map(|c| format!("cluster {}", self.cmds().cluster(c))),
+                ),
+                Err(e) => report.failed.push(format!("listing clusters: {e}")),
+            }
+            match self.run_memberships().await {
+                Ok(ms) => report.kept.extend(
+                    ms.iter()
+                        .map(|(_, real, l)| format!("membership {real} ({l})")),
+                ),
+                Err(e) => report
+                    .failed
+                    .push(format!("listing fleet memberships: {e}")),
+            }
             report
                 .kept
                 .push(format!("kubeconfig {}", self.ops.kubeconfig.display()));
             self.scratch.keep();
             return report;
         }
-        for m in &inv.memberships {
-            match self
-                .fleet(&FleetOp::Unregister {
-                    membership: m.clone(),
-                })
-                .await
-            {
-                Ok(_) => report
-                    .removed
-                    .push(format!("fleet membership {}", self.cmds().membership(m))),
-                Err(e) => report.failed.push(format!(
-                    "fleet membership {}: {e}",
-                    self.cmds().membership(m)
-                )),
+        match self.ops.run_json(self.cmds().list_operations()).await {
+            Ok(ops) => {
+                for op in ops {
+                    let (Some(name), Some(zone)) = (
+                        op["name"].as_str(),
+                        op["zone"].as_str().or(op["location"].as_str()),
+                    ) else {
+                        continue;
+                    };
+                    let what = format!(
+                        "operation {name} ({} of {})",
+                        op["operationType"].as_str().unwrap_or("?"),
+                        op["targetLink"]
+                            .as_str()
+                            .unwrap_or("?")
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("?")
+                    );
+                    match self.run(self.cmds().wait_operation(name, zone)).await {
+                        Ok(_) => report.removed.push(format!("waited for {what}")),
+                        Err(e) => report.failed.push(format!("waiting for {what}: {e}")),
+                    }
+                }
             }
+            Err(e) => report
+                .failed
+                .push(format!("listing running cluster operations: {e}")),
         }
-        for c in inv.clusters.keys() {
-            match self.delete_cluster(c).await {
-                Ok(_) => report
-                    .removed
-                    .push(format!("cluster {}", self.cmds().cluster(c))),
-                Err(e) => report
-                    .failed
-                    .push(format!("cluster {}: {e}", self.cmds().cluster(c))),
+        match self.run_memberships().await {
+            Ok(ms) => {
+                for (_, real, location) in ms {
+                    match self
+                        .run(self.cmds().delete_membership(&real, &location))
+                        .await
+                    {
+                        Ok(_) => report
+                            .removed
+                            .push(format!("fleet membership {real} ({location})")),
+                        Err(e) => report
+                            .failed
+                            .push(format!("fleet membership {real} ({location}): {e}")),
+                    }
+                }
             }
+            Err(e) => report
+                .failed
+                .push(format!("listing fleet memberships: {e}")),
         }
-        if inv.mesh_feature_enabled {
-            let others = self
-                .ops
-                .run_json(self.cmds().list_memberships())
-                .await
-                .map(|v| v.len())
-                .unwrap_or(1);
-            if others == 0 {
-                match self.fleet(&FleetOp::DisableMesh).await {
+        match self.clusters().await {
+            Ok(cs) => {
+                for c in cs.keys() {
+                    self.delete_load_balancers(c, &mut report).await;
+                    match self.delete_cluster(c).await {
+                        Ok(_) => report
+                            .removed
+                            .push(format!("cluster {}", self.cmds().cluster(c))),
+                        Err(e) => report
+                            .failed
+                            .push(format!("cluster {}: {e}", self.cmds().cluster(c))),
+                    }
+                }
+            }
+            Err(e) => report.failed.push(format!("listing clusters: {e}")),
+        }
+        if *self.mesh_enabled_by_run.lock().await {
+            match self.ops.run_json(self.cmds().list_memberships()).await {
+                Ok(others) if others.is_empty() => match self.fleet(&FleetOp::DisableMesh).await {
                     Ok(_) => report
                         .removed
                         .push("fleet mesh feature (enabled by this run)".into()),
                     Err(e) => report.failed.push(format!("fleet mesh feature: {e}")),
-                }
-            } else {
-                report
+                },
+                Ok(_) => report
                     .kept
-                    .push("fleet mesh feature (other memberships use it)".into());
+                    .push("fleet mesh feature (other memberships use it)".into()),
+                Err(e) => report.failed.push(format!(
+                    "fleet mesh feature left enabled: listing memberships failed: {e}"
+                )),
+            }
+        }
+        if let Some(zone) = &self.cfg.dns_zone {
+            if *self.cloud_dns_created.lock().await {
+                match self
+                    .run(self.cmds().delete_dns_record(zone, &self.domain))
+                    .await
+                {
+                    Ok(_) => report.removed.push(format!(
+                        "Cloud DNS A record {}. in zone {zone}",
+                        self.domain
+                    )),
+                    Err(e) => report.failed.push(format!(
+                        "Cloud DNS A record {}. in zone {zone}: {e}",
+                        self.domain
+                    )),
+                }
             }
         }
         if let Some(d) = &self.dns {
             d.stop().await;
         }
-        match self.inventory().await {
-            Ok(after) => {
-                for (c, st) in &after.clusters {
-                    report
-                        .failed
-                        .push(format!("LEAK: cluster {} ({st})", self.cmds().cluster(c)));
-                }
-                for m in &after.memberships {
-                    report.failed.push(format!(
-                        "LEAK: fleet membership {}",
-                        self.cmds().membership(m)
-                    ));
-                }
-                for lb in &after.load_balancers {
-                    report
-                        .failed
-                        .push(format!("LEAK: forwarding rule for {lb}"));
-                }
-            }
-            Err(e) => report.failed.push(format!(
-                "re-taking the inventory: {}",
-                crate::error_chain(&e)
-            )),
-        }
+        self.report_leaks(&mut report).await;
         let _ = self.scratch.remove();
         report
     }
@@ -931,32 +1281,22 @@ pub async fn gc(
         ));
     }
     for m in super::clusters::run_json(exec, &c.list_memberships()).await? {
-        let Some(name) = m["name"].as_str().and_then(|n| n.rsplit('/').next()) else {
+        let Some((name, location)) = m["name"].as_str().and_then(membership_parts) else {
             continue;
         };
         if runs.iter().any(|r| name.ends_with(&format!("-{r}"))) {
-            let un = Cmd::new(
-                "gcloud",
-                [
-                    "container",
-                    "fleet",
-                    "memberships",
-                    "unregister",
-                    name,
-                    "--project",
-                    project,
-                    "--quiet",
-                ],
-            );
-            let r = exec.run(&un).await.map_err(|e| {
-                BackendError::infra("unregistering a membership", crate::error_chain(&e))
-            })?;
+            let r = exec
+                .run(&c.delete_membership(name, location))
+                .await
+                .map_err(|e| {
+                    BackendError::infra("deleting a membership", crate::error_chain(&e))
+                })?;
             done.push(format!(
-                "{} fleet membership {name}",
+                "{} fleet membership {name} ({location})",
                 if r.ok() {
-                    "unregistered"
+                    "deleted"
                 } else {
-                    "FAILED to unregister"
+                    "FAILED to delete"
                 }
             ));
         }
