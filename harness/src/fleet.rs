@@ -1,6 +1,7 @@
 //! Reading `gcloud container fleet mesh describe` output (step C6).
 //!
-//! The output is YAML; per membership (keyed `projects/NUMBER/locations/global/memberships/NAME`)
+//! The output is YAML; per membership (keyed `projects/NUMBER/locations/LOCATION/memberships/NAME`:
+//! `global` in the published procedure, the cluster's region for memberships registered today)
 //! it reports `servicemesh.controlPlaneManagement.state` and `dataPlaneManagement.state`
 //! (DISABLED, PROVISIONING, ACTIVE, or an error state) with details.
 
@@ -397,9 +398,12 @@ pub fn describe_yaml(
     serde_yaml::to_string(&doc).unwrap_or_default()
 }
 
-/// The resource key gcloud uses for a membership.
+/// The resource key `mesh describe` uses for a membership registered today: regional, as in
+/// Google's "Check control plane implementation" page
+/// (`projects/746296320118/locations/us-central1/memberships/demo-cluster-1`); the published
+/// procedure, older, shows `locations/global`. Both are read alike.
 pub fn membership_key(project_number: &str, membership: &str) -> String {
-    format!("projects/{project_number}/locations/global/memberships/{membership}")
+    format!("projects/{project_number}/locations/us-central1/memberships/{membership}")
 }
 
 #[cfg(test)]

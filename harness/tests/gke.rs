@@ -843,3 +843,95 @@ async fn the_real_gcloud_parses_every_command() {
     // parser refuses (exit 2: one of --gke-cluster, --gke-uri or --context is required).
     assert_eq!(cmds.len(), 25);
 }
+
+/// Issue 8, item 21: before a cluster is deleted, its LoadBalancer Services are, and teardown
+/// waits until they are gone (GKE's service-controller finalizer holds a Service until its cloud
+/// load balancer is deleted); deleting the cluster alone can leave the load balancer behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teardown_deletes_load_balancer_services_before_their_cluster() {
+    use axum::routing::get;
+    fn json_body(v: serde_json::Value) -> ([(&'static str, &'static str); 1], String) {
+        ([("content-type", "application/json")], v.to_string())
+    }
+    let exec = Arc::new(
+        Recorded::default()
+            .on(&["clusters list"], 0, CLUSTERS_JSON, "")
+            .on(&["memberships list"], 0, "[]", "")
+            .empty_listings(),
+    );
+    // The cluster's API: one LoadBalancer Service, deleted on request, then gone.
+    let deleted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "asm-ingressgateway", "namespace": "asm-ingress", "uid": "5f1d2e3c-4b5a-4968-8776-655443322110"},
+        "spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "34.70.1.2"}]}}});
+    let not_found = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "services \"asm-ingressgateway\" not found", "reason": "NotFound",
+        "details": {"name": "asm-ingressgateway", "kind": "services"}, "code": 404});
+    let (d1, d2, log) = (deleted.clone(), deleted.clone(), exec.clone());
+    let (s1, s2) = (svc.clone(), svc.clone());
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/services",
+            get(move || {
+                let items = if d1.load(std::sync::atomic::Ordering::SeqCst) {
+                    vec![]
+                } else {
+                    vec![s1.clone()]
+                };
+                async move {
+                    json_body(serde_json::json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": items}))
+                }
+            }),
+        )
+        .route(
+            "/api/v1/namespaces/asm-ingress/services/asm-ingressgateway",
+            get(move || {
+                let gone = d2.load(std::sync::atomic::Ordering::SeqCst);
+                let (s, nf) = (s2.clone(), not_found.clone());
+                async move {
+                    if gone {
+                        (axum::http::StatusCode::NOT_FOUND, json_body(nf))
+                    } else {
+                        (axum::http::StatusCode::OK, json_body(s))
+                    }
+                }
+            })
+            .delete(move || {
+                deleted.store(true, std::sync::atomic::Ordering::SeqCst);
+                log.calls
+                    .lock()
+                    .unwrap()
+                    .push("api: delete Service asm-ingress/asm-ingressgateway".into());
+                let s = svc.clone();
+                async move { json_body(s) }
+            }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kubeconfig"),
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://{addr}\"}}\nusers:\n- name: u\n  user: {{token: dummy}}\ncontexts:\n- name: cluster-with-csm\n  context: {{cluster: c, user: u}}\ncurrent-context: cluster-with-csm\n"
+        ),
+    )
+    .unwrap();
+    let s = scenario("canary-cluster.yaml");
+    let b = Gke::with_exec(cfg(), &s, exec.clone(), dir).await.unwrap();
+    let report = b.teardown(false).await;
+    let calls = exec.calls();
+    let at = |p: &str| calls.iter().position(|c| c.starts_with(p)).unwrap_or(usize::MAX);
+    assert!(
+        at("api: delete Service asm-ingress/asm-ingressgateway")
+            < at("gcloud container clusters delete cluster-with-csm-r2d2x9"),
+        "{calls:#?}\n{report:?}"
+    );
+    assert!(
+        report
+            .removed
+            .iter()
+            .any(|r| r == "LoadBalancer Service asm-ingress/asm-ingressgateway of cluster-with-csm"),
+        "{report:?}"
+    );
+}
