@@ -29,6 +29,16 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
+    /// A step names a manifest outside the manifests folder (absolute, or through `..`).
+    #[error("{at}: manifest path {path:?} is outside the manifests folder {root}")]
+    Outside {
+        /// The step that names it.
+        at: Location,
+        /// The path as written.
+        path: String,
+        /// The manifests folder.
+        root: PathBuf,
+    },
     /// A document is not a valid object of its kind.
     #[error("{at}: invalid {kind} in manifest: {message}")]
     Invalid {
@@ -45,7 +55,9 @@ impl ManifestError {
     /// The location of the problem, where there is one.
     pub fn location(&self) -> Option<&Location> {
         match self {
-            ManifestError::Read { at, .. } | ManifestError::Invalid { at, .. } => Some(at),
+            ManifestError::Read { at, .. }
+            | ManifestError::Outside { at, .. }
+            | ManifestError::Invalid { at, .. } => Some(at),
         }
     }
 }
@@ -66,6 +78,18 @@ impl ManifestSource {
     /// The file a step's manifest path names.
     pub fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
+    }
+
+    /// Whether a step's manifest path stays inside the folder: relative, without `..`.
+    pub fn inside(relative: &str) -> bool {
+        let p = Path::new(relative);
+        !p.as_os_str().is_empty()
+            && p.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            })
     }
 }
 
@@ -196,6 +220,13 @@ impl ManifestSet {
     ) -> Result<(), ManifestError> {
         if self.files.contains_key(relative) {
             return Ok(());
+        }
+        if !ManifestSource::inside(relative) {
+            return Err(ManifestError::Outside {
+                at: step.clone(),
+                path: relative.to_string(),
+                root: source.root.clone(),
+            });
         }
         let path = source.path(relative);
         let text = std::fs::read_to_string(&path).map_err(|e| ManifestError::Read {

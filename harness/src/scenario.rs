@@ -651,12 +651,56 @@ impl Scenario {
     }
 }
 
+/// The largest scenario file read (a scenario is a few kilobytes; this keeps a runaway file from
+/// being parsed at all).
+pub const MAX_SCENARIO_BYTES: usize = 1 << 20;
+
 /// Reads a scenario file and everything it builds on, without validating references.
 fn read_file(path: &Path) -> Result<(ScenarioFile, String), ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let bytes = std::fs::read(path).map_err(|source| ScenarioError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    let at = |offset: usize| {
+        let before = &bytes[..offset];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = offset
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        Location {
+            file: path.to_path_buf(),
+            line,
+            column,
+        }
+    };
+    if bytes.len() > MAX_SCENARIO_BYTES {
+        return Err(ScenarioError::Parse {
+            at: at(0),
+            message: format!(
+                "the file has {} bytes; a scenario has at most {MAX_SCENARIO_BYTES}",
+                bytes.len()
+            ),
+        });
+    }
+    let text = String::from_utf8(bytes.clone()).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        ScenarioError::Parse {
+            at: at(offset),
+            message: format!("not UTF-8 text (byte 0x{:02x})", bytes[offset]),
+        }
+    })?;
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(ScenarioError::Parse {
+            at: at(0),
+            message: "the scenario is empty (nothing but blank lines and comments)".into(),
+        });
+    }
     let file: ScenarioFile = serde_yaml::from_str(&text).map_err(|e| {
         let (line, column) = e
             .location()
@@ -878,6 +922,16 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
     }
     let mut names = BTreeSet::new();
     for c in &s.clusters {
+        if let Some(n) = c.nodes.filter(|n| !(1..=1000).contains(n)) {
+            return Err(ScenarioError::Invalid {
+                at: locate(
+                    &s.path,
+                    &std::fs::read_to_string(&s.path).unwrap_or_default(),
+                    "nodes:",
+                ),
+                message: format!("cluster {}: nodes must be 1 to 1000, not {n}", c.name),
+            });
+        }
         if !names.insert(c.name.clone()) {
             return Err(ScenarioError::Invalid {
                 at: locate(
@@ -928,6 +982,11 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                         to_parse.push((step.id.clone(), m.clone()));
                     }
                     for r in replace {
+                        if r.from.is_empty() {
+                            return Err(fail(
+                                "replace: `from` is empty (sed would match everywhere)".into(),
+                            ));
+                        }
                         texts.push(&r.to);
                     }
                     if !patch.is_empty() {
@@ -948,22 +1007,41 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                     }
                 }
                 Action::ReadIngressIp { cluster, .. } => clusters_named.push(cluster),
-                Action::DnsSetRecord { address, .. } => texts.push(address),
+                Action::DnsSetRecord { address, ttl } => {
+                    texts.push(address);
+                    if *ttl > MAX_TTL {
+                        return Err(fail(format!(
+                            "ttl must be at most {MAX_TTL} (RFC 2181, section 8), not {ttl}"
+                        )));
+                    }
+                }
                 Action::WaitMeshActive {
                     timeout_seconds,
                     poll_seconds,
                     ..
                 } => {
-                    if *timeout_seconds <= 0.0 || *poll_seconds <= 0.0 {
-                        return Err(fail(
-                            "timeout_seconds and poll_seconds must be positive".into(),
-                        ));
+                    let (t, p) = (*timeout_seconds, *poll_seconds);
+                    if !(t.is_finite() && t > 0.0 && t <= MAX_WAIT_SECONDS) {
+                        return Err(fail(format!(
+                            "timeout_seconds must be a number of seconds above 0 and at most {MAX_WAIT_SECONDS}, not {t}"
+                        )));
+                    }
+                    if !(p.is_finite() && p > 0.0 && p <= t) {
+                        return Err(fail(format!(
+                            "poll_seconds must be above 0 and at most timeout_seconds ({t}), not {p}"
+                        )));
+                    }
+                }
+                Action::WaitTtl { seconds } => {
+                    if *seconds > MAX_WAIT_TTL {
+                        return Err(fail(format!(
+                            "wait_ttl seconds must be at most {MAX_WAIT_TTL} (a week), not {seconds}"
+                        )));
                     }
                 }
                 Action::FleetEnableMesh
                 | Action::FleetMeshUpdate { .. }
                 | Action::WaitDnsTtl
-                | Action::WaitTtl { .. }
                 | Action::DeleteCluster { .. }
                 | Action::FleetUnregister { .. }
                 | Action::FleetDisableMesh => {}
@@ -995,7 +1073,14 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                     clusters_named.push(cluster);
                     clusters_named.push(&gateway.cluster);
                 }
-                Check::HomePage { url, .. } => texts.push(url),
+                Check::HomePage { url, status } => {
+                    texts.push(url);
+                    if !(100..=599).contains(status) {
+                        return Err(fail(format!(
+                            "home_page status must be an HTTP status (100 to 599), not {status}"
+                        )));
+                    }
+                }
                 Check::DnsRecord { address, .. } => texts.push(address),
                 Check::Split {
                     url,
@@ -1053,6 +1138,41 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
         let at_step = at(&s, &id);
         s.manifests.load(source, &m, &at_step)?;
     }
+    if let Some(want) = &s.expect.failed_step {
+        if !s.steps.iter().any(|st| &st.id == want) {
+            return Err(ScenarioError::Invalid {
+                at: locate(
+                    &s.path,
+                    &std::fs::read_to_string(&s.path).unwrap_or_default(),
+                    "failed_step",
+                ),
+                message: format!("expect.failed_step names no step: {want}"),
+            });
+        }
+    }
+    // Like kubectl, an object naming another namespace than the one applied to is refused.
+    for step in &s.steps {
+        if let Some(Action::Apply {
+            namespace: Some(ns),
+            manifests,
+            ..
+        }) = &step.run
+        {
+            for m in manifests {
+                for o in s.manifests.objects(m, &[])?.0 {
+                    if let Some(other) = o.namespace.as_ref().filter(|o| *o != ns) {
+                        return Err(ScenarioError::Invalid {
+                            at: at(&s, &step.id),
+                            message: format!(
+                                "step {}: {} {} in {m} names namespace {other:?}, which does not match the namespace {ns:?} it is applied to (kubectl refuses it)",
+                                step.id, o.kind, o.name
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
     // Every patch must apply to an object its step applies.
     for id in to_patch {
         let step = s
@@ -1078,6 +1198,13 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
     }
     Ok(s)
 }
+
+/// The longest wait a scenario may ask for, in seconds (a day).
+pub const MAX_WAIT_SECONDS: f64 = 86_400.0;
+/// The longest TTL `wait_ttl` may assume (a week).
+pub const MAX_WAIT_TTL: u32 = 604_800;
+/// The largest TTL a record may have (RFC 2181, section 8: 2^31 - 1).
+pub const MAX_TTL: u32 = 2_147_483_647;
 
 /// Percentages per destination: each finite and non-negative, summing to 100.
 fn check_percentages(expect: &BTreeMap<String, f64>) -> Result<(), String> {
@@ -1145,4 +1272,31 @@ pub fn trial_name(dir: &Path, path: &Path) -> String {
         .with_extension("")
         .to_string_lossy()
         .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14: a runaway file is refused before it is parsed, with its location.
+    #[test]
+    fn a_huge_file_is_refused_unparsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("huge.yaml");
+        let mut text = String::from("clusters: [{name: a}]\ndns: {domain: example.com}\nsteps:\n");
+        while text.len() <= MAX_SCENARIO_BYTES {
+            text.push_str(
+                "  - {id: X, title: \"................................................\"}\n",
+            );
+        }
+        std::fs::write(&p, &text).unwrap();
+        let err = load(&p, &ManifestSource::new(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("huge.yaml:1:1"), "{err}");
+        assert!(
+            err.contains(&format!("a scenario has at most {MAX_SCENARIO_BYTES}")),
+            "{err}"
+        );
+    }
 }
