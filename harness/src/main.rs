@@ -195,14 +195,19 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
     },
-    /// GKE: delete what crashed runs left (clusters labelled meshmig-run, their memberships).
+    /// GKE or kind: delete what crashed runs left (GKE: clusters labelled meshmig-run and their
+    /// memberships; kind: clusters named after the procedure's with a run id, and their
+    /// cloud-provider-kind containers).
     Gc {
         /// Only what is older than this (e.g. 6h).
         #[arg(long, value_parser = parse_duration, default_value = "6h")]
         older_than: Duration,
-        /// The Google Cloud project (or MESHMIG_GKE_PROJECT).
+        /// GKE: the Google Cloud project (or MESHMIG_GKE_PROJECT).
         #[arg(long)]
         project: Option<String>,
+        /// Whose leftovers: gke (default) or kind.
+        #[arg(long, value_enum, default_value = "gke")]
+        backend: BackendKind,
     },
     /// List the scenarios of a folder and their steps.
     List {
@@ -567,7 +572,40 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
         Command::Gc {
             older_than,
             project,
+            backend,
         } => {
+            if matches!(backend, BackendKind::Kind) {
+                let exec = meshmig::backend::exec::Process {
+                    env: Default::default(),
+                };
+                let names: Vec<String> = meshmig::backend::kind::PROCEDURE_CLUSTERS
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect();
+                let done = meshmig::backend::kind::gc(
+                    &exec,
+                    &names,
+                    older_than,
+                    meshmig::backend::gke::chrono_like::Utc::now(),
+                )
+                .await?;
+                if done.is_empty() {
+                    println!("no kind cluster of a meshmig run older than {older_than:?}");
+                }
+                let failed = done.iter().any(|d| d.starts_with("FAILED"));
+                for d in done {
+                    println!("{d}");
+                }
+                return Ok(if failed {
+                    exit::INFRASTRUCTURE
+                } else {
+                    exit::PASS
+                });
+            }
+            if !matches!(backend, BackendKind::Gke) {
+                eprintln!("meshmig: gc cleans up after the gke and kind backends only");
+                return Ok(exit::INVALID_INPUT);
+            }
             let Some(project) = project.or_else(|| std::env::var("MESHMIG_GKE_PROJECT").ok())
             else {
                 eprintln!("meshmig: gc needs --project ID or MESHMIG_GKE_PROJECT");
@@ -888,10 +926,6 @@ fn doctor_kind() -> i32 {
         ),
         ("kubectl", "apt-get install kubernetes-client"),
         (
-            "cloud-provider-kind",
-            "go install sigs.k8s.io/cloud-provider-kind@latest",
-        ),
-        (
             "istioctl",
             "or pass --istio-version X.Y.Z to fetch it (needs access to github.com)",
         ),
@@ -903,6 +937,17 @@ fn doctor_kind() -> i32 {
                 println!("MISSING {tool}; install: {install}");
             }
         }
+    }
+    println!(
+        "ok      cloud-provider-kind: runs as a container of {}:{} (pulled on first use)",
+        meshmig::backend::kind::CLOUD_PROVIDER_KIND_IMAGE,
+        meshmig::backend::kind::CLOUD_PROVIDER_KIND_TAG
+    );
+    if let Ok(image) = std::env::var(meshmig::backend::kind::NODE_IMAGE_ENV) {
+        println!("ok      node image: {image}");
+    }
+    for n in meshmig::backend::kind::doctor_notes() {
+        println!("{n}");
     }
     if missing == 0 {
         exit::PASS

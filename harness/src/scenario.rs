@@ -661,6 +661,11 @@ fn read_file(path: &Path) -> Result<(ScenarioFile, String), ScenarioError> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse_bytes(path, bytes)
+}
+
+/// Parses a scenario file's bytes (read from `path`).
+fn parse_bytes(path: &Path, bytes: Vec<u8>) -> Result<(ScenarioFile, String), ScenarioError> {
     let at = |offset: usize| {
         let before = &bytes[..offset];
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
@@ -742,7 +747,20 @@ pub(crate) fn locate(file: &Path, text: &str, needle: &str) -> Location {
 
 /// Loads, merges and validates a scenario; parses every manifest it applies from `manifests`.
 pub fn load(path: &Path, manifests: &ManifestSource) -> Result<Scenario, ScenarioError> {
-    let (file, text) = read_file(path)?;
+    let bytes = std::fs::read(path).map_err(|source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_bytes(path, bytes, manifests)
+}
+
+/// As [`load`], with the file's bytes already read (its base, if any, is read beside `path`).
+pub fn load_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    manifests: &ManifestSource,
+) -> Result<Scenario, ScenarioError> {
+    let (file, text) = parse_bytes(path, bytes)?;
     let mut step_locations = BTreeMap::new();
     let invalid = |needle: &str, message: String| ScenarioError::Invalid {
         at: locate(path, &text, needle),

@@ -75,6 +75,10 @@ const MIGRATION_VS: &str =
     "anthos-service-mesh-samples/docs/migrate-to-managed-asm/virtual-service.yaml";
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
 fn canary_cluster_passes_on_the_real_upstream_manifests_unchanged() {
     let up = upstream();
     let o = run_canary_on(&up);
@@ -93,6 +97,10 @@ fn canary_cluster_passes_on_the_real_upstream_manifests_unchanged() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
 fn an_eighty_twenty_virtual_service_fails_step_f2_with_the_route_shares() {
     let dir = upstream_copy_with(
         MIGRATION_VS,
@@ -110,6 +118,10 @@ fn an_eighty_twenty_virtual_service_fails_step_f2_with_the_route_shares() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
 fn a_second_destination_nothing_defines_fails_step_f2_naming_it() {
     let dir = upstream_copy_with(MIGRATION_VS, "host: v2.example.com", "host: v3.example.com");
     let o = run_canary_on(dir.path());
@@ -230,11 +242,19 @@ fn run_octet(b: &Arc<dyn Backend>) -> u8 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
 async fn nothing_of_a_passing_run_remains() {
     assert_eq!(run_and_check_nothing_remains(None).await, Outcome::Passed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
 async fn nothing_of_a_run_failing_at_step_f_remains() {
     let dir = upstream_copy_with(MIGRATION_VS, "weight: 50", "weight: 90");
     let outcome = run_and_check_nothing_remains(Some(dir.path())).await;
@@ -242,6 +262,10 @@ async fn nothing_of_a_run_failing_at_step_f_remains() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
 fn ctrl_c_mid_run_tears_down_and_exits_3() {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshmig"))
@@ -287,6 +311,10 @@ fn ctrl_c_mid_run_tears_down_and_exits_3() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
 fn published_cleanup_fails_at_h1_naming_what_is_left() {
     let o = meshmig(&["run", "scenarios/published-cleanup.yaml"]);
     let t = text(&o);

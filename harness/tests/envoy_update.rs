@@ -1,6 +1,10 @@
 //! A real Envoy takes configuration changes while serving, without a restart and without failing
 //! a request: traffic moves from one frontend to another and to a 50/50 split under constant load.
 
+// Linux only: these bind loopback addresses beyond 127.0.0.1 (127.RUN.x.y), which Linux routes
+// to `lo` by default and macOS does not (its lo0 has 127.0.0.1 alone).
+#![cfg(target_os = "linux")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -490,7 +490,7 @@ fn load_balancer_resources_are_matched_to_the_runs_services() {
     let left = meshmig::backend::gke::left_for_run(
         "firewall-rules",
         firewalls.as_array().unwrap(),
-        &[lb.clone()],
+        std::slice::from_ref(&lb),
         &Default::default(),
     );
     assert_eq!(left, [format!("firewall-rule k8s-fw-{lb}")]);
@@ -921,7 +921,12 @@ async fn teardown_deletes_load_balancer_services_before_their_cluster() {
     let b = Gke::with_exec(cfg(), &s, exec.clone(), dir).await.unwrap();
     let report = b.teardown(false).await;
     let calls = exec.calls();
-    let at = |p: &str| calls.iter().position(|c| c.starts_with(p)).unwrap_or(usize::MAX);
+    let at = |p: &str| {
+        calls
+            .iter()
+            .position(|c| c.starts_with(p))
+            .unwrap_or(usize::MAX)
+    };
     assert!(
         at("api: delete Service asm-ingress/asm-ingressgateway")
             < at("gcloud container clusters delete cluster-with-csm-r2d2x9"),

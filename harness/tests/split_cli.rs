@@ -1,6 +1,10 @@
 //! `meshmig split` against real Envoy splits served by `meshmig demo`: exit 0 for a correct
 //! 50/50, exit 1 for 70/30, for 50/50 with 5% of answers 503, and for 100/0 leaking 1%.
 
+// Linux only: these bind loopback addresses beyond 127.0.0.1 (127.RUN.x.y), which Linux routes
+// to `lo` by default and macOS does not (its lo0 has 127.0.0.1 alone).
+#![cfg(target_os = "linux")]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
