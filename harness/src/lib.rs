@@ -17,6 +17,7 @@ pub mod istio;
 pub mod manifest;
 pub mod netns;
 pub mod plan;
+pub mod redact;
 pub mod report;
 pub mod runner;
 pub mod sampler;
@@ -36,7 +37,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cur = c.source();
     }
-    s
+    redact::scrubbed(s)
 }
 
 /// Process exit codes.

@@ -43,7 +43,7 @@ impl Printer {
     fn out(&self, s: &str) {
         if self.on {
             let mut o = std::io::stdout().lock();
-            let _ = writeln!(o, "{s}");
+            let _ = writeln!(o, "{}", crate::redact::scrub(s));
         }
     }
 
@@ -87,6 +87,10 @@ impl Printer {
 
 /// A step as text: status, id, title, time, command, and per check expected/observed/evidence.
 pub fn render_step(r: &StepReport) -> String {
+    crate::redact::scrubbed(render_step_raw(r))
+}
+
+fn render_step_raw(r: &StepReport) -> String {
     let mark = match r.status {
         StepStatus::Passed => "PASS",
         StepStatus::Failed => "FAIL",
@@ -139,6 +143,10 @@ fn compact(v: &serde_json::Value) -> String {
 
 /// The run's outcome and teardown as text.
 pub fn render_end(r: &RunReport) -> String {
+    crate::redact::scrubbed(render_end_raw(r))
+}
+
+fn render_end_raw(r: &RunReport) -> String {
     let mut s = String::new();
     for x in &r.teardown.removed {
         s.push_str(&format!("  removed {x}\n"));
@@ -193,10 +201,7 @@ pub fn write_json(r: &RunReport, dir: &Path) -> Result<std::path::PathBuf, Repor
         source: e,
     };
     std::fs::create_dir_all(dir).map_err(werr)?;
-    std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(r).expect("reports serialize"),
-    )
-    .map_err(werr)?;
+    let json = serde_json::to_string_pretty(r).expect("reports serialize");
+    std::fs::write(&path, crate::redact::scrub(&json).as_bytes()).map_err(werr)?;
     Ok(path)
 }

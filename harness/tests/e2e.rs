@@ -386,3 +386,33 @@ fn doctor_for_kind_without_a_container_engine_exits_non_zero_naming_it() {
     assert_eq!(o.status.code(), Some(3), "{t}");
     assert!(t.contains("MISSING container engine"), "{t}");
 }
+
+/// Issue 14: cluster address ranges are reused once a cluster is deleted, and a run holding too
+/// many clusters at once is refused with an error, not an arithmetic overflow.
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_ranges_are_reused_and_bounded() {
+    let s = runner::load(&project().join("scenarios/canary-cluster.yaml"), None).unwrap();
+    let b = runner::start_backend(BackendKind::Emulated, &s)
+        .await
+        .unwrap();
+    let mut spec = s.clusters[0].clone();
+    // Forty creations and deletions: each reuses the range the previous one freed.
+    for i in 0..40 {
+        spec.name = format!("c{i}");
+        b.create_cluster(&spec).await.unwrap();
+        b.delete_cluster(&spec.name).await.unwrap();
+    }
+    // Fourteen at once fit; the fifteenth is refused, saying why.
+    for i in 0..14 {
+        spec.name = format!("live{i}");
+        b.create_cluster(&spec).await.unwrap();
+    }
+    spec.name = "one-too-many".into();
+    let err = b.create_cluster(&spec).await.unwrap_err().to_string();
+    assert!(err.contains("at most 14 clusters at once"), "{err}");
+    b.teardown(false).await;
+}

@@ -940,3 +940,75 @@ async fn teardown_deletes_load_balancer_services_before_their_cluster() {
         "{report:?}"
     );
 }
+
+/// Issue 14, item 5: credentials that reach the harness through a tool's output, an error or the
+/// environment appear in no report (text or JSON) and no error. Without `meshmig::redact`, every
+/// one of them would be printed.
+#[tokio::test]
+async fn credentials_appear_in_no_report_or_error() {
+    const TOKEN: &str = "ya29.a0AfB_byC-SECRETtokenVALUE.0123";
+    const KEY_BODY: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCsecret";
+    const KEY_ID: &str = "5f1d2e3c4b5a49688776655443322110deadbeef";
+    const ENV_SECRET: &str = "s3cr3t-from-the-environment-42";
+    std::env::set_var("MESHMIG_TEST_API_TOKEN", ENV_SECRET);
+    // A service-account key file as Google writes it, echoed by a verbose tool.
+    let key = format!(
+        "{{\n  \"type\": \"service_account\",\n  \"project_id\": \"demo-project\",\n  \"private_key_id\": \"{KEY_ID}\",\n  \"private_key\": \"-----BEGIN PRIVATE KEY-----\\n{KEY_BODY}\\n-----END PRIVATE KEY-----\\n\",\n  \"client_email\": \"ci@demo-project.iam.gserviceaccount.com\"\n}}\n"
+    );
+    let create_stderr = format!(
+        "DEBUG: Authorization: Bearer {TOKEN}\nUsing credentials from {key}Creating cluster cluster-with-istio-r2d2x9 in us-central1-a...\n....done.\n"
+    );
+    let rename_stderr = format!("error: token {ENV_SECRET} was refused\n");
+    let exec = Arc::new(
+        Recorded::default()
+            .on(&["clusters create"], 0, "", &create_stderr)
+            .on(&["rename-context"], 1, "", &rename_stderr)
+            .on(
+                &["clusters list"],
+                0,
+                r#"[{"name": "cluster-with-istio-r2d2x9", "zone": "us-central1-a", "status": "RUNNING"}]"#,
+                "",
+            )
+            .on(&["memberships list"], 0, "[]", "")
+            .empty_listings(),
+    );
+    let s = Arc::new(scenario("canary-cluster.yaml"));
+    let b: Arc<dyn meshmig::backend::Backend> = Arc::new(backend(exec, &s).await);
+    let report = meshmig::engine::run(
+        s,
+        b,
+        meshmig::engine::RunOptions {
+            print: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let json =
+        std::fs::read_to_string(meshmig::report::write_json(&report, dir.path()).unwrap()).unwrap();
+    let text: String = report
+        .steps
+        .iter()
+        .map(meshmig::report::render_step)
+        .chain([meshmig::report::render_end(&report)])
+        .collect();
+    let err = meshmig::error_chain(&BackendError::infra(
+        "checking",
+        format!("refused: {TOKEN} {ENV_SECRET}"),
+    ));
+    // A1 printed the token and the key; A2 failed on an error holding the environment's secret.
+    assert!(
+        text.contains("PASS A1") && text.contains("FAIL A2"),
+        "{text}"
+    );
+    for secret in [TOKEN, "SECRETtokenVALUE", KEY_BODY, KEY_ID, ENV_SECRET] {
+        assert!(!json.contains(secret), "{secret} in the JSON report");
+        assert!(
+            !text.contains(secret),
+            "{secret} in the text report:\n{text}"
+        );
+        assert!(!err.contains(secret), "{secret} in an error: {err}");
+    }
+    assert!(text.contains("[REDACTED]"), "{text}");
+    std::env::remove_var("MESHMIG_TEST_API_TOKEN");
+}

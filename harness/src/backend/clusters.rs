@@ -21,7 +21,7 @@ use crate::scenario::Scenario;
 pub fn failed(cmd: &Cmd, ran: &Ran) -> BackendError {
     BackendError::Procedure {
         command: cmd.line(),
-        message: format!("exit {:?}: {}", ran.code, ran.stderr.trim()),
+        message: crate::redact::scrubbed(format!("exit {:?}: {}", ran.code, ran.stderr.trim())),
     }
 }
 
@@ -40,7 +40,7 @@ pub async fn run_json(exec: &dyn Exec, cmd: &Cmd) -> Result<Vec<Value>, BackendE
         let head: String = ran.stdout.chars().take(200).collect();
         BackendError::Infrastructure {
             doing: format!("reading the JSON list `{}` printed", cmd.line()),
-            message: format!("{e}; its standard output began {head:?}"),
+            message: crate::redact::scrubbed(format!("{e}; its standard output began {head:?}")),
         }
     })
 }

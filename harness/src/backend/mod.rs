@@ -63,7 +63,7 @@ impl BackendError {
     pub fn infra(doing: impl Into<String>, e: impl std::fmt::Display) -> Self {
         BackendError::Infrastructure {
             doing: doing.into(),
-            message: e.to_string(),
+            message: crate::redact::scrubbed(e.to_string()),
         }
     }
 
@@ -99,6 +99,22 @@ pub async fn embedded_dns_set(
     ))
 }
 
+/// Writes a file only its owner can read (0600): kubeconfigs and token files hold credentials.
+pub fn write_private(path: &std::path::Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // A file that existed keeps its mode through open(); make it private all the same.
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(contents.as_ref())
+}
+
 /// A run's scratch folder on this machine (Envoy configurations and logs, the run's
 /// kubeconfig): removed at teardown, or kept on disk with `--keep`.
 pub struct Scratch {
@@ -109,8 +125,11 @@ pub struct Scratch {
 impl Scratch {
     /// A new folder in the system's temporary folder, named `PREFIXxxxxxx`.
     pub fn create(prefix: &str) -> Result<Self, BackendError> {
+        use std::os::unix::fs::PermissionsExt;
+        // The owner's alone: it holds the run's kubeconfig and tokens.
         tempfile::Builder::new()
             .prefix(prefix)
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map(Self::from)
             .map_err(|e| BackendError::infra("creating the run's scratch folder", e))
@@ -178,8 +197,8 @@ impl Output {
     /// An output.
     pub fn new(command: impl Into<String>, stdout: impl Into<String>) -> Self {
         Self {
-            command: command.into(),
-            stdout: stdout.into(),
+            command: crate::redact::scrubbed(command.into()),
+            stdout: crate::redact::scrubbed(stdout.into()),
         }
     }
 }
@@ -332,5 +351,30 @@ pub trait Backend: Send + Sync {
     /// values; a backend whose control plane takes real minutes overrides them.
     fn mesh_wait(&self, timeout: Duration, poll: Duration) -> (Duration, Duration) {
         (timeout, poll)
+    }
+}
+
+#[cfg(test)]
+mod private_files_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Issue 14: scratch folders are the owner's alone (0700), kubeconfigs and token files 0600,
+    /// also when the file existed with a wider mode.
+    #[test]
+    fn scratch_folders_and_credential_files_are_private() {
+        let s = Scratch::create("meshmig-test-").unwrap();
+        assert_eq!(mode(s.path()), 0o700);
+        let f = s.path().join("kubeconfig");
+        std::fs::write(&f, "old").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&f, "apiVersion: v1\n").unwrap();
+        assert_eq!(mode(&f), 0o600);
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "apiVersion: v1\n");
+        let _ = s.remove();
     }
 }

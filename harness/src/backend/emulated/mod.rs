@@ -113,7 +113,6 @@ struct World {
     contexts: Vec<String>,
     mesh_enabled: bool,
     memberships: BTreeMap<String, Membership>,
-    next_index: u8,
 }
 
 /// The emulated backend.
@@ -181,7 +180,6 @@ impl Emulated {
                 contexts: Vec::new(),
                 mesh_enabled: false,
                 memberships: BTreeMap::new(),
-                next_index: 0,
             }),
         })
     }
@@ -459,8 +457,22 @@ impl Backend for Emulated {
                 message: format!("ERROR: (gcloud.container.clusters.create) ResponseError: code=409, message=Already exists: projects/{PROJECT}/zones/{}/clusters/{}.", spec.zone, spec.name),
             });
         }
-        let index = w.next_index;
-        w.next_index += 1;
+        // The lowest address range no live cluster holds: ranges of deleted clusters are reused,
+        // and a run has at most MAX_CLUSTERS at once (the third octet has room for no more).
+        let used: BTreeSet<u8> = w
+            .clusters
+            .values()
+            .map(|c| c.store.addresses.index())
+            .collect();
+        let Some(index) = (0..store::MAX_CLUSTERS).find(|i| !used.contains(i)) else {
+            return Err(BackendError::Infrastructure {
+                doing: format!("creating cluster {}", spec.name),
+                message: format!(
+                    "the emulated backend holds at most {} clusters at once (one 127.RUN.x.0/20 range each)",
+                    store::MAX_CLUSTERS
+                ),
+            });
+        };
         w.clusters.insert(
             spec.name.clone(),
             VirtualCluster {

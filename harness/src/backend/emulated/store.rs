@@ -34,9 +34,14 @@ pub struct AddressPlan {
     next_pod: u16,
 }
 
+/// How many clusters an emulated run holds at once: cluster `i` takes the third octets
+/// `16 (i + 1)` to `16 (i + 1) + 15`, which must stay below 256.
+pub const MAX_CLUSTERS: u8 = 14;
+
 impl AddressPlan {
-    /// The plan of cluster number `index` of run `run`.
+    /// The plan of cluster number `index` (below [`MAX_CLUSTERS`]) of run `run`.
     pub fn new(run: u8, index: u8) -> Self {
+        assert!(index < MAX_CLUSTERS, "cluster index {index} out of range");
         Self {
             run,
             base: 16 * (index + 1),
@@ -44,6 +49,11 @@ impl AddressPlan {
             next_cluster_ip: 10,
             next_pod: 10,
         }
+    }
+
+    /// The cluster number this plan is for.
+    pub fn index(&self) -> u8 {
+        self.base / 16 - 1
     }
 
     /// A new load balancer address.

@@ -112,7 +112,7 @@ impl Kwok {
         }
         let scratch = Scratch::create("meshmig-kwok-")?;
         let kubeconfig = scratch.path().join("kubeconfig");
-        std::fs::write(
+        crate::backend::write_private(
             &kubeconfig,
             "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
         )
@@ -225,7 +225,7 @@ impl Kwok {
             items.extend(add[key].as_array().cloned().unwrap_or_default());
             run[key] = Value::Array(items);
         }
-        std::fs::write(
+        crate::backend::write_private(
             &self.ops.kubeconfig,
             serde_yaml::to_string(&run).map_err(|e| infra("writing the run's kubeconfig", e))?,
         )

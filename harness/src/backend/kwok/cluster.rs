@@ -241,7 +241,7 @@ impl Cluster {
                 .collect()
         };
         let tokens = dir.join("tokens.csv");
-        std::fs::write(&tokens, format!("{token},admin,admin,\"system:masters\"\n"))
+        crate::backend::write_private(&tokens, format!("{token},admin,admin,\"system:masters\"\n"))
             .map_err(io("writing the token file", &tokens))?;
         let sa_key = dir.join("sa.key");
         let out = std::process::Command::new("openssl")
@@ -260,10 +260,15 @@ impl Cluster {
                 source: std::io::Error::other("openssl failed"),
             });
         }
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&sa_key, std::fs::Permissions::from_mode(0o600))
+                .map_err(io("making the service-account key private", &sa_key))?;
+        }
         let cert_dir = dir.join("pki");
         let ca = cert_dir.join("apiserver.crt");
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(
+        crate::backend::write_private(
             &kubeconfig,
             kubeconfig_yaml(name, addrs.api_port, &ca, &token),
         )
