@@ -344,14 +344,7 @@ async fn teardown_removes_the_runs_leftovers_and_reports_what_stays_as_leaks() {
         "{report:?}"
     );
     // Issue 8, item 21: every Compute Engine kind a Service's load balancer leaves is listed.
-    for what in [
-        "forwarding-rules",
-        "target-pools",
-        "backend-services",
-        "health-checks",
-        "http-health-checks",
-        "firewall-rules",
-    ] {
+    for what in meshmig::backend::gke::LOAD_BALANCER_KINDS {
         assert!(
             calls
                 .iter()
@@ -808,14 +801,7 @@ async fn the_real_gcloud_parses_every_command() {
         ),
         c.delete_dns_record("zone", "shop.example.org"),
     ]);
-    for what in [
-        "forwarding-rules",
-        "target-pools",
-        "backend-services",
-        "health-checks",
-        "http-health-checks",
-        "firewall-rules",
-    ] {
+    for what in meshmig::backend::gke::LOAD_BALANCER_KINDS {
         cmds.push(c.list_compute(what));
     }
     let mut refused = Vec::new();

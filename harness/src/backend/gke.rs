@@ -30,6 +30,17 @@ use crate::dns::DnsServer;
 use crate::manifest::Object;
 use crate::scenario::{Action, ClusterSpec, Scenario};
 
+/// The Compute Engine resources GKE makes for a LoadBalancer Service (as `gcloud compute KIND
+/// list` names them): what the leak inventory lists after teardown.
+pub const LOAD_BALANCER_KINDS: [&str; 6] = [
+    "forwarding-rules",
+    "target-pools",
+    "backend-services",
+    "health-checks",
+    "http-health-checks",
+    "firewall-rules",
+];
+
 /// The label that marks a run's clusters.
 pub const RUN_LABEL: &str = "meshmig-run";
 
@@ -621,14 +632,7 @@ pub fn plan(cfg: &GkeConfig, s: &Scenario) -> String {
         c.list_clusters(false).line(),
         c.list_memberships().line()
     ));
-    for what in [
-        "forwarding-rules",
-        "target-pools",
-        "backend-services",
-        "health-checks",
-        "http-health-checks",
-        "firewall-rules",
-    ] {
+    for what in LOAD_BALANCER_KINDS {
         out.push_str(&format!("; $ {}", c.list_compute(what).line()));
     }
     out.push_str("   (resources named after the run's LoadBalancer Services: a<uid>, k8s-fw-a<uid>; forwarding rules also by address)\n");
@@ -835,14 +839,7 @@ impl Gke {
             .collect();
         let ips = self.ops.lb_ips.lock().await.clone();
         let mut out = Vec::new();
-        for what in [
-            "forwarding-rules",
-            "target-pools",
-            "backend-services",
-            "health-checks",
-            "http-health-checks",
-            "firewall-rules",
-        ] {
+        for what in LOAD_BALANCER_KINDS {
             out.push(
                 match self.ops.run_json(self.cmds().list_compute(what)).await {
                     Ok(items) => Ok(left_for_run(what, &items, &names, &ips)),
