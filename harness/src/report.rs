@@ -43,7 +43,7 @@ impl Printer {
     fn out(&self, s: &str) {
         if self.on {
             let mut o = std::io::stdout().lock();
-            let _ = writeln!(o, "{}", crate::redact::scrub(s));
+            let _ = writeln!(o, "{s}");
         }
     }
 

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use super::exec::{Cmd, Exec, Ran};
 use super::kube::{Kube, KubeError};
 use super::{BackendError, FleetOp, Output};
-use crate::fleet::{describe_yaml, stand_in_state, ControlPlaneFault, StandInState};
+use crate::fleet::{describe_yaml, stand_in_state, ControlPlaneFault};
 use crate::manifest::Object;
 use crate::scenario::Scenario;
 
@@ -409,16 +409,6 @@ impl Creations {
             }
         }
     }
-
-    /// The clusters whose creation was started and has not been taken by `create` yet.
-    pub async fn pending(&self) -> Vec<String> {
-        self.started
-            .lock()
-            .await
-            .as_ref()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
-    }
 }
 
 async fn join(name: &str, h: &mut Creation) -> Result<Output, BackendError> {
@@ -554,28 +544,19 @@ impl FleetStandIn {
         let f = self.fleet.lock().await;
         let mut states = Vec::new();
         for (m, (cluster, managed)) in &f.memberships {
-            let st = if !managed || self.refused(cluster) {
-                stand_in_state(
-                    *managed,
-                    false,
-                    self.pools.get(cluster).copied().unwrap_or(true),
-                    self.fault.as_ref(),
-                )
-            } else {
+            let pool = self.pools.get(cluster).copied().unwrap_or(true);
+            // Readiness is read only where a managed control plane was installed.
+            let ready = *managed && !self.refused(cluster) && {
                 let ds = ops
                     .list(cluster, Some("istio-system"), "Deployment")
                     .await
                     .unwrap_or_default();
-                let ready = ds.iter().any(|d| {
+                ds.iter().any(|d| {
                     d["metadata"]["name"] == format!("istiod-{MANAGED_REVISION}").as_str()
                         && crate::manifest::deployment_available(d)
-                });
-                if ready {
-                    StandInState::Active
-                } else {
-                    StandInState::Provisioning
-                }
+                })
             };
+            let st = stand_in_state(*managed, ready, pool, self.fault.as_ref());
             states.push((m.clone(), st));
         }
         Ok(describe_yaml(project, "000000000000", f.enabled, &states))

@@ -648,7 +648,6 @@ pub struct Gke {
     /// The scenario's domain (the A record teardown deletes from a Cloud DNS zone).
     domain: String,
     scratch: Scratch,
-    memberships: Mutex<BTreeMap<String, String>>,
     dns: Option<DnsServer>,
     cloud_dns_created: Mutex<bool>,
     mesh_enabled_before: bool,
@@ -716,7 +715,6 @@ impl Gke {
             scratch,
             clusters: s.clusters.clone(),
             cfg,
-            memberships: Mutex::new(BTreeMap::new()),
             dns,
             cloud_dns_created: Mutex::new(false),
             mesh_enabled_before,
@@ -954,23 +952,8 @@ impl Backend for Gke {
             _ => None,
         };
         let out = self.run(self.cmds().fleet(op, location.as_deref())).await?;
-        match op {
-            FleetOp::Register {
-                cluster,
-                membership,
-            } => {
-                self.memberships
-                    .lock()
-                    .await
-                    .insert(membership.clone(), cluster.clone());
-            }
-            FleetOp::Unregister { membership } => {
-                self.memberships.lock().await.remove(membership);
-            }
-            FleetOp::EnableMesh => {
-                *self.mesh_enabled_by_run.lock().await = !self.mesh_enabled_before
-            }
-            _ => {}
+        if let FleetOp::EnableMesh = op {
+            *self.mesh_enabled_by_run.lock().await = !self.mesh_enabled_before
         }
         Ok(Output {
             stdout: self.to_procedure_names(&out.stdout),
