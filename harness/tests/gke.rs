@@ -512,6 +512,25 @@ async fn platform_errors_are_infrastructure_failures() {
     );
 }
 
+/// The same holds for the cluster creations A1 starts together: a quota error there is the
+/// platform's (the text of googlecodelabs/feedback#950, a real gcloud output).
+#[tokio::test]
+async fn a_quota_error_while_creating_is_an_infrastructure_failure() {
+    let quota = "ERROR: (gcloud.container.clusters.create) ResponseError: code=403, message=\n        (1) insufficient regional quota to satisfy request: resource \"CPUS\": request requires '12.0' and is short '4.0'. project has a quota of '8.0' with '8.0' available.\n";
+    let exec = Arc::new(Recorded::default().on(&["clusters create"], 1, "", quota));
+    let s = scenario("canary-cluster.yaml");
+    let b = backend(exec, &s).await;
+    let err = b
+        .create_cluster(s.cluster("cluster-with-istio").unwrap())
+        .await
+        .unwrap_err();
+    assert!(!err.is_procedure(), "{err}");
+    assert!(
+        err.to_string().contains("insufficient regional quota"),
+        "{err}"
+    );
+}
+
 /// Issue 8, item 13: an enabled feature makes `mesh enable` say so and exit 0 (C3 passes, with
 /// the wording reported as a deviation); gcloud 528's `mesh update` waits on the membership's
 /// feature, not on "Feature Service Mesh".

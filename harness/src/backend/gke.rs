@@ -731,25 +731,9 @@ impl Gke {
         text.replace(&format!("-{}", self.cfg.run_id), "")
     }
 
-    /// Runs a command: gcloud's piped progress joined as a terminal shows it; an error about the
-    /// platform (permission, quota, an API not enabled) is an infrastructure failure, not the
-    /// procedure's.
+    /// Runs a command, read as [`gcloud_answer`] says.
     async fn run(&self, cmd: Cmd) -> Result<Output, BackendError> {
-        match self.ops.run(cmd).await {
-            Ok(mut out) => {
-                out.stdout = crate::gcloud::normalise_progress(&out.stdout);
-                Ok(out)
-            }
-            Err(BackendError::Procedure { command, message })
-                if crate::gcloud::platform_error(&message) =>
-            {
-                Err(BackendError::Infrastructure {
-                    doing: format!("running {command}"),
-                    message,
-                })
-            }
-            Err(e) => Err(e),
-        }
+        gcloud_answer(self.ops.run(cmd).await)
     }
 
     /// The run's memberships: (procedure name, real name, location).
@@ -849,6 +833,27 @@ impl Gke {
     }
 }
 
+/// A command's result as the GKE backend reads it: gcloud's piped progress joined as a terminal
+/// shows it; an error about the platform (permission, quota, an API not enabled) is an
+/// infrastructure failure, not the procedure's.
+fn gcloud_answer(r: Result<Output, BackendError>) -> Result<Output, BackendError> {
+    match r {
+        Ok(mut out) => {
+            out.stdout = crate::gcloud::normalise_progress(&out.stdout);
+            Ok(out)
+        }
+        Err(BackendError::Procedure { command, message })
+            if crate::gcloud::platform_error(&message) =>
+        {
+            Err(BackendError::Infrastructure {
+                doing: format!("running {command}"),
+                message,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether gcloud can act for someone: `gcloud auth print-access-token` must print a token (read
 /// only to see that it is there, never shown). Application Default Credentials alone
 /// (`gcloud auth application-default login`, GOOGLE_APPLICATION_CREDENTIALS) do not give gcloud
@@ -901,9 +906,7 @@ impl Backend for Gke {
             .iter()
             .map(|c| (c.name.clone(), self.cmds().create_cluster(c)))
             .collect();
-        let mut out = self.creations.create(&spec.name, &self.ops, all).await?;
-        out.stdout = crate::gcloud::normalise_progress(&out.stdout);
-        Ok(out)
+        gcloud_answer(self.creations.create(&spec.name, &self.ops, all).await)
     }
 
     async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError> {
