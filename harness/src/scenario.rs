@@ -731,6 +731,15 @@ pub(crate) fn strip_location(message: &str) -> String {
     }
 }
 
+/// Where `needle` first occurs in the file at `file` (line 1 when absent or unreadable).
+fn locate_in_file(file: &Path, needle: &str) -> Location {
+    locate(
+        file,
+        &std::fs::read_to_string(file).unwrap_or_default(),
+        needle,
+    )
+}
+
 /// Where `needle` first occurs in `text`, as a location in `file` (line 1 when absent).
 pub(crate) fn locate(file: &Path, text: &str, needle: &str) -> Location {
     let (line, column) = text
@@ -942,21 +951,13 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
     for c in &s.clusters {
         if let Some(n) = c.nodes.filter(|n| !(1..=1000).contains(n)) {
             return Err(ScenarioError::Invalid {
-                at: locate(
-                    &s.path,
-                    &std::fs::read_to_string(&s.path).unwrap_or_default(),
-                    "nodes:",
-                ),
+                at: locate_in_file(&s.path, "nodes:"),
                 message: format!("cluster {}: nodes must be 1 to 1000, not {n}", c.name),
             });
         }
         if !names.insert(c.name.clone()) {
             return Err(ScenarioError::Invalid {
-                at: locate(
-                    &s.path,
-                    &std::fs::read_to_string(&s.path).unwrap_or_default(),
-                    &c.name,
-                ),
+                at: locate_in_file(&s.path, &c.name),
                 message: format!("cluster {} is declared twice", c.name),
             });
         }
@@ -1159,11 +1160,7 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
     if let Some(want) = &s.expect.failed_step {
         if !s.steps.iter().any(|st| &st.id == want) {
             return Err(ScenarioError::Invalid {
-                at: locate(
-                    &s.path,
-                    &std::fs::read_to_string(&s.path).unwrap_or_default(),
-                    "failed_step",
-                ),
+                at: locate_in_file(&s.path, "failed_step"),
                 message: format!("expect.failed_step names no step: {want}"),
             });
         }

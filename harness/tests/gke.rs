@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use meshmig::backend::exec::{Cmd, Exec, ExecError, Ran};
 use meshmig::backend::gke::{chrono_like, gc, Gke, GkeConfig};
 use meshmig::backend::{Backend, BackendError, FleetOp};
-use meshmig::manifest::ManifestSource;
 use meshmig::scenario::Scenario;
 
 /// Answers by the first rule whose words all occur in the command line; records every line (and,
@@ -84,13 +83,12 @@ impl Exec for Recorded {
     }
 }
 
+/// A scenario of the project, with the fixtures beside `scenarios/` as its manifests.
 fn scenario(name: &str) -> Scenario {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    meshmig::scenario::load(
-        &root.join("scenarios").join(name),
-        &ManifestSource::new(root.join("fixtures")),
-    )
-    .unwrap()
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(name);
+    meshmig::runner::load(&path, None).unwrap()
 }
 
 fn cfg() -> GkeConfig {

@@ -79,7 +79,6 @@ use meshmig::backend::kind::{
     CLOUD_PROVIDER_KIND_IMAGE, CLOUD_PROVIDER_KIND_TAG, LB_CLUSTER_LABEL,
 };
 use meshmig::backend::{Backend, BackendError};
-use meshmig::manifest::ManifestSource;
 use meshmig::scenario::Scenario;
 use testcontainers::core::MountType;
 use testcontainers::Image;
@@ -137,13 +136,12 @@ impl Exec for Scripted {
     }
 }
 
+/// A scenario of the project, with the fixtures beside `scenarios/` as its manifests.
 fn scenario(name: &str) -> Scenario {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    meshmig::scenario::load(
-        &root.join("scenarios").join(name),
-        &ManifestSource::new(root.join("fixtures")),
-    )
-    .unwrap()
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(name);
+    meshmig::runner::load(&path, None).unwrap()
 }
 
 fn cfg() -> KindConfig {
