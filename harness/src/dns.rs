@@ -1,8 +1,9 @@
 //! The embedded authoritative DNS server of the cut-over (step G), and the resolver that reads it.
 //!
 //! A real DNS server (hickory-server, UDP and TCP) on a loopback address serves the test domain's
-//! A record with its TTL. The sampler resolves the domain through a real caching resolver
-//! (hickory-resolver) pointed at it, so answers are held exactly as long as their TTL says.
+//! A record with its TTL. Users reach the domain through [`ClientResolver`], one cache for the
+//! whole run that asks the server (through hickory-resolver) only when the answer it holds has
+//! run out, so answers are held exactly as long as their TTL (× the scenario's time scale) says.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
