@@ -96,6 +96,19 @@ fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
     Ok((BackendKind::Gke, opts, Some(real_manifests()?)))
 }
 
+/// The backend this build of the suite runs on.
+fn kind() -> BackendKind {
+    if cfg!(feature = "gke") {
+        BackendKind::Gke
+    } else if cfg!(feature = "kind") {
+        BackendKind::Kind
+    } else if cfg!(feature = "kwok") {
+        BackendKind::Kwok
+    } else {
+        BackendKind::Emulated
+    }
+}
+
 fn run_trial(path: &Path) -> Result<(), Failed> {
     let (kind, backend_opts, manifests) = backend()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -202,8 +215,12 @@ fn main() -> std::process::ExitCode {
             // The emulated backend binds 127.RUN.x.y loopback addresses, which only Linux
             // routes to `lo` by default: elsewhere its trials are listed as ignored.
             let emulated = !cfg!(any(feature = "gke", feature = "kind", feature = "kwok"));
+            // Fault scenarios need the stand-ins' data plane (emulated, kwok): listed as
+            // ignored on kind and GKE, where nothing can inject them.
+            let cannot_inject =
+                runner::load(&path, None).is_ok_and(|s| kind().unsupported_fault(&s).is_some());
             Trial::test(name, move || run_trial(&path))
-                .with_ignored_flag(emulated && !cfg!(target_os = "linux"))
+                .with_ignored_flag((emulated && !cfg!(target_os = "linux")) || cannot_inject)
         })
         .collect();
     libtest_mimic::run(&args, trials).exit_code()

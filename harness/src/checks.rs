@@ -173,12 +173,13 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
             url,
             via_domain,
             expect,
+            error_budget,
         } => {
             let url = match (url, via_domain) {
                 (Some(u), _) => v(u),
                 (None, _) => format!("http://{}/", ctx.scenario.dns.domain),
             };
-            split(ctx, &url, *via_domain, expect).await
+            split(ctx, &url, *via_domain, expect, *error_budget).await
         }
         Check::NothingLeft => nothing_left(ctx).await,
         Check::IstioInstalled { profile, published } => Ok(istio_installed(
@@ -1036,6 +1037,7 @@ pub async fn split(
     url: &str,
     via_domain: bool,
     expect: &BTreeMap<String, f64>,
+    error_budget: Option<f64>,
 ) -> R {
     let id = ByClusterOrPod {
         pods: pod_map(ctx).await?,
@@ -1049,7 +1051,11 @@ pub async fn split(
     };
     let domain = &ctx.scenario.dns.domain;
     let held_before = via_domain.then(|| ctx.clients.held(domain)).flatten();
-    let mut test = SplitTest::new(expect, *ctx.params);
+    let params = stats::SplitParams {
+        max_error_rate: error_budget.unwrap_or(ctx.params.max_error_rate),
+        ..*ctx.params
+    };
+    let mut test = SplitTest::new(expect, params);
     let bar = ctx
         .progress
         .then(|| progress_bar(ctx.params.max_requests, url));
@@ -1069,11 +1075,19 @@ pub async fn split(
         "split",
         verdict.ok(),
         format!(
-            "{expected} of requests to {url}{}",
+            "{expected} of requests to {url}{}{}",
             if via_domain {
                 " (resolved by the users' resolver, which holds answers for their TTL)"
             } else {
                 ""
+            },
+            if params.max_error_rate > 0.0 {
+                format!(
+                    ", at most {}% of them failing",
+                    params.max_error_rate * 100.0
+                )
+            } else {
+                String::new()
             }
         ),
         format!(
@@ -1092,6 +1106,7 @@ pub async fn split(
             }
         ),
         json!({"requests": s.requests, "seconds": s.seconds, "counts": s.counts, "errors": s.errors,
+               "error_budget": params.max_error_rate,
                "error_examples": s.error_examples, "test": verdict.statement, "decision": verdict.decision,
                "shares": verdict.shares,
                "clients' resolver": via_domain.then(|| json!({"held at the start": held_before,

@@ -170,13 +170,17 @@ impl DnsServer {
     }
 }
 
+/// How long one look-up may take at most (as a stub resolver's two tries of 2 s).
+pub const RESOLVE_BUDGET: Duration = Duration::from_secs(4);
+const RESOLVE_ATTEMPT: Duration = Duration::from_secs(2);
+
 /// A caching resolver that asks only `server`.
 pub fn resolver(server: SocketAddr) -> TokioResolver {
     let mut config = ResolverConfig::new();
     config.add_name_server(NameServerConfig::new(server, Protocol::Udp));
     let mut opts = ResolverOpts::default();
     opts.attempts = 2;
-    opts.timeout = Duration::from_secs(2);
+    opts.timeout = RESOLVE_ATTEMPT;
     opts.cache_size = 64;
     let mut builder =
         TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
@@ -192,9 +196,14 @@ pub async fn query_a(server: SocketAddr, domain: &str) -> Result<(Vec<Ipv4Addr>,
         server,
         message,
     };
-    let lookup = r
-        .ipv4_lookup(name(domain)?)
+    let lookup = tokio::time::timeout(RESOLVE_BUDGET, r.ipv4_lookup(name(domain)?))
         .await
+        .map_err(|_| {
+            fail(format!(
+                "no answer within {} s",
+                RESOLVE_BUDGET.as_secs_f64()
+            ))
+        })?
         .map_err(|e| fail(e.to_string()))?;
     let ttl = lookup
         .as_lookup()

@@ -64,6 +64,9 @@ pub struct StepReport {
     pub status: StepStatus,
     /// Seconds taken.
     pub seconds: f64,
+    /// Faults the scenario injected at the step's start: what was done, and to what.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub injected: Vec<Output>,
     /// The command run, and what it printed.
     pub output: Option<Output>,
     /// The action's error, if it failed.
@@ -263,18 +266,30 @@ async fn run_step(
 ) -> (StepReport, Effects) {
     let started = Instant::now();
     let mut effects = Effects::default();
-    let action = match &step.run {
-        Some(a) => Some(act(shared, step, a, vars, &mut effects).await),
-        None => None,
-    };
     let mut report = StepReport {
         id: step.id.clone(),
         title: step.title.clone(),
         status: StepStatus::Passed,
         seconds: 0.0,
+        injected: Vec::new(),
         output: None,
         error: None,
         checks: Vec::new(),
+    };
+    for fault in &step.inject {
+        match shared.backend.inject(fault).await {
+            Ok(o) => report.injected.push(o),
+            Err(e) => {
+                report.status = StepStatus::Error;
+                report.error = Some(crate::error_chain(&e));
+                report.seconds = started.elapsed().as_secs_f64();
+                return (report, effects);
+            }
+        }
+    }
+    let action = match &step.run {
+        Some(a) => Some(act(shared, step, a, vars, &mut effects).await),
+        None => None,
     };
     let mut run_checks = true;
     match action {
@@ -363,12 +378,14 @@ async fn act(
             membership,
             timeout_seconds,
             poll_seconds,
+            stable_seconds,
         } => {
             wait_mesh_active(
                 b,
                 membership,
                 Duration::from_secs_f64(*timeout_seconds),
                 Duration::from_secs_f64(*poll_seconds),
+                Duration::from_secs_f64(*stable_seconds),
             )
             .await
         }
@@ -511,6 +528,7 @@ pub async fn wait_mesh_active(
     membership: &str,
     timeout: Duration,
     poll: Duration,
+    stable: Duration,
 ) -> Result<Output, BackendError> {
     let (timeout, poll) = b.mesh_wait(timeout, poll);
     let command = "gcloud container fleet mesh describe".to_string();
@@ -535,10 +553,11 @@ pub async fn wait_mesh_active(
             seen.push(line.clone());
         }
         if status.as_ref().is_some_and(|s| s.control_plane_active()) {
+            let stayed = stay_active(b, membership, poll, stable, &mut seen).await?;
             return Ok(Output::new(
                 command,
                 format!(
-                    "{} ({polls} polls, {:.1}s)\n---\n{yaml}",
+                    "{} ({polls} polls, {:.1}s){stayed}\n---\n{yaml}",
                     seen.join(" → "),
                     started.elapsed().as_secs_f64()
                 ),
@@ -571,4 +590,52 @@ pub async fn wait_mesh_active(
         tokio::time::sleep(interval.min(deadline - now)).await;
         interval = (interval.mul_f64(1.5)).min(poll * 4);
     }
+}
+
+/// After a first ACTIVE answer, polls every `poll` for `stable`: a control plane that leaves
+/// ACTIVE meanwhile (flapping) fails the step with the states seen. What it adds to the output.
+async fn stay_active(
+    b: &dyn Backend,
+    membership: &str,
+    poll: Duration,
+    stable: Duration,
+    seen: &mut Vec<String>,
+) -> Result<String, BackendError> {
+    if stable.is_zero() {
+        return Ok(String::new());
+    }
+    let since = tokio::time::Instant::now();
+    let mut polls = 0u32;
+    while since.elapsed() < stable {
+        tokio::time::sleep(poll.min(stable)).await;
+        polls += 1;
+        let yaml = b.mesh_describe().await?;
+        let status = crate::fleet::membership_status(&yaml, membership)
+            .map_err(|e| BackendError::infra("reading fleet mesh describe", e))?;
+        if status.as_ref().is_some_and(|s| s.control_plane_active()) {
+            continue;
+        }
+        let line = match &status {
+            Some(s) => format!(
+                "controlPlaneManagement {} / dataPlaneManagement {}",
+                s.control_plane, s.data_plane
+            ),
+            None => format!("membership {membership} not listed"),
+        };
+        seen.push(line);
+        return Err(BackendError::Procedure {
+            command: "gcloud container fleet mesh describe".into(),
+            message: format!(
+                "the managed control plane left ACTIVE {:.1}s after reaching it (poll {polls}; expected it to stay ACTIVE for {:.1}s): states seen {}; details {:?}",
+                since.elapsed().as_secs_f64(),
+                stable.as_secs_f64(),
+                seen.join(" → "),
+                status.map(|s| s.details).unwrap_or_default()
+            ),
+        });
+    }
+    Ok(format!(
+        "; stayed ACTIVE for {:.1}s ({polls} more polls)",
+        stable.as_secs_f64()
+    ))
 }

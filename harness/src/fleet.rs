@@ -271,6 +271,31 @@ pub struct ControlPlaneFault {
     pub condition: Option<(String, String)>,
 }
 
+/// A managed control plane that flaps once up: ACTIVE for `active_seconds`, then PROVISIONING
+/// for `provisioning_seconds`, over and over (a scenario injects it with `fleet: {flap: ...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flap {
+    /// How long each ACTIVE spell lasts.
+    pub active_seconds: f64,
+    /// How long each PROVISIONING spell lasts.
+    pub provisioning_seconds: f64,
+}
+
+impl Flap {
+    /// Whether the control plane is up `since_ready` after it first came up.
+    pub fn up(&self, since_ready: std::time::Duration) -> bool {
+        let period = self.active_seconds + self.provisioning_seconds;
+        since_ready.as_secs_f64() % period < self.active_seconds
+    }
+}
+
+/// Whether a stand-in's control plane counts as ready: it is up, and when it flaps, in an
+/// ACTIVE spell (`since_ready`: how long ago it first came up).
+pub fn flapped_ready(ready: bool, flap: Option<&Flap>, since_ready: std::time::Duration) -> bool {
+    ready && flap.is_none_or(|f| f.up(since_ready))
+}
+
 /// The states a managed control plane reports (gkehub v1 `LifecycleState`, as listed in the
 /// REST reference of `ServiceMeshControlPlaneManagement.state`; DEPROVISIONING is newer than
 /// gcloud 528's client).
@@ -410,6 +435,27 @@ pub fn membership_key(project_number: &str, membership: &str) -> String {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[rstest]
+    #[case(0.0, true)]
+    #[case(0.49, true)]
+    #[case(0.5, false)]
+    #[case(1.9, false)]
+    #[case(2.5, true)]
+    #[case(3.1, false)]
+    fn a_flapping_control_plane_alternates_active_and_provisioning(
+        #[case] since: f64,
+        #[case] up: bool,
+    ) {
+        let f = Flap {
+            active_seconds: 0.5,
+            provisioning_seconds: 2.0,
+        };
+        let at = std::time::Duration::from_secs_f64(since);
+        assert_eq!(flapped_ready(true, Some(&f), at), up);
+        assert!(flapped_ready(true, None, at));
+        assert!(!flapped_ready(false, None, at));
+    }
 
     /// The ready output quoted in PROCEDURE.md step C6.
     const READY: &str = "membershipStates:

@@ -32,8 +32,9 @@ pub fn action_line(s: &Scenario, a: &Action) -> String {
         Action::FleetMeshUpdate { membership } => {
             format!("gcloud container fleet mesh update --management automatic --memberships {membership} --project PROJECT_ID")
         }
-        Action::WaitMeshActive { membership, timeout_seconds, poll_seconds } => format!(
-            "gcloud container fleet mesh describe --project PROJECT_ID  (every {poll_seconds}s, up to {timeout_seconds}s, until {membership} is ACTIVE)"
+        Action::WaitMeshActive { membership, timeout_seconds, poll_seconds, stable_seconds } => format!(
+            "gcloud container fleet mesh describe --project PROJECT_ID  (every {poll_seconds}s, up to {timeout_seconds}s, until {membership} is ACTIVE{})",
+            if *stable_seconds > 0.0 { format!(" and stays ACTIVE for {stable_seconds}s") } else { String::new() }
         ),
         Action::CreateNamespace { cluster, name } => format!("kubectl --context {cluster} create namespace {name}"),
         Action::LabelNamespace { cluster, name, labels } => format!(
@@ -113,6 +114,9 @@ pub fn render(s: &Scenario, backend: &str) -> String {
                 .map(|g| format!(" [concurrent group {g}]"))
                 .unwrap_or_default()
         ));
+        for f in &step.inject {
+            out.push_str(&format!("    fault: {}\n", f.describe()));
+        }
         if let Some(a) = &step.run {
             out.push_str(&format!("    $ {}\n", action_line(s, a)));
         }

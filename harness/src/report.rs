@@ -97,6 +97,13 @@ fn render_step_raw(r: &StepReport) -> String {
         StepStatus::Error => "ERROR",
     };
     let mut s = format!("{mark} {} {} ({:.2}s)", r.id, r.title, r.seconds);
+    for f in &r.injected {
+        s.push_str(&format!(
+            "\n    FAULT INJECTED {}: {}",
+            f.command.trim_start_matches("(fault) "),
+            f.stdout.trim()
+        ));
+    }
     if let Some(o) = &r.output {
         s.push_str(&format!("\n    $ {}", o.command));
         let first: Vec<&str> = o.stdout.lines().take(6).collect();

@@ -20,6 +20,18 @@ pub enum RunnerError {
     /// The scenario or a manifest is invalid (exit 2).
     #[error("loading the scenario")]
     Input(#[from] ScenarioError),
+    /// The scenario injects a fault the backend cannot (exit 2).
+    #[error("scenario {scenario}: {at} injects a fault ({fault}) that the {backend} backend cannot inject (faults need the stand-ins of the emulated and kwok backends)")]
+    FaultsUnsupported {
+        /// The scenario.
+        scenario: String,
+        /// Where the scenario asks for it.
+        at: String,
+        /// The fault.
+        fault: String,
+        /// The backend.
+        backend: String,
+    },
     /// The backend could not be started (exit 3).
     #[error("starting the {backend} backend")]
     Backend {
@@ -31,11 +43,59 @@ pub enum RunnerError {
     },
 }
 
+impl BackendKind {
+    /// The first fault of `s` this backend cannot inject, as (where, what): data-plane faults
+    /// (`inject:`) need the stand-ins of the emulated and kwok backends; the managed control
+    /// plane's (`fleet.fault`, `fleet.flap`) a fleet stand-in, which GKE does not have.
+    pub fn unsupported_fault(self, s: &Scenario) -> Option<(String, String)> {
+        let data_plane = || {
+            s.steps.iter().find_map(|st| {
+                st.inject
+                    .first()
+                    .map(|f| (format!("step {}", st.id), f.describe()))
+            })
+        };
+        match self {
+            BackendKind::Emulated | BackendKind::Kwok => None,
+            BackendKind::Kind => data_plane(),
+            BackendKind::Gke => data_plane()
+                .or_else(|| {
+                    s.fleet.fault.as_ref().map(|f| {
+                        (
+                            "fleet.fault".into(),
+                            format!("control plane stuck {}", f.state),
+                        )
+                    })
+                })
+                .or_else(|| {
+                    s.fleet
+                        .flap
+                        .map(|_| ("fleet.flap".into(), "a flapping control plane".into()))
+                }),
+        }
+    }
+
+    /// Refuses a scenario with faults this backend cannot inject, before anything starts.
+    pub fn check_faults(self, s: &Scenario) -> Result<(), RunnerError> {
+        match self.unsupported_fault(s) {
+            Some((at, fault)) => Err(RunnerError::FaultsUnsupported {
+                scenario: s.name.clone(),
+                at,
+                fault,
+                backend: format!("{self:?}").to_lowercase(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 impl RunnerError {
     /// The exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunnerError::Input(_) => crate::exit::INVALID_INPUT,
+            RunnerError::Input(_) | RunnerError::FaultsUnsupported { .. } => {
+                crate::exit::INVALID_INPUT
+            }
             RunnerError::Backend { .. } => crate::exit::INFRASTRUCTURE,
         }
     }
@@ -174,6 +234,7 @@ pub async fn start_backend_with(
                 domain: s.dns.domain.clone(),
                 provisioning: Duration::from_secs_f64(s.fleet.provisioning_seconds),
                 fault: s.fleet.fault.clone(),
+                flap: s.fleet.flap,
                 footers: Default::default(),
             })
             .await
@@ -250,7 +311,44 @@ pub async fn run_file(
     if let Some(d) = &backend_opts.domain {
         s.dns.domain = d.clone();
     }
+    kind.check_faults(&s)?;
     let s = Arc::new(s);
     let backend = start_backend_with(kind, &s, backend_opts).await?;
     Ok(engine::run(s, backend, opts).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn faults_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/faults")
+    }
+
+    /// Issue 14: fault scenarios run where stand-ins can inject them, and are refused as invalid
+    /// input (exit 2) elsewhere, before anything starts.
+    #[test]
+    fn faults_are_refused_on_backends_that_cannot_inject_them() {
+        let gateway = load(
+            &faults_dir().join("gateway-killed-during-canary.yaml"),
+            None,
+        )
+        .unwrap();
+        let flap = load(&faults_dir().join("control-plane-flapping.yaml"), None).unwrap();
+        for s in [&gateway, &flap] {
+            assert!(BackendKind::Emulated.check_faults(s).is_ok());
+            assert!(BackendKind::Kwok.check_faults(s).is_ok());
+            let e = BackendKind::Gke.check_faults(s).unwrap_err();
+            assert_eq!(e.exit_code(), crate::exit::INVALID_INPUT);
+        }
+        let e = BackendKind::Kind.check_faults(&gateway).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "scenario gateway-killed-during-canary: step F3 injects a fault (kill the gateway Envoys in cluster-with-csm/asm-ingress) that the kind backend cannot inject (faults need the stand-ins of the emulated and kwok backends)"
+        );
+        // kind has the fleet stand-in: a flapping control plane is its to play.
+        assert!(BackendKind::Kind.check_faults(&flap).is_ok());
+        let canary = load(&faults_dir().join("../canary-cluster.yaml"), None).unwrap();
+        assert!(BackendKind::Gke.check_faults(&canary).is_ok());
+    }
 }

@@ -121,9 +121,13 @@ pub fn client(target: &Target) -> Result<reqwest::Client, SamplerError> {
         b = b.resolve(domain, *addr);
     }
     if let Some(dns) = &target.dns {
+        // reqwest's connect timeout covers the look-up too: leave the resolver its own budget,
+        // so that a DNS server that does not answer shows as a resolution failure.
         b = b
             .dns_resolver(Arc::new(ClientResolve(dns.clone())))
-            .pool_max_idle_per_host(0);
+            .pool_max_idle_per_host(0)
+            .connect_timeout(crate::dns::RESOLVE_BUDGET + Duration::from_secs(2))
+            .timeout(crate::dns::RESOLVE_BUDGET + Duration::from_secs(5));
     }
     b.build().map_err(|source| SamplerError::Client {
         target: target.url.clone(),
@@ -136,6 +140,19 @@ enum Answer {
     Error(String, String),
 }
 
+/// Whether a request failed because the users' resolver had no answer (the scenario's DNS
+/// server failed or is gone), rather than at the address it resolved to.
+fn resolution_failed(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<crate::dns::DnsError>().is_some() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> Answer {
     let mut req = client.get(&target.url);
     if let Some(h) = &target.host {
@@ -144,7 +161,9 @@ async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> An
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => {
-            let cause = if e.is_timeout() {
+            let cause = if resolution_failed(&e) {
+                "name resolution failed"
+            } else if e.is_timeout() {
                 "timeout"
             } else if e.is_connect() {
                 "connection failed"

@@ -192,6 +192,10 @@ pub struct FleetSpec {
     /// STALLED, ...), to prove C6 stops with the details.
     #[serde(default)]
     pub fault: Option<crate::fleet::ControlPlaneFault>,
+    /// Stand-ins only (emulated, kind, kwok): once up, the managed control plane flaps between
+    /// ACTIVE and PROVISIONING, to prove C6 does not settle for one ACTIVE answer.
+    #[serde(default)]
+    pub flap: Option<crate::fleet::Flap>,
 }
 
 fn default_provisioning() -> f64 {
@@ -239,6 +243,70 @@ pub struct Step {
     /// unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// Faults injected when the step starts, before its action (backends with stand-ins only:
+    /// emulated and kwok), to prove the step catches them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inject: Vec<Fault>,
+}
+
+/// A fault in the data plane, injected at the start of a step.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// The Envoy of every gateway pod in `namespace` of `cluster` is killed (SIGKILL), as when
+    /// its node dies: the gateway's load-balancer address stops answering.
+    KillGateway {
+        /// The cluster.
+        cluster: String,
+        /// The gateway's namespace (`istio-system`, `asm-ingress`).
+        namespace: String,
+    },
+    /// The test domain's DNS server stops: its sockets close and nothing answers any more.
+    StopDns,
+    /// One frontend replica of `cluster` (the first by pod name) answers its next `requests`
+    /// requests with `status`, then recovers.
+    FrontendErrors {
+        /// The cluster.
+        cluster: String,
+        /// The status it answers (a 5xx).
+        #[serde(default = "default_fault_status")]
+        status: u16,
+        /// How many requests it fails.
+        requests: u64,
+    },
+}
+
+fn default_fault_status() -> u16 {
+    503
+}
+
+impl Fault {
+    /// The cluster the fault strikes (None: the test domain's DNS server, outside the clusters).
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Fault::KillGateway { cluster, .. } | Fault::FrontendErrors { cluster, .. } => {
+                Some(cluster)
+            }
+            Fault::StopDns => None,
+        }
+    }
+
+    /// The fault in a few words, for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Fault::KillGateway { cluster, namespace } => {
+                format!("kill the gateway Envoys in {cluster}/{namespace}")
+            }
+            Fault::StopDns => "stop the test domain's DNS server".into(),
+            Fault::FrontendErrors {
+                cluster,
+                status,
+                requests,
+            } => format!(
+                "a frontend replica of {cluster} answers its next {requests} requests with {status}"
+            ),
+        }
+    }
 }
 
 /// What a step does: the procedure's command, as the backend performs it.
@@ -287,6 +355,10 @@ pub enum Action {
         /// Poll this often.
         #[serde(default = "default_poll")]
         poll_seconds: f64,
+        /// Once ACTIVE, keep polling this long: the step fails if the state leaves ACTIVE (a
+        /// flapping control plane). 0: the first ACTIVE answer ends the wait.
+        #[serde(default)]
+        stable_seconds: f64,
     },
     /// `kubectl create namespace`.
     CreateNamespace {
@@ -599,6 +671,10 @@ pub enum Check {
         via_domain: bool,
         /// Expected percentage per cluster (summing to 100).
         expect: BTreeMap<String, f64>,
+        /// Share of requests that may fail (0 to below 1) instead of the run's (`--max-error-rate`,
+        /// 0 by default: the first error fails the check).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_budget: Option<f64>,
     },
     /// Nothing the run created is left: clusters, fleet memberships, the mesh feature.
     NothingLeft,
@@ -881,6 +957,7 @@ pub fn load_bytes(
     let fleet = merged.fleet.clone().unwrap_or(FleetSpec {
         provisioning_seconds: default_provisioning(),
         fault: None,
+        flap: None,
     });
     let p = fleet.provisioning_seconds;
     if !(p.is_finite() && (0.0..=3600.0).contains(&p)) {
@@ -906,6 +983,19 @@ pub fn load_bytes(
                     f.state
                 ),
             ));
+        }
+    }
+    if let Some(f) = &fleet.flap {
+        for (field, v) in [
+            ("active_seconds", f.active_seconds),
+            ("provisioning_seconds", f.provisioning_seconds),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+                return Err(invalid(
+                    field,
+                    format!("fleet.flap.{field} must be a number of seconds above 0 and at most 3600, not {v}"),
+                ));
+            }
         }
     }
     let scale = dns.ttl_scale;
@@ -1037,9 +1127,16 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                 Action::WaitMeshActive {
                     timeout_seconds,
                     poll_seconds,
+                    stable_seconds,
                     ..
                 } => {
                     let (t, p) = (*timeout_seconds, *poll_seconds);
+                    let st = *stable_seconds;
+                    if !(st.is_finite() && (0.0..=MAX_WAIT_SECONDS).contains(&st)) {
+                        return Err(fail(format!(
+                            "stable_seconds must be a number of seconds from 0 to {MAX_WAIT_SECONDS}, not {st}"
+                        )));
+                    }
                     if !(t.is_finite() && t > 0.0 && t <= MAX_WAIT_SECONDS) {
                         return Err(fail(format!(
                             "timeout_seconds must be a number of seconds above 0 and at most {MAX_WAIT_SECONDS}, not {t}"
@@ -1064,6 +1161,29 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                 | Action::DeleteCluster { .. }
                 | Action::FleetUnregister { .. }
                 | Action::FleetDisableMesh => {}
+            }
+        }
+        for fault in &step.inject {
+            match fault {
+                Fault::KillGateway { cluster, .. } => clusters_named.push(cluster),
+                Fault::StopDns => {}
+                Fault::FrontendErrors {
+                    cluster,
+                    status,
+                    requests,
+                } => {
+                    clusters_named.push(cluster);
+                    if !(500..=599).contains(status) {
+                        return Err(fail(format!(
+                            "frontend_errors status must be a server error (500 to 599), not {status}"
+                        )));
+                    }
+                    if !(1..=1_000_000).contains(requests) {
+                        return Err(fail(format!(
+                            "frontend_errors requests must be 1 to 1000000, not {requests}"
+                        )));
+                    }
+                }
             }
         }
         for check in &step.check {
@@ -1105,7 +1225,15 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                     url,
                     via_domain,
                     expect,
+                    error_budget,
                 } => {
+                    if let Some(b) =
+                        error_budget.filter(|b| !(b.is_finite() && (0.0..1.0).contains(b)))
+                    {
+                        return Err(fail(format!(
+                            "split error_budget must be a share from 0 to below 1 (0.05 = 5%), not {b}"
+                        )));
+                    }
                     if url.is_some() == *via_domain {
                         return Err(fail(
                             "a split check samples either `url` or `via_domain: true`".into(),

@@ -230,9 +230,15 @@ async fn mesh_polling_backs_off_until_active() {
         describe("ACTIVE", "Service is running."),
     ];
     let started = tokio::time::Instant::now();
-    let out = engine::wait_mesh_active(&b, "m", Duration::from_secs(1200), Duration::from_secs(10))
-        .await
-        .unwrap();
+    let out = engine::wait_mesh_active(
+        &b,
+        "m",
+        Duration::from_secs(1200),
+        Duration::from_secs(10),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     // Sleeps of 10, 15, 22.5 and 33.75 s between the five polls.
     assert_eq!(started.elapsed(), Duration::from_secs_f64(81.25));
     assert_eq!(b.describes.load(Ordering::SeqCst), 5);
@@ -248,9 +254,15 @@ async fn a_terminal_control_plane_state_fails_at_once_with_its_details() {
         describe("FAILED_PRECONDITION", "Workload Identity is not enabled."),
     ];
     let started = tokio::time::Instant::now();
-    let err = engine::wait_mesh_active(&b, "m", Duration::from_secs(300), Duration::from_secs(10))
-        .await
-        .unwrap_err();
+    let err = engine::wait_mesh_active(
+        &b,
+        "m",
+        Duration::from_secs(300),
+        Duration::from_secs(10),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         started.elapsed(),
         Duration::from_secs(10),
@@ -274,9 +286,15 @@ async fn the_control_plane_active_is_enough_and_the_data_plane_is_reported() {
     *b.describe.lock().unwrap() = vec![
         "membershipStates:\n  projects/1/locations/global/memberships/m:\n    servicemesh:\n      controlPlaneManagement:\n        state: ACTIVE\n      dataPlaneManagement:\n        state: PROVISIONING\n".into(),
     ];
-    let out = engine::wait_mesh_active(&b, "m", Duration::from_secs(300), Duration::from_secs(10))
-        .await
-        .unwrap();
+    let out = engine::wait_mesh_active(
+        &b,
+        "m",
+        Duration::from_secs(300),
+        Duration::from_secs(10),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     assert!(
         out.stdout
             .starts_with("controlPlaneManagement ACTIVE / dataPlaneManagement PROVISIONING"),
@@ -293,9 +311,15 @@ async fn mesh_polling_gives_up_at_the_timeout_with_the_last_state_and_details() 
         describe("PROVISIONING", "Service is provisioning."),
     ];
     let started = tokio::time::Instant::now();
-    let err = engine::wait_mesh_active(&b, "m", Duration::from_secs(300), Duration::from_secs(10))
-        .await
-        .unwrap_err();
+    let err = engine::wait_mesh_active(
+        &b,
+        "m",
+        Duration::from_secs(300),
+        Duration::from_secs(10),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         started.elapsed(),
         Duration::from_secs(300),
@@ -316,4 +340,51 @@ async fn mesh_polling_gives_up_at_the_timeout_with_the_last_state_and_details() 
     // Backoff capped at 4 x 10 s: polls at 0, 10, 25, 47.5, 81.25, then every 40 s up to 281.25,
     // and a last look at the deadline (300 s).
     assert_eq!(b.describes.load(Ordering::SeqCst), 11);
+}
+
+/// Issue 14: a control plane that flaps back to PROVISIONING after its first ACTIVE answer fails
+/// C6 when the scenario asks it to stay ACTIVE, with the states seen; one that stays passes.
+#[tokio::test(start_paused = true)]
+async fn a_control_plane_that_leaves_active_within_the_stable_time_fails() {
+    let b = Scripted::default();
+    *b.describe.lock().unwrap() = vec![
+        describe("PROVISIONING", "Service is provisioning."),
+        describe("ACTIVE", "Service is running."),
+        describe("ACTIVE", "Service is running."),
+        describe("PROVISIONING", "Service is provisioning."),
+    ];
+    let err = engine::wait_mesh_active(
+        &b,
+        "m",
+        Duration::from_secs(300),
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(err.is_procedure(), "{msg}");
+    assert!(msg.contains("left ACTIVE 20.0s after reaching it"), "{msg}");
+    assert!(
+        msg.contains("ACTIVE / dataPlaneManagement ACTIVE → controlPlaneManagement PROVISIONING"),
+        "{msg}"
+    );
+
+    let b = Scripted::default();
+    *b.describe.lock().unwrap() = vec![describe("ACTIVE", "Service is running.")];
+    let out = engine::wait_mesh_active(
+        &b,
+        "m",
+        Duration::from_secs(300),
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.stdout
+            .contains("stayed ACTIVE for 60.0s (6 more polls)"),
+        "{}",
+        out.stdout
+    );
 }

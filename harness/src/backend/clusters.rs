@@ -442,6 +442,8 @@ pub fn managed_install_args(context: &str) -> Vec<String> {
 struct Fleet {
     enabled: bool,
     memberships: BTreeMap<String, (String, bool)>,
+    /// When each membership's control plane was first seen Available (for `fleet.flap`).
+    first_ready: BTreeMap<String, std::time::Instant>,
 }
 
 /// The managed mesh stand-in of the backends without Google Cloud (kind, kwok): the fleet's
@@ -453,6 +455,8 @@ pub struct FleetStandIn {
     fleet: Mutex<Fleet>,
     /// The scenario's injected fault, if any.
     fault: Option<ControlPlaneFault>,
+    /// The scenario's flapping control plane, if any.
+    flap: Option<crate::fleet::Flap>,
     /// Clusters created with a workload identity pool.
     pools: BTreeMap<String, bool>,
 }
@@ -464,6 +468,7 @@ impl FleetStandIn {
         FleetStandIn {
             fleet: Mutex::default(),
             fault: s.fleet.fault.clone(),
+            flap: s.fleet.flap,
             pools: s
                 .clusters
                 .iter()
@@ -541,9 +546,10 @@ impl FleetStandIn {
 
     /// `gcloud container fleet mesh describe` as the stand-in answers it.
     pub async fn describe(&self, ops: &ClusterOps, project: &str) -> Result<String, BackendError> {
-        let f = self.fleet.lock().await;
+        let mut f = self.fleet.lock().await;
         let mut states = Vec::new();
-        for (m, (cluster, managed)) in &f.memberships {
+        let memberships = f.memberships.clone();
+        for (m, (cluster, managed)) in &memberships {
             let pool = self.pools.get(cluster).copied().unwrap_or(true);
             // Readiness is read only where a managed control plane was installed.
             let ready = *managed && !self.refused(cluster) && {
@@ -556,6 +562,17 @@ impl FleetStandIn {
                         && crate::manifest::deployment_available(d)
                 })
             };
+            let since = ready.then(|| {
+                f.first_ready
+                    .entry(m.clone())
+                    .or_insert_with(std::time::Instant::now)
+                    .elapsed()
+            });
+            let ready = crate::fleet::flapped_ready(
+                since.is_some(),
+                self.flap.as_ref(),
+                since.unwrap_or_default(),
+            );
             let st = stand_in_state(*managed, ready, pool, self.fault.as_ref());
             states.push((m.clone(), st));
         }

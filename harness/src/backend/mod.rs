@@ -73,6 +73,46 @@ impl BackendError {
     }
 }
 
+/// Carries out a fault on the parts every stand-in backend runs the same way (the embedded DNS
+/// server); `per_cluster` does the rest, given the fault's cluster. The injection's output, or why it could not be done.
+pub async fn inject_with<'a, F, Fut>(
+    dns: &crate::dns::DnsServer,
+    fault: &'a crate::scenario::Fault,
+    per_cluster: F,
+) -> Result<Output, BackendError>
+where
+    F: FnOnce(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
+    let said = match fault.cluster() {
+        None => {
+            dns.stop().await;
+            Ok(format!("DNS server {} stopped", dns.addr()))
+        }
+        Some(cluster) => per_cluster(cluster).await,
+    }
+    .map_err(|m| BackendError::infra(format!("injecting a fault ({})", fault.describe()), m))?;
+    Ok(Output::new(
+        format!("(fault) {}", fault.describe()),
+        format!("{said}\n"),
+    ))
+}
+
+/// What killing a gateway's Envoys did: the pods killed, or that none runs there.
+pub fn gateways_killed(
+    cluster: &str,
+    namespace: &str,
+    killed: Vec<String>,
+) -> Result<String, String> {
+    if killed.is_empty() {
+        return Err(format!("no gateway runs in {cluster}/{namespace}"));
+    }
+    Ok(format!(
+        "killed (SIGKILL) the Envoy of gateway pod {}",
+        killed.join(", ")
+    ))
+}
+
 /// Sets the test domain's A record on an embedded DNS server (every backend without Cloud DNS).
 pub async fn embedded_dns_set(
     dns: &crate::dns::DnsServer,
@@ -326,6 +366,14 @@ pub trait Backend: Send + Sync {
     ) -> Result<Output, BackendError>;
     /// The DNS server that answers for the test domain.
     fn dns_server(&self) -> SocketAddr;
+    /// Injects a data-plane fault (a scenario's `inject:`). Only backends that run the data
+    /// plane's stand-ins can; the runner refuses such scenarios for the others before starting.
+    async fn inject(&self, fault: &crate::scenario::Fault) -> Result<Output, BackendError> {
+        Err(BackendError::infra(
+            format!("injecting a fault ({})", fault.describe()),
+            format!("the {} backend cannot inject faults", self.name()),
+        ))
+    }
     /// What of the run exists.
     async fn inventory(&self) -> Result<Inventory, BackendError>;
     /// Removes everything the run created (or, with `keep`, reports what is kept).

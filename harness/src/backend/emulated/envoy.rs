@@ -301,6 +301,11 @@ impl Envoy {
         Ok(())
     }
 
+    /// Kills Envoy at once (SIGKILL), as a fault would; [`Envoy::stop`] still reaps it.
+    pub fn kill(&mut self) -> Result<(), std::io::Error> {
+        self.child.start_kill()
+    }
+
     /// Stops Envoy and waits for it to exit.
     pub async fn stop(&mut self) -> Result<(), std::io::Error> {
         if self.child.try_wait()?.is_none() {

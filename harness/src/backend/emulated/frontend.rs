@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
@@ -49,12 +50,31 @@ pub struct Identity {
 struct AppState {
     id: Arc<Identity>,
     ready: ReadyServices,
+    failing: Arc<Failing>,
+}
+
+/// An injected fault: the next `left` requests are answered with `status`.
+#[derive(Default)]
+struct Failing {
+    status: AtomicU16,
+    left: AtomicU64,
+}
+
+impl Failing {
+    /// The status to fail this request with, if the fault still lasts.
+    fn take(&self) -> Option<u16> {
+        self.left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| self.status.load(Ordering::SeqCst))
+    }
 }
 
 /// A running replica.
 pub struct Frontend {
     /// Where it listens.
     pub addr: SocketAddr,
+    failing: Arc<Failing>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -67,9 +87,11 @@ impl Frontend {
         ready: ReadyServices,
     ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        let failing = Arc::new(Failing::default());
         let state = AppState {
             id: Arc::new(id),
             ready,
+            failing: failing.clone(),
         };
         let app = Router::new()
             .route("/", get(home))
@@ -85,9 +107,16 @@ impl Frontend {
         });
         Ok(Self {
             addr,
+            failing,
             shutdown: Some(tx),
             task,
         })
+    }
+
+    /// A fault: the replica answers its next `requests` requests with `status`, then recovers.
+    pub fn fail_next(&self, status: u16, requests: u64) {
+        self.failing.status.store(status, Ordering::SeqCst);
+        self.failing.left.store(requests, Ordering::SeqCst);
     }
 
     /// Stops the replica and waits until its socket is closed.
@@ -98,6 +127,23 @@ impl Frontend {
         self.task.abort();
         let _ = self.task.await;
     }
+}
+
+/// A fault: the first replica by pod name answers its next `requests` requests with `status`.
+/// What was done, or why nothing could be.
+pub fn fail_first<'a>(
+    replicas: impl IntoIterator<Item = (&'a String, &'a Frontend)>,
+    status: u16,
+    requests: u64,
+) -> Result<String, String> {
+    let (pod, f) = replicas
+        .into_iter()
+        .min_by_key(|(k, _)| *k)
+        .ok_or_else(|| "no frontend replica runs".to_string())?;
+    f.fail_next(status, requests);
+    Ok(format!(
+        "frontend replica {pod} answers its next {requests} requests with {status}"
+    ))
 }
 
 fn uuid() -> String {
@@ -127,6 +173,18 @@ fn session_of(headers: &HeaderMap) -> Option<String> {
 }
 
 async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(status) = s.failing.take() {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (
+            code,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!(
+                "fault injected by meshmig: frontend replica {} answers {status}\n",
+                s.id.pod
+            ),
+        )
+            .into_response();
+    }
     let (session, new_session) = match session_of(&headers) {
         Some(id) => (id, false),
         None => (uuid(), true),

@@ -38,7 +38,7 @@ use super::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, Teardown
 use crate::dns::DnsServer;
 use crate::fleet::{describe_yaml, stand_in_state, StandInState};
 use crate::manifest::{string_map, Object};
-use crate::scenario::{ClusterSpec, FooterVariant};
+use crate::scenario::{ClusterSpec, Fault, FooterVariant};
 
 /// The project the emulated gcloud commands name.
 pub const PROJECT: &str = "emulated-project";
@@ -57,6 +57,8 @@ pub struct EmulatedOptions {
     pub provisioning: Duration,
     /// A fault the scenario injects into the managed control plane.
     pub fault: Option<crate::fleet::ControlPlaneFault>,
+    /// The managed control plane flaps once up.
+    pub flap: Option<crate::fleet::Flap>,
     /// Footer variant by cluster name.
     pub footers: BTreeMap<String, FooterVariant>,
 }
@@ -411,10 +413,16 @@ impl Emulated {
             .clusters
             .get(&m.cluster)
             .is_none_or(|c| c.spec.workload_pool);
+        let up = m
+            .automatic_since
+            .and_then(|t| t.elapsed().checked_sub(self.opts.provisioning));
         stand_in_state(
             m.automatic_since.is_some(),
-            m.automatic_since
-                .is_some_and(|t| t.elapsed() >= self.opts.provisioning),
+            crate::fleet::flapped_ready(
+                up.is_some(),
+                self.opts.flap.as_ref(),
+                up.unwrap_or_default(),
+            ),
             pool,
             self.opts.fault.as_ref(),
         )
@@ -791,6 +799,38 @@ impl Backend for Emulated {
 
     fn dns_server(&self) -> SocketAddr {
         self.dns.addr()
+    }
+
+    async fn inject(&self, fault: &Fault) -> Result<Output, BackendError> {
+        super::inject_with(&self.dns, fault, |cluster| async move {
+            let mut w = self.world.lock().await;
+            let vc = w
+                .clusters
+                .get_mut(cluster)
+                .ok_or_else(|| format!("no cluster {cluster} runs"))?;
+            match fault {
+                Fault::KillGateway { cluster, namespace } => {
+                    let prefix = format!("{namespace}/");
+                    let mut killed = Vec::new();
+                    for (key, e) in vc
+                        .gateways
+                        .iter_mut()
+                        .filter(|(k, _)| k.starts_with(&prefix))
+                    {
+                        let pid = e.pid();
+                        e.kill().map_err(|err| err.to_string())?;
+                        killed.push(format!("{key} (Envoy pid {})", pid.unwrap_or_default()));
+                    }
+                    super::gateways_killed(cluster, namespace, killed)
+                }
+                Fault::FrontendErrors {
+                    status, requests, ..
+                } => frontend::fail_first(&vc.frontends, *status, *requests)
+                    .map_err(|m| format!("{cluster}: {m}")),
+                Fault::StopDns => unreachable!("inject_with stops the DNS server itself"),
+            }
+        })
+        .await
     }
 
     async fn inventory(&self) -> Result<Inventory, BackendError> {

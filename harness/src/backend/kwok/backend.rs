@@ -25,7 +25,7 @@ use crate::backend::exec::{Cmd, Exec, Process};
 use crate::backend::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
 use crate::dns::DnsServer;
 use crate::manifest::Object;
-use crate::scenario::{ClusterSpec, Scenario};
+use crate::scenario::{ClusterSpec, Fault, Scenario};
 use crate::tools::Tools;
 
 /// How a kwok run is set up.
@@ -494,6 +494,34 @@ impl Backend for Kwok {
 
     fn dns_server(&self) -> SocketAddr {
         self.dns.addr()
+    }
+
+    async fn inject(&self, fault: &Fault) -> Result<Output, BackendError> {
+        super::super::inject_with(&self.dns, fault, |cluster| async move {
+            let live = self.live.lock().await;
+            let l = live
+                .get(cluster)
+                .ok_or_else(|| format!("no cluster {cluster} runs"))?;
+            match fault {
+                Fault::KillGateway { cluster, namespace } => {
+                    let killed = l
+                        .stand_ins
+                        .kill_gateways(namespace)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    super::super::gateways_killed(cluster, namespace, killed)
+                }
+                Fault::FrontendErrors {
+                    status, requests, ..
+                } => l
+                    .stand_ins
+                    .fail_frontend(*status, *requests)
+                    .await
+                    .map_err(|m| format!("{cluster}: {m}")),
+                Fault::StopDns => unreachable!("inject_with stops the DNS server itself"),
+            }
+        })
+        .await
     }
 
     async fn inventory(&self) -> Result<Inventory, BackendError> {

@@ -409,6 +409,13 @@ impl GatewayPod {
         })
     }
 
+    /// Kills Envoy at once (SIGKILL), as a fault would; its pid. [`GatewayPod::stop`] still
+    /// reaps it and removes the sandbox.
+    pub fn kill(&mut self) -> std::io::Result<Option<u32>> {
+        let pid = self.envoy.pid();
+        self.envoy.kill().map(|_| pid)
+    }
+
     /// Stops Envoy, then removes the sandbox.
     pub async fn stop(&mut self) {
         self.envoy.stop(Duration::from_secs(3)).await;

@@ -126,7 +126,12 @@ impl Proc {
         }
     }
 
-    /// SIGTERM, up to `grace` to exit, then SIGKILL; waits until it is gone.
+    /// Kills the process at once (SIGKILL), as a fault would; [`Proc::stop`] still reaps it.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.child.start_kill()
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL after `grace`; waits for it either way.
     pub async fn stop(&mut self, grace: Duration) {
         if let Some(pid) = self.child.id() {
             unsafe {

@@ -183,6 +183,33 @@ impl StandIns {
         out
     }
 
+    /// A fault: kills (SIGKILL) the Envoy of every gateway pod in `namespace`; what it killed.
+    pub async fn kill_gateways(&self, namespace: &str) -> Result<Vec<String>, std::io::Error> {
+        let mut st = self.state.lock().await;
+        let prefix = format!("{namespace}/");
+        let mut killed = Vec::new();
+        for (key, (_, r)) in st.pods.iter_mut().filter(|(k, _)| k.starts_with(&prefix)) {
+            if let Running::Gateway(g) = r {
+                let pid = g.kill()?;
+                killed.push(format!("{key} (Envoy pid {})", pid.unwrap_or_default()));
+            }
+        }
+        Ok(killed)
+    }
+
+    /// A fault: the first frontend replica answers its next `requests` requests with `status`.
+    pub async fn fail_frontend(&self, status: u16, requests: u64) -> Result<String, String> {
+        let st = self.state.lock().await;
+        crate::backend::emulated::frontend::fail_first(
+            st.pods.iter().filter_map(|(k, (_, r))| match r {
+                Running::Frontend(f, _) => Some((k, f)),
+                _ => None,
+            }),
+            status,
+            requests,
+        )
+    }
+
     /// What it started and stopped, in order.
     pub async fn events(&self) -> Vec<String> {
         self.state.lock().await.events.clone()
