@@ -416,3 +416,41 @@ async fn cluster_ranges_are_reused_and_bounded() {
     assert!(err.contains("at most 14 clusters at once"), "{err}");
     b.teardown(false).await;
 }
+
+/// Issue 14: teardown waits until every Envoy has exited, also one whose step was aborted (as
+/// Ctrl-C aborts it) while the Envoy was starting, so nothing of the run outlives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
+async fn an_envoy_whose_start_was_aborted_has_exited_when_teardown_returns() {
+    let s = runner::load(&project().join("scenarios/canary-cluster.yaml"), None).unwrap();
+    let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &s)
+        .await
+        .unwrap();
+    let scratch = backend.scratch_paths()[0].to_str().unwrap().to_string();
+    let spec = s.cluster("cluster-with-istio").unwrap();
+    backend.create_cluster(spec).await.unwrap();
+    // istioctl install starts the ingress gateway's Envoy: abort it as soon as Envoy runs.
+    let started = async {
+        while processes_mentioning(&scratch).is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    };
+    tokio::select! {
+        r = backend.install_istio("cluster-with-istio", "default") => panic!("the install ended before its Envoy was seen: {r:?}"),
+        _ = started => {}
+    }
+    let report = backend.teardown(false).await;
+    let procs = processes_mentioning(&scratch);
+    assert!(procs.is_empty(), "processes of the run left: {procs:?}");
+    assert!(
+        report.removed.iter().any(
+            |r| r.starts_with("process envoy pid") && r.ends_with("(its step was interrupted)")
+        ),
+        "{:?}",
+        report.removed
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+}

@@ -129,9 +129,109 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
     })
 }
 
+/// The long-running child processes of one run (Envoys), so that teardown can make sure every
+/// one has exited, including those whose handle was dropped unwaited: a step aborted by Ctrl-C
+/// while it started one (`kill_on_drop` sends SIGKILL, but nobody waits for the exit).
+///
+/// Each is remembered with its start time, so a pid the kernel has given to another process
+/// since is never signalled. Linux only (it reads `/proc`); elsewhere nothing is tracked.
+#[derive(Debug, Default)]
+pub struct Children {
+    live: std::sync::Mutex<BTreeMap<u32, u64>>,
+}
+
+/// A process's state letter and start time (clock ticks after boot), from `/proc/PID/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields follow the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 is the state, field 22 the start time; `rest` begins at field 3.
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(19)?.parse().ok()?,
+    ))
+}
+
+impl Children {
+    /// Remembers a child just started.
+    pub fn track(&self, pid: u32) {
+        if let Some((_, started)) = proc_stat(pid) {
+            self.live
+                .lock()
+                .expect("children lock is never poisoned")
+                .insert(pid, started);
+        }
+    }
+
+    fn running(pid: u32, started: u64) -> bool {
+        // A zombie (Z) or dead (X) process has exited: it holds no socket or file any more.
+        proc_stat(pid).is_some_and(|(state, t)| t == started && state != 'Z' && state != 'X')
+    }
+
+    /// Kills (SIGKILL) every remembered child that still runs and waits, up to `timeout`, until
+    /// each has exited. The ones it had to end (`NAME pid N`), and those still running after
+    /// the timeout, for the teardown report.
+    pub async fn end_all(&self, timeout: std::time::Duration) -> (Vec<String>, Vec<String>) {
+        let all = std::mem::take(&mut *self.live.lock().expect("children lock is never poisoned"));
+        let mut ended = Vec::new();
+        let running: Vec<(u32, u64)> = all
+            .into_iter()
+            .filter(|(pid, t)| Self::running(*pid, *t))
+            .collect();
+        for (pid, _) in &running {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            // SAFETY: kill(2) on a pid verified above to be this run's child (same start time).
+            unsafe {
+                libc::kill(*pid as i32, libc::SIGKILL);
+            }
+            ended.push(format!("{} pid {pid}", name.trim()));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left: Vec<String> = running
+                .iter()
+                .filter(|(pid, t)| Self::running(*pid, *t))
+                .map(|(pid, _)| format!("pid {pid}"))
+                .collect();
+            if left.is_empty() || tokio::time::Instant::now() >= deadline {
+                return (ended, left);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14: a child whose handle was dropped without waiting (as when Ctrl-C aborts the
+    /// step starting it) is still ended and waited for at teardown; one that exited is left
+    /// alone.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn teardown_ends_and_waits_for_children_whose_handles_were_dropped() {
+        let children = Children::default();
+        let dropped = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = dropped.id();
+        children.track(pid);
+        drop(dropped);
+        let mut done = std::process::Command::new("true").spawn().unwrap();
+        children.track(done.id());
+        done.wait().unwrap();
+        assert!(proc_stat(pid).is_some_and(|(s, _)| s != 'Z'), "sleep runs");
+        let (ended, left) = children.end_all(std::time::Duration::from_secs(5)).await;
+        assert_eq!(ended, vec![format!("sleep pid {pid}")]);
+        assert!(left.is_empty(), "{left:?}");
+        assert!(
+            proc_stat(pid).is_none_or(|(s, _)| s == 'Z'),
+            "sleep has exited when end_all returns"
+        );
+    }
 
     /// Issue 8, item 16: a tool runs in a process group of its own, so the terminal's SIGINT
     /// (sent to the foreground group) does not reach it.

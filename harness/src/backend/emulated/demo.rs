@@ -102,7 +102,9 @@ impl Demo {
             .tempdir()
             .map_err(|e| BackendError::infra("creating the demo's scratch folder", e))?;
         let admin = SocketAddr::new(IpAddr::V4(ip), 15000);
-        let mut envoy = Envoy::start(envoy_bin, "demo/gateway", scratch.path(), admin)
+        // The demo stops its Envoy itself (`stop`), waiting for it.
+        let children = crate::backend::exec::Children::default();
+        let mut envoy = Envoy::start(envoy_bin, "demo/gateway", scratch.path(), admin, &children)
             .await
             .map_err(|e| {
                 BackendError::infra("starting the demo's Envoy", crate::error_chain(&e))

@@ -72,12 +72,14 @@ pub struct Envoy {
 }
 
 impl Envoy {
-    /// Starts Envoy for `gateway` with its files in `dir` and its admin interface on `admin`.
+    /// Starts Envoy for `gateway` with its files in `dir` and its admin interface on `admin`,
+    /// remembered in `children` (so teardown ends it even if this handle is dropped unwaited).
     pub async fn start(
         binary: &Path,
         gateway: &str,
         dir: &Path,
         admin: SocketAddr,
+        children: &crate::backend::exec::Children,
     ) -> Result<Self, EnvoyError> {
         std::fs::create_dir_all(dir).map_err(|e| EnvoyError::Write {
             path: dir.to_path_buf(),
@@ -137,6 +139,9 @@ impl Envoy {
             gateway: gateway.to_string(),
             source: e,
         })?;
+        if let Some(pid) = child.id() {
+            children.track(pid);
+        }
         let mut envoy = Self {
             gateway: gateway.to_string(),
             dir: dir.to_path_buf(),
@@ -150,7 +155,11 @@ impl Envoy {
                 .build()
                 .expect("a plain HTTP client builds"),
         };
-        envoy.wait_ready().await?;
+        if let Err(e) = envoy.wait_ready().await {
+            // Not left to kill_on_drop, which does not wait for the exit.
+            let _ = envoy.stop().await;
+            return Err(e);
+        }
         Ok(envoy)
     }
 

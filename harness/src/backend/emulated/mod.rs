@@ -125,6 +125,8 @@ pub struct Emulated {
     scratch: Scratch,
     dns: DnsServer,
     world: Mutex<World>,
+    /// Every Envoy started, for teardown to make sure each has exited.
+    children: super::exec::Children,
 }
 
 fn gcloud_context(spec: &ClusterSpec) -> String {
@@ -177,6 +179,7 @@ impl Emulated {
             _claim: claim,
             scratch,
             dns,
+            children: Default::default(),
             world: Mutex::new(World {
                 clusters: BTreeMap::new(),
                 contexts: Vec::new(),
@@ -377,6 +380,7 @@ impl Emulated {
                     &key,
                     &dir,
                     SocketAddr::new(IpAddr::V4(ip), 15000),
+                    &self.children,
                 )
                 .await
                 .map_err(|e| {
@@ -894,6 +898,16 @@ impl Backend for Emulated {
             report.removed.push("fleet mesh feature".into());
         }
         w.contexts.clear();
+        // Envoys whose step was aborted while starting them have no handle left to stop.
+        let (ended, left) = self.children.end_all(Duration::from_secs(5)).await;
+        for p in ended {
+            report
+                .removed
+                .push(format!("process {p} (its step was interrupted)"));
+        }
+        for p in left {
+            report.failed.push(format!("process {p} still runs"));
+        }
         self.dns.stop().await;
         report
             .removed
