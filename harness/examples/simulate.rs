@@ -1,10 +1,12 @@
 //! Simulation of split checks: meshmig's sequential test against the fixed-sample rules peers
-//! use, on 10,000 checks each of a true 50/50, a true 60/40 and a true 100/0 leaking 1%.
+//! use, on 10,000 checks each of a true 50/50, a true 60/40 and a true 100/0 leaking 1%, and for a
+//! 95/5 step: a true 95/5, nothing moved (100/0), half the share (97.5/2.5) and far too much (85/15).
 //!
 //!   cargo run --release -p meshmig --example simulate [-- CHECKS [SEED]]
 //!
 //! Reports, per method: false failure rate (50/50 expected 50/50), missed-misroute rate (60/40
-//! expected 50/50; 99/1 expected 100/0), mean and 99th-percentile requests per check, each rate
+//! expected 50/50; 99/1 expected 100/0; 100/0, 97.5/2.5 and 85/15 expected 95/5), mean and
+//! 99th-percentile requests per check, each rate
 //! with its 95% Clopper-Pearson upper bound.
 
 use std::collections::BTreeMap;
@@ -93,6 +95,11 @@ fn main() {
         ("true 50/50, expected 50/50", 0.5, 0.5, true),
         ("true 60/40, expected 50/50", 0.5, 0.4, false),
         ("true 99/1, expected 100/0", 0.0, 0.01, false),
+        // A first small step (issue 12): 95/5 expected.
+        ("true 95/5, expected 95/5", 0.05, 0.05, true),
+        ("true 100/0 (nothing moved), expected 95/5", 0.05, 0.0, false),
+        ("true 97.5/2.5, expected 95/5", 0.05, 0.025, false),
+        ("true 85/15, expected 95/5", 0.05, 0.15, false),
     ];
     println!("{checks} checks per case and method, seed {seed}\n");
     println!("| method | case | wrong verdicts | rate (95% upper bound) | mean requests | p99 requests |");

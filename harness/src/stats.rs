@@ -3,7 +3,8 @@
 //! **Splits** (some destination expected strictly between 0% and 100%): for each tested
 //! destination with expected share `p`, two Wald sequential probability ratio tests run on its
 //! Bernoulli sequence (served by it, or not): H0 `share = p` against H1 `share = p + δ`, and
-//! against `share = p − δ` (a side is dropped when it leaves [0, 1]). With `m` tested
+//! against `share = p − δ`; where `p ± δ` would reach 0 or 1 the alternative is brought halfway
+//! to it instead ([`alternatives`]: 5% is tested against 2.5% and 15%). With `m` tested
 //! destinations (one when there are two, since their shares are complementary), each test has
 //! type-I error `α / 2m`, so a correct split fails with probability at most `α`; each has type-II
 //! error `β`, so a split off by at least `δ` points passes with probability at most `β`. The check
@@ -175,6 +176,24 @@ enum Mode {
     Split(Vec<(String, Vec<Sprt>)>),
 }
 
+/// A share as a percentage with at most one decimal (0.025 → "2.5", 0.4 → "40").
+fn pct(x: f64) -> String {
+    let v = (x * 1000.0).round() / 10.0;
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// The alternatives a share `p` (strictly between 0 and 1) is tested against: `p − δ` and
+/// `p + δ`, each brought halfway to the bound when δ would reach past it, so that a small share
+/// is tested on both sides. For 5% with δ = 10 points: 2.5% (catches "nothing moved") and 15%
+/// ("far too much"); for 95%: 85% and 97.5%; for 50%: 40% and 60%.
+pub fn alternatives(p: f64, delta: f64) -> (f64, f64) {
+    (p - delta.min(p / 2.0), p + delta.min((1.0 - p) / 2.0))
+}
+
 /// A sequential split check: feed answers in request order until it decides.
 #[derive(Debug, Clone)]
 pub struct SplitTest {
@@ -207,23 +226,11 @@ impl SplitTest {
                     tested
                         .into_iter()
                         .map(|(d, p)| {
-                            let mut tests = Vec::new();
-                            if p + params.delta < 1.0 {
-                                tests.push(Sprt::new(
-                                    *p,
-                                    p + params.delta,
-                                    alpha_each,
-                                    params.beta,
-                                ));
-                            }
-                            if p - params.delta > 0.0 {
-                                tests.push(Sprt::new(
-                                    *p,
-                                    p - params.delta,
-                                    alpha_each,
-                                    params.beta,
-                                ));
-                            }
+                            let (low, high) = alternatives(*p, params.delta);
+                            let tests = vec![
+                                Sprt::new(*p, high, alpha_each, params.beta),
+                                Sprt::new(*p, low, alpha_each, params.beta),
+                            ];
                             (d.clone(), tests)
                         })
                         .collect(),
@@ -295,13 +302,13 @@ impl SplitTest {
                     ts.iter().find(|t| t.decided == Some(true)).map(|t| {
                         let seen = counts.get(d).copied().unwrap_or(0) as f64 / identified.max(1) as f64;
                         format!(
-                            "the share of {d} is {} the expected {:.0}% by {:.0} points or more (observed {:.1}%; SPRT rejected {:.0}% for {:.0}% after {identified} answers)",
+                            "the share of {d} is {} the expected {}% by {} points or more (observed {:.1}%; SPRT rejected {}% for {}% after {identified} answers)",
                             if t.p1 > t.p0 { "above" } else { "below" },
-                            t.p0 * 100.0,
-                            (t.p1 - t.p0).abs() * 100.0,
+                            pct(t.p0),
+                            pct((t.p1 - t.p0).abs()),
                             seen * 100.0,
-                            t.p0 * 100.0,
-                            t.p1 * 100.0
+                            pct(t.p0),
+                            pct(t.p1)
                         )
                     })
                 });
@@ -438,6 +445,41 @@ pub fn decide<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest::rstest]
+    #[case(0.05, (0.025, 0.15))]
+    #[case(0.5, (0.4, 0.6))]
+    #[case(0.95, (0.85, 0.975))]
+    #[case(0.10, (0.05, 0.2))]
+    fn small_and_large_shares_are_tested_on_both_sides(#[case] p: f64, #[case] want: (f64, f64)) {
+        let (lo, hi) = alternatives(p, 0.10);
+        assert!((lo - want.0).abs() < 1e-12 && (hi - want.1).abs() < 1e-12, "{p}: {lo} {hi}");
+    }
+
+    fn ninety_five_five(b_share: f64, seed: u64) -> SplitVerdict {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let exp: BTreeMap<String, f64> = [("a".to_string(), 95.0), ("b".to_string(), 5.0)].into();
+        decide(
+            &exp,
+            SplitParams::default(),
+            std::iter::repeat_with(|| Some(if rng.random::<f64>() < b_share { "b" } else { "a" })),
+        )
+    }
+
+    /// Issue 12: a 5% step catches "nothing moved" and "far too much", and passes a true 5%.
+    #[test]
+    fn a_five_percent_step_catches_nothing_moved_and_far_too_much() {
+        let none = ninety_five_five(0.0, 1);
+        assert!(!none.ok(), "{:?}", none.decision);
+        assert!(
+            matches!(&none.decision, Decision::Inconsistent(r) if r.contains("below the expected 95%") || r.contains("above the expected 95%")),
+            "{:?}",
+            none.decision
+        );
+        assert!(!ninety_five_five(0.15, 2).ok());
+        assert!(ninety_five_five(0.05, 3).ok());
+    }
     use rand::{Rng, SeedableRng};
     use rstest::rstest;
 
