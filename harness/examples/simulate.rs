@@ -97,7 +97,12 @@ fn main() {
         ("true 99/1, expected 100/0", 0.0, 0.01, false),
         // A first small step (issue 12): 95/5 expected.
         ("true 95/5, expected 95/5", 0.05, 0.05, true),
-        ("true 100/0 (nothing moved), expected 95/5", 0.05, 0.0, false),
+        (
+            "true 100/0 (nothing moved), expected 95/5",
+            0.05,
+            0.0,
+            false,
+        ),
         ("true 97.5/2.5, expected 95/5", 0.05, 0.025, false),
         ("true 85/15, expected 95/5", 0.05, 0.15, false),
     ];

@@ -453,7 +453,10 @@ mod tests {
     #[case(0.10, (0.05, 0.2))]
     fn small_and_large_shares_are_tested_on_both_sides(#[case] p: f64, #[case] want: (f64, f64)) {
         let (lo, hi) = alternatives(p, 0.10);
-        assert!((lo - want.0).abs() < 1e-12 && (hi - want.1).abs() < 1e-12, "{p}: {lo} {hi}");
+        assert!(
+            (lo - want.0).abs() < 1e-12 && (hi - want.1).abs() < 1e-12,
+            "{p}: {lo} {hi}"
+        );
     }
 
     fn ninety_five_five(b_share: f64, seed: u64) -> SplitVerdict {
@@ -463,7 +466,13 @@ mod tests {
         decide(
             &exp,
             SplitParams::default(),
-            std::iter::repeat_with(|| Some(if rng.random::<f64>() < b_share { "b" } else { "a" })),
+            std::iter::repeat_with(|| {
+                Some(if rng.random::<f64>() < b_share {
+                    "b"
+                } else {
+                    "a"
+                })
+            }),
         )
     }
 

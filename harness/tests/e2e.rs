@@ -454,3 +454,51 @@ async fn an_envoy_whose_start_was_aborted_has_exited_when_teardown_returns() {
     );
     assert!(report.failed.is_empty(), "{:?}", report.failed);
 }
+
+/// Issue 12: the gradual shift with rollbacks passes on the real upstream manifests, and a copy
+/// sabotaged so that the rollback re-applies the 50/50 VirtualService (the wrong file) fails at
+/// the rollback step, on its routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
+async fn a_rollback_that_does_not_happen_fails_at_the_rollback_step() {
+    let scenarios = project().join("scenarios");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        scenarios.join("canary-cluster.yaml"),
+        dir.path().join("canary-cluster.yaml"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(scenarios.join("gradual-rollback.yaml")).unwrap();
+    let original = "manifests: [microservices-demo/istio-manifests/frontend-gateway.yaml]";
+    assert_eq!(text.matches(original).count(), 1, "F5-rollback's apply");
+    let sabotaged = text.replace(
+        original,
+        "manifests: [anthos-service-mesh-samples/docs/migrate-to-managed-asm/virtual-service.yaml]",
+    );
+    let path = dir.path().join("gradual-rollback.yaml");
+    std::fs::write(&path, sabotaged).unwrap();
+    for (scenario, want) in [
+        (scenarios.join("gradual-rollback.yaml"), Outcome::Passed),
+        (
+            path,
+            Outcome::AssertionFailed {
+                step: "F5-rollback".into(),
+            },
+        ),
+    ] {
+        let s = Arc::new(runner::load(&scenario, Some(&upstream())).unwrap());
+        let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &s)
+            .await
+            .unwrap();
+        let r = engine::run(s, backend, RunOptions::default()).await;
+        let failure = r.steps.last().map(|s| s.failure()).unwrap_or_default();
+        assert_eq!(r.outcome, want, "{failure}");
+        if want != Outcome::Passed {
+            assert!(failure.contains("frontend 100%"), "{failure}");
+            assert!(failure.contains("v2.example.com: 50.0%"), "{failure}");
+        }
+    }
+}
