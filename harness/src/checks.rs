@@ -1016,13 +1016,22 @@ pub async fn dns_record(ctx: &Ctx<'_>, address: &str, ttl: u32) -> R {
 
 /// Pod name → cluster, for footers that print only the pod.
 async fn pod_map(ctx: &Ctx<'_>) -> Result<BTreeMap<String, String>, BackendError> {
+    pods_by_cluster(ctx.backend, ctx.scenario).await
+}
+
+/// Pod name → cluster, for every pod of the scenario's running clusters (to attribute footers
+/// that name a pod only).
+pub async fn pods_by_cluster(
+    backend: &dyn Backend,
+    scenario: &Scenario,
+) -> Result<BTreeMap<String, String>, BackendError> {
     let mut map = BTreeMap::new();
-    let live = ctx.backend.clusters().await?;
-    for c in &ctx.scenario.clusters {
+    let live = backend.clusters().await?;
+    for c in &scenario.clusters {
         if !live.contains_key(&c.name) {
             continue;
         }
-        for p in ctx.backend.list(&c.name, None, "Pod").await? {
+        for p in backend.list(&c.name, None, "Pod").await? {
             if let Some(n) = p["metadata"]["name"].as_str() {
                 map.insert(n.to_string(), c.name.clone());
             }
@@ -1112,6 +1121,27 @@ pub async fn split(
                "clients' resolver": via_domain.then(|| json!({"held at the start": held_before,
                                                               "ttl_scale": ctx.clients.scale()}))}),
     ))
+}
+
+/// The continuous load stayed within its error budget (the engine judges it after the steps).
+pub fn continuous_load(l: &crate::load::LoadReport) -> CheckResult {
+    CheckResult::new(
+        "continuous_load",
+        l.ok,
+        format!(
+            "at most {} of the load's requests to fail ({} a second from {}{})",
+            l.error_budget,
+            l.rate,
+            l.url,
+            l.via_domain_after
+                .as_ref()
+                .map(|d| format!(", through the domain after {d}"))
+                .unwrap_or_default()
+        ),
+        crate::load::render(l),
+        json!({"requests": l.requests, "errors": l.errors, "error_windows": l.error_windows,
+               "time_to_effect": l.time_to_effect}),
+    )
 }
 
 /// Counts, shares and intervals in one line.

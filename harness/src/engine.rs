@@ -139,7 +139,13 @@ pub struct RunReport {
     pub seconds: f64,
     /// How fast DNS time ran (`dns.ttl_scale`: 0.02 holds a 300 s TTL for 6 s; 1 is real time).
     pub dns_ttl_scale: f64,
+    /// The continuous load's record, when the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continuous_load: Option<crate::load::LoadReport>,
 }
+
+/// The id under which a continuous load beyond its error budget fails a run.
+pub const LOAD_STEP: &str = "continuous-load";
 
 /// What a step changes for the steps after it.
 #[derive(Debug, Default)]
@@ -155,6 +161,60 @@ struct Shared {
     reports: Mutex<Vec<StepReport>>,
     /// The users' resolver, for the whole run (split checks through the domain, DNS waits).
     clients: Arc<crate::dns::ClientResolver>,
+    /// When the run started.
+    t0: Instant,
+    /// The step(s) in progress, for the continuous load's record.
+    current: Arc<Mutex<String>>,
+    /// The continuous load, while it runs.
+    load: tokio::sync::Mutex<Option<crate::load::Load>>,
+    /// Its samples, once stopped.
+    samples: Mutex<Vec<crate::load::Sample>>,
+    /// Pod → cluster, for every pod seen while the load ran.
+    pods: Mutex<BTreeMap<String, String>>,
+    /// The scenario's routing changes, and when each happened.
+    planned: Vec<crate::load::Planned>,
+    changes: Mutex<Vec<crate::load::Change>>,
+    /// The load's URL, its variables substituted.
+    load_url: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().expect("engine locks are never poisoned")
+    }
+
+    /// Stops the continuous load (if it runs) and keeps its samples.
+    async fn stop_load(&self) {
+        if let Some(l) = self.load.lock().await.take() {
+            let samples = l.stop().await;
+            Self::lock(&self.samples).extend(samples);
+        }
+    }
+
+    /// Judges the continuous load's record (None without one).
+    fn judge_load(&self) -> Option<crate::load::LoadReport> {
+        let spec = self.scenario.continuous_load.as_ref()?;
+        let samples = Self::lock(&self.samples).clone();
+        let pods = Self::lock(&self.pods).clone();
+        let names = self.backend.real_cluster_names();
+        let cluster_of = |w: &str| -> Option<String> {
+            if self.scenario.cluster(w).is_some() {
+                return Some(w.to_string());
+            }
+            names.get(w).cloned().or_else(|| pods.get(w).cloned())
+        };
+        let changes = Self::lock(&self.changes).clone();
+        let url = Self::lock(&self.load_url)
+            .clone()
+            .unwrap_or_else(|| spec.url.clone());
+        Some(crate::load::judge(
+            &url,
+            &samples,
+            &cluster_of,
+            &changes,
+            spec,
+        ))
+    }
 }
 
 /// Runs a scenario and tears down; never returns without having called the backend's teardown.
@@ -176,6 +236,14 @@ pub async fn run(
             backend.dns_server(),
             scenario.dns.ttl_scale,
         )),
+        t0: started,
+        current: Arc::new(Mutex::new(String::new())),
+        load: tokio::sync::Mutex::new(None),
+        samples: Mutex::new(Vec::new()),
+        pods: Mutex::new(BTreeMap::new()),
+        planned: crate::load::plan(&scenario),
+        changes: Mutex::new(Vec::new()),
+        load_url: Mutex::new(None),
     });
     let mut task = tokio::spawn(execute(shared.clone()));
     let outcome = tokio::select! {
@@ -196,6 +264,20 @@ pub async fn run(
             Outcome::Interrupted
         }
     };
+    shared.stop_load().await;
+    let continuous_load = shared.judge_load();
+    let mut outcome = outcome;
+    if let Some(l) = &continuous_load {
+        let failed = !l.ok && outcome == Outcome::Passed;
+        let report = load_step(l, failed);
+        shared.printer.step(&report);
+        Shared::lock(&shared.reports).push(report);
+        if failed {
+            outcome = Outcome::AssertionFailed {
+                step: LOAD_STEP.into(),
+            };
+        }
+    }
     shared.printer.teardown_start(opts.keep);
     let teardown = backend.teardown(opts.keep).await;
     let steps = shared
@@ -211,6 +293,7 @@ pub async fn run(
         teardown,
         seconds: started.elapsed().as_secs_f64(),
         dns_ttl_scale: scenario.dns.ttl_scale,
+        continuous_load,
     };
     shared.printer.footer(&report);
     report
@@ -229,6 +312,15 @@ async fn execute(shared: Arc<Shared>) -> Outcome {
             }
         }
         let batch = &steps[i..j];
+        let load = shared.scenario.continuous_load.as_ref();
+        if load.is_some_and(|l| batch.iter().any(|s| l.stop_before.as_ref() == Some(&s.id))) {
+            shared.stop_load().await;
+        }
+        *Shared::lock(&shared.current) = batch
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>()
+            .join("+");
         let results =
             futures::future::join_all(batch.iter().map(|s| run_step(&shared, s, &vars))).await;
         let mut stop = None;
@@ -253,6 +345,11 @@ async fn execute(shared: Arc<Shared>) -> Outcome {
         }
         if let Some(o) = stop {
             return o;
+        }
+        if let Some(l) = load {
+            if let Err(o) = drive_load(&shared, l, batch, &vars).await {
+                return o;
+            }
         }
         i = j;
     }
@@ -291,6 +388,24 @@ async fn run_step(
         Some(a) => Some(act(shared, step, a, vars, &mut effects).await),
         None => None,
     };
+    if let (Some(Ok(_)), Some(p)) = (&action, shared.planned.iter().find(|p| p.step == step.id)) {
+        let mut all = vars.clone();
+        all.extend(effects.vars.clone());
+        let dns = matches!(step.run, Some(Action::DnsSetRecord { .. }));
+        Shared::lock(&shared.changes).push(crate::load::Change {
+            step: p.step.clone(),
+            what: substitute(&p.what, &all),
+            at: shared.t0.elapsed().as_secs_f64(),
+            before: p.before.clone(),
+            after: p.after.clone(),
+            held_at_most: dns.then(|| {
+                shared
+                    .clients
+                    .held(&shared.scenario.dns.domain)
+                    .map_or(0.0, |h| h.remaining_seconds)
+            }),
+        });
+    }
     let mut run_checks = true;
     match action {
         Some(Ok(o)) => report.output = Some(o),
@@ -638,4 +753,76 @@ async fn stay_active(
         "; stayed ACTIVE for {:.1}s ({polls} more polls)",
         stable.as_secs_f64()
     ))
+}
+
+/// After a batch of steps: starts the continuous load after its first step, sends it through the
+/// domain after `via_domain_after`, and learns the pods that may answer it. An infrastructure
+/// outcome if the load cannot start.
+async fn drive_load(
+    shared: &Shared,
+    l: &crate::scenario::ContinuousLoad,
+    batch: &[Step],
+    vars: &BTreeMap<String, String>,
+) -> Result<(), Outcome> {
+    let has = |id: &Option<String>| {
+        id.as_ref()
+            .is_some_and(|id| batch.iter().any(|s| &s.id == id))
+    };
+    let start = batch.iter().any(|s| s.id == l.start_after);
+    let domain = has(&l.via_domain_after);
+    if start {
+        let url = substitute(&l.url, vars);
+        *Shared::lock(&shared.load_url) = Some(url.clone());
+        let target = crate::sampler::Target {
+            url,
+            host: None,
+            resolve: vec![],
+            dns: None,
+        };
+        let load = crate::load::Load::start(target, l.rate, shared.current.clone(), shared.t0)
+            .map_err(|e| Outcome::Infrastructure {
+                step: l.start_after.clone(),
+                message: crate::error_chain(&e),
+            })?;
+        *shared.load.lock().await = Some(load);
+    }
+    let running = shared.load.lock().await;
+    let Some(load) = running.as_ref() else {
+        return Ok(());
+    };
+    if domain {
+        load.switch(crate::sampler::Target {
+            url: format!("http://{}/", shared.scenario.dns.domain),
+            host: None,
+            resolve: vec![],
+            dns: Some(shared.clients.clone()),
+        });
+    }
+    // Pods that may answer (learnt as they come; a deleted cluster's stay known).
+    if let Ok(pods) =
+        crate::checks::pods_by_cluster(shared.backend.as_ref(), &shared.scenario).await
+    {
+        Shared::lock(&shared.pods).extend(pods);
+    }
+    Ok(())
+}
+
+/// The continuous load as a step of the report: its check states the errors against the budget,
+/// the error windows and each change's time to effect.
+fn load_step(l: &crate::load::LoadReport, failed: bool) -> StepReport {
+    let check = crate::checks::continuous_load(l);
+    StepReport {
+        id: LOAD_STEP.into(),
+        title: "Continuous load: users' requests through the whole migration".into(),
+        status: if failed {
+            StepStatus::Failed
+        } else {
+            StepStatus::Passed
+        },
+        seconds: 0.0,
+        injected: Vec::new(),
+        output: None,
+        error: None,
+        checks: vec![check],
+    }
 }

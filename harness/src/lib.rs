@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod footer;
 pub mod gcloud;
 pub mod istio;
+pub mod load;
 pub mod manifest;
 pub mod netns;
 pub mod plan;

@@ -153,7 +153,12 @@ fn resolution_failed(e: &reqwest::Error) -> bool {
     false
 }
 
-async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> Answer {
+/// One user's request: the footer of the page served, or the error's cause (`status 503`,
+/// `timeout`, `name resolution failed`, `no footer`...) and an example (message or first line).
+pub async fn fetch(
+    client: &reqwest::Client,
+    target: &Target,
+) -> Result<FooterInfo, (String, String)> {
     let mut req = client.get(&target.url);
     if let Some(h) = &target.host {
         req = req.header(reqwest::header::HOST, h);
@@ -170,7 +175,7 @@ async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> An
             } else {
                 "request failed"
             };
-            return Answer::Error(cause.into(), crate::error_chain(&e));
+            return Err((cause.into(), crate::error_chain(&e)));
         }
     };
     let status = resp.status();
@@ -184,19 +189,29 @@ async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> An
             .chars()
             .take(120)
             .collect();
-        return Answer::Error(format!("status {}", status.as_u16()), server);
+        return Err((format!("status {}", status.as_u16()), server));
     }
-    match footer::parse(&body) {
-        Err(e) => Answer::Error("no footer".into(), e.to_string()),
+    footer::parse(&body).map_err(|e| ("no footer".into(), e.to_string()))
+}
+
+/// Why a footer names no destination.
+pub fn unidentified(f: &FooterInfo) -> (String, String) {
+    let cause = match f.state {
+        FooterState::Loading => "footer still loading",
+        FooterState::Absent => "footer without details",
+        FooterState::Identified => "unknown cluster or pod",
+    };
+    (cause.into(), serde_json::to_string(f).unwrap_or_default())
+}
+
+async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> Answer {
+    match fetch(client, target).await {
+        Err((cause, example)) => Answer::Error(cause, example),
         Ok(f) => match id.identify(&f) {
             Some(dest) => Answer::Served(dest),
             None => {
-                let cause = match f.state {
-                    FooterState::Loading => "footer still loading",
-                    FooterState::Absent => "footer without details",
-                    FooterState::Identified => "unknown cluster or pod",
-                };
-                Answer::Error(cause.into(), serde_json::to_string(&f).unwrap_or_default())
+                let (cause, example) = unidentified(&f);
+                Answer::Error(cause, example)
             }
         },
     }

@@ -110,6 +110,39 @@ pub struct ScenarioFile {
     /// With `base`: ids of the base's steps this scenario leaves out.
     #[serde(default)]
     pub drop_steps: Vec<String>,
+    /// Steady user traffic through the migration, recorded and judged (see [`ContinuousLoad`]).
+    #[serde(default)]
+    pub continuous_load: Option<ContinuousLoad>,
+}
+
+/// Steady user traffic through the migration: a background sampler sends `rate` requests a
+/// second to `url` from the end of step `start_after`, through the domain (the users' resolver)
+/// from the end of `via_domain_after`, until `stop_before` starts or the steps end. Every answer
+/// is recorded (time, step in progress, serving cluster or error); more failed requests than
+/// `error_budget` fail the run, and each routing change's time to effect is measured.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContinuousLoad {
+    /// The load starts when this step has ended (the URL's variables must be known then).
+    pub start_after: String,
+    /// The URL before the cut-over (may use variables).
+    pub url: String,
+    /// From the end of this step on, requests go to the scenario's domain.
+    #[serde(default)]
+    pub via_domain_after: Option<String>,
+    /// The load stops when this step starts (default: when the steps end).
+    #[serde(default)]
+    pub stop_before: Option<String>,
+    /// Requests a second.
+    #[serde(default = "default_load_rate")]
+    pub rate: f64,
+    /// Failed requests allowed over the whole load (default: none).
+    #[serde(default)]
+    pub error_budget: u64,
+}
+
+fn default_load_rate() -> f64 {
+    50.0
 }
 
 /// What a run of the scenario should come to.
@@ -718,6 +751,8 @@ pub struct Scenario {
     pub manifests: ManifestSet,
     /// Where each step was written (for error messages).
     pub step_locations: BTreeMap<String, Location>,
+    /// Steady user traffic through the run, if any.
+    pub continuous_load: Option<ContinuousLoad>,
 }
 
 impl Scenario {
@@ -926,6 +961,9 @@ pub fn load_bytes(
         if file.dns.is_some() {
             merged.dns = file.dns.clone();
         }
+        if file.continuous_load.is_some() {
+            merged.continuous_load = file.continuous_load.clone();
+        }
         merged.expect = file.expect.clone();
         merged.description = file.description.clone().or(merged.description);
     } else {
@@ -1018,6 +1056,7 @@ pub fn load_bytes(
         steps,
         manifests: ManifestSet::default(),
         step_locations,
+        continuous_load: merged.continuous_load.clone(),
     };
     validate(scenario, manifests)
 }
@@ -1280,6 +1319,26 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                 }
             }
         }
+        if let Some(l) = s
+            .continuous_load
+            .as_ref()
+            .filter(|l| l.start_after == step.id)
+        {
+            for var in variables_in(&l.url) {
+                if !defined.contains(&var) {
+                    return Err(ScenarioError::Invalid {
+                        at: locate_in_file(&s.path, "continuous_load:"),
+                        message: format!(
+                            "continuous_load: url uses ${{{var}}}, which no step up to {} saves",
+                            l.start_after
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(l) = &s.continuous_load {
+        check_load(&s, l)?;
     }
     for (id, m) in to_parse {
         let at_step = at(&s, &id);
@@ -1348,6 +1407,44 @@ pub const MAX_WAIT_SECONDS: f64 = 86_400.0;
 pub const MAX_WAIT_TTL: u32 = 604_800;
 /// The largest TTL a record may have (RFC 2181, section 8: 2^31 - 1).
 pub const MAX_TTL: u32 = 2_147_483_647;
+
+/// The continuous load's steps exist in order, and its rate is a rate.
+fn check_load(s: &Scenario, l: &ContinuousLoad) -> Result<(), ScenarioError> {
+    let fail = |message: String| ScenarioError::Invalid {
+        at: locate_in_file(&s.path, "continuous_load:"),
+        message: format!("continuous_load: {message}"),
+    };
+    let index = |id: &str, field: &str| {
+        s.steps
+            .iter()
+            .position(|st| st.id == id)
+            .ok_or_else(|| fail(format!("{field}: the scenario has no step {id}")))
+    };
+    let start = index(&l.start_after, "start_after")?;
+    if let Some(d) = &l.via_domain_after {
+        if index(d, "via_domain_after")? < start {
+            return Err(fail(format!(
+                "via_domain_after: step {d} comes before start_after ({})",
+                l.start_after
+            )));
+        }
+    }
+    if let Some(stop) = &l.stop_before {
+        if index(stop, "stop_before")? <= start {
+            return Err(fail(format!(
+                "stop_before: step {stop} does not come after start_after ({})",
+                l.start_after
+            )));
+        }
+    }
+    if !(l.rate.is_finite() && l.rate > 0.0 && l.rate <= 1000.0) {
+        return Err(fail(format!(
+            "rate must be above 0 and at most 1000 requests a second, not {}",
+            l.rate
+        )));
+    }
+    Ok(())
+}
 
 /// Percentages per destination: each finite and non-negative, summing to 100.
 fn check_percentages(expect: &BTreeMap<String, f64>) -> Result<(), String> {

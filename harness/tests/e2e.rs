@@ -84,7 +84,7 @@ fn canary_cluster_passes_on_the_real_upstream_manifests_unchanged() {
     let o = run_canary_on(&up);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("PASSED: 35 of 35 steps passed"), "{t}");
+    assert!(t.contains("PASSED: 36 of 36 steps passed"), "{t}");
     assert!(
         t.contains("shared/upstream/microservices-demo/release/kubernetes-manifests.yaml"),
         "{t}"
@@ -445,14 +445,17 @@ async fn an_envoy_whose_start_was_aborted_has_exited_when_teardown_returns() {
     let report = backend.teardown(false).await;
     let procs = processes_mentioning(&scratch);
     assert!(procs.is_empty(), "processes of the run left: {procs:?}");
+    // The dropped handle's SIGKILL may have ended it before teardown looked; if not, teardown
+    // ended it and says so. Either way it is gone (asserted above), and nothing failed.
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert!(
-        report.removed.iter().any(
-            |r| r.starts_with("process envoy pid") && r.ends_with("(its step was interrupted)")
-        ),
+        report
+            .removed
+            .iter()
+            .all(|r| !r.starts_with("process") || r.ends_with("(its step was interrupted)")),
         "{:?}",
         report.removed
     );
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
 }
 
 /// Issue 12: the gradual shift with rollbacks passes on the real upstream manifests, and a copy
@@ -494,7 +497,7 @@ async fn a_rollback_that_does_not_happen_fails_at_the_rollback_step() {
             .await
             .unwrap();
         let r = engine::run(s, backend, RunOptions::default()).await;
-        let failure = r.steps.last().map(|s| s.failure()).unwrap_or_default();
+        let failure: String = r.steps.iter().map(|s| s.failure()).collect();
         assert_eq!(r.outcome, want, "{failure}");
         if want != Outcome::Passed {
             assert!(failure.contains("frontend 100%"), "{failure}");

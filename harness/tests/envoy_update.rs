@@ -87,6 +87,7 @@ async fn configuration_changes_under_load_fail_no_request() {
         "test/gw",
         scratch.path(),
         SocketAddr::new(ip(1), 15000),
+        &meshmig::backend::exec::Children::default(),
     )
     .await
     .unwrap();
