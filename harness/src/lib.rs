@@ -17,6 +17,7 @@ pub mod istio;
 pub mod manifest;
 pub mod netns;
 pub mod plan;
+pub mod preflight;
 pub mod redact;
 pub mod report;
 pub mod runner;
