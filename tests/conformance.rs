@@ -200,6 +200,20 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     }
+    // Emulated: as an ordinary user, a network namespace of its own (through a user namespace)
+    // so the gateways can listen on port 80, else shifted ports (see meshmig::preflight).
+    #[cfg(not(any(feature = "gke", feature = "kind", feature = "kwok")))]
+    if !args.list && !meshmig::netns::inside() {
+        use meshmig::preflight::{self, Listening};
+        match preflight::prepare_emulated(&preflight::Host) {
+            Ok(Listening::Host) => {}
+            Ok(l) => eprintln!("conformance: {}", preflight::describe(&l)),
+            Err(e) => {
+                eprintln!("conformance: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     if !args.list {
         if let Err(why) = backend() {
             eprintln!("conformance: {why}");

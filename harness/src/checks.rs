@@ -53,6 +53,12 @@ impl CheckResult {
         }
     }
 
+    /// The result with `deviation` recorded, if any.
+    fn with_deviation(mut self, deviation: Option<String>) -> Self {
+        self.deviations.extend(deviation);
+        self
+    }
+
     /// The failure message: expected, observed, evidence.
     pub fn message(&self) -> String {
         format!(
@@ -115,7 +121,12 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
             namespace,
             name,
         } => first_service_is(ctx, cluster, namespace, name).await,
-        Check::HomePage { url, status } => home_page(ctx, &v(url), *status).await,
+        Check::HomePage { url, status } => {
+            let (url, deviation) = requested_url(ctx, &v(url));
+            Ok(home_page(ctx, &url, *status)
+                .await?
+                .with_deviation(deviation))
+        }
         Check::MeshActive { membership } => mesh_active(ctx, membership).await,
         Check::NamespaceLabels {
             cluster,
@@ -179,7 +190,10 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
                 (Some(u), _) => v(u),
                 (None, _) => format!("http://{}/", ctx.scenario.dns.domain),
             };
-            split(ctx, &url, *via_domain, expect, *error_budget).await
+            let (url, deviation) = requested_url(ctx, &url);
+            Ok(split(ctx, &url, *via_domain, expect, *error_budget)
+                .await?
+                .with_deviation(deviation))
         }
         Check::NothingLeft => nothing_left(ctx).await,
         Check::IstioInstalled { profile, published } => Ok(istio_installed(
@@ -188,6 +202,22 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
             published,
             ctx.backend.istio_version().as_deref(),
         )),
+    }
+}
+
+/// The URL a check requests on this backend: the procedure's, or with its port shifted where
+/// the backend may not bind ports below 1024 ([`Backend::port_shift`]), with the deviation that
+/// says so.
+fn requested_url(ctx: &Ctx<'_>, url: &str) -> (String, Option<String>) {
+    match ctx.backend.port_shift() {
+        Some(shift) => match shift.url(url) {
+            (shifted, true) => {
+                let d = shift.deviation(url, &shifted);
+                (shifted, Some(d))
+            }
+            (same, false) => (same, None),
+        },
+        None => (url.to_string(), None),
     }
 }
 

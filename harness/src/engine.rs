@@ -771,7 +771,7 @@ async fn drive_load(
     let start = batch.iter().any(|s| s.id == l.start_after);
     let domain = has(&l.via_domain_after);
     if start {
-        let url = substitute(&l.url, vars);
+        let url = shifted(shared, substitute(&l.url, vars));
         *Shared::lock(&shared.load_url) = Some(url.clone());
         let target = crate::sampler::Target {
             url,
@@ -792,7 +792,7 @@ async fn drive_load(
     };
     if domain {
         load.switch(crate::sampler::Target {
-            url: format!("http://{}/", shared.scenario.dns.domain),
+            url: shifted(shared, format!("http://{}/", shared.scenario.dns.domain)),
             host: None,
             resolve: vec![],
             dns: Some(shared.clients.clone()),
@@ -805,6 +805,15 @@ async fn drive_load(
         Shared::lock(&shared.pods).extend(pods);
     }
     Ok(())
+}
+
+/// A URL as users reach it on this backend: with the port the backend really serves where it
+/// cannot bind the procedure's (an ordinary user's fallback, see [`crate::preflight`]).
+fn shifted(shared: &Shared, url: String) -> String {
+    match shared.backend.port_shift() {
+        Some(shift) => shift.url(&url).0,
+        None => url,
+    }
 }
 
 /// The continuous load as a step of the report: its check states the errors against the budget,

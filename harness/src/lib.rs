@@ -18,6 +18,7 @@ pub mod load;
 pub mod manifest;
 pub mod netns;
 pub mod plan;
+pub mod preflight;
 pub mod redact;
 pub mod report;
 pub mod runner;

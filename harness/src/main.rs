@@ -345,21 +345,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    // The kwok backend runs everything in a network namespace of its own: enter it now, while
-    // this process has one thread (a user namespace requires it).
-    if matches!(
-        cli.command,
-        Command::Run {
-            backend: BackendKind::Kwok,
-            ..
-        }
-    ) && !meshmig::netns::inside()
-    {
-        if let Err(e) = meshmig::netns::enter() {
-            eprintln!(
-                "meshmig: {} (the kwok backend needs a network namespace: see `meshmig doctor --backend kwok`)",
-                meshmig::error_chain(&e)
-            );
+    // What the run needs is checked now, before step A1, and a network namespace is entered
+    // while this process has one thread (a user namespace requires it): always for kwok; for the
+    // emulated backend when port 80 cannot be bound on the host's loopback (an ordinary user).
+    if let Command::Run { backend, .. } = &cli.command {
+        if let Err(e) = preflight_run(*backend) {
+            eprintln!("meshmig: {e}");
             return ExitCode::from(exit::INFRASTRUCTURE as u8);
         }
     }
@@ -386,6 +377,38 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code as u8)
+}
+
+/// Checks what `run` needs on this machine and prepares the process (see
+/// `meshmig::preflight`); prints where the emulated gateways listen when it is not the host's
+/// port 80.
+fn preflight_run(backend: BackendKind) -> Result<(), meshmig::preflight::PreflightError> {
+    use meshmig::preflight::{self, Listening};
+    if meshmig::netns::inside() {
+        return Ok(());
+    }
+    match backend {
+        BackendKind::Emulated => {
+            let l = preflight::prepare_emulated(&preflight::Host)?;
+            if l != Listening::Host {
+                println!("note: {}", preflight::describe(&l));
+            }
+            Ok(())
+        }
+        BackendKind::Kwok => {
+            let tools = meshmig::tools::Tools::from_env();
+            preflight::kwok(&preflight::Host, &|b| {
+                tools.binary(b).map_err(|e| meshmig::error_chain(&e))
+            })?;
+            meshmig::netns::enter().map_err(|e| preflight::PreflightError::Namespace {
+                backend: "kwok",
+                detail: meshmig::error_chain(&e),
+                fix: preflight::USERNS_FIX.into(),
+            })?;
+            Ok(())
+        }
+        BackendKind::Kind | BackendKind::Gke => Ok(()),
+    }
 }
 
 async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
@@ -1065,24 +1088,13 @@ fn doctor() -> i32 {
             println!("MISSING {}", meshmig::error_chain(&e));
         }
     }
-    let euid = unsafe { libc::geteuid() };
-    let start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1024);
-    if euid == 0 || start <= 80 {
-        println!("ok      gateways may listen on port 80 (euid {euid}, ip_unprivileged_port_start {start})");
-    } else {
-        missing += 1;
-        println!("MISSING permission to listen on port 80: run as root, or: sudo sysctl net.ipv4.ip_unprivileged_port_start=80");
-    }
-    match std::net::UdpSocket::bind("127.77.0.1:0") {
-        Ok(_) => println!("ok      loopback addresses beyond 127.0.0.1 can be bound"),
+    // Where `run` would put the gateways (and whether it can run at all): the checks `run`
+    // makes before A1.
+    match meshmig::preflight::listening(&meshmig::preflight::Host) {
+        Ok(l) => println!("ok      {}", meshmig::preflight::describe(&l)),
         Err(e) => {
             missing += 1;
-            println!(
-                "MISSING binding 127.77.0.1: {e} (the emulated clusters use 127.x.y.z addresses)"
-            );
+            println!("MISSING {e}");
         }
     }
     for (tool, why, install) in [

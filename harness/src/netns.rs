@@ -1,5 +1,6 @@
 //! A private network namespace for a run on real control planes (the kwok backend and the smoke
-//! test of the real components).
+//! test of the real components), and for the emulated backend when this user may not bind port
+//! 80 on the host ([`crate::preflight`]).
 //!
 //! Everything such a run starts (etcd, API servers, istiod, Envoys, stand-in frontends, the load
 //! balancer forwarders) listens inside a network namespace of its own, so nothing is reachable

@@ -386,6 +386,12 @@ pub trait Backend: Send + Sync {
     fn convergence(&self) -> Duration {
         Duration::ZERO
     }
+    /// Ports below 1024 this backend serves elsewhere because it may not bind them (the
+    /// emulated backend run by an ordinary user with no user namespace): checks request the
+    /// shifted port and record the change as a deviation.
+    fn port_shift(&self) -> Option<crate::preflight::PortShift> {
+        None
+    }
     /// Real cluster names that differ from the procedure's (what a footer prints) → the
     /// procedure's name.
     fn real_cluster_names(&self) -> BTreeMap<String, String> {

@@ -122,11 +122,26 @@ pub struct Emulated {
     opts: EmulatedOptions,
     run: u8,
     _claim: std::net::UdpSocket,
+    /// Set when port 80 of the run's range cannot be bound (see [`crate::preflight`]).
+    shift: Option<crate::preflight::PortShift>,
     scratch: Scratch,
     dns: DnsServer,
     world: Mutex<World>,
     /// Every Envoy started, for teardown to make sure each has exited.
     children: super::exec::Children,
+}
+
+/// Whether port 80 can be bound in the run's range (`127.RUN.0.80`); when it cannot, ports below
+/// 1024 are shifted, with the reason `meshmig run` recorded or the bind error.
+fn port_shift(run: u8) -> Option<crate::preflight::PortShift> {
+    match std::net::TcpListener::bind((Ipv4Addr::new(127, run, 0, 80), 80)) {
+        Ok(_) => None,
+        Err(e) => Some(crate::preflight::PortShift {
+            why: crate::preflight::shift_reason()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("port 80 cannot be bound here ({e})")),
+        }),
+    }
 }
 
 fn gcloud_context(spec: &ClusterSpec) -> String {
@@ -167,6 +182,10 @@ impl Emulated {
                 "64 ranges tried, all in use",
             )
         })?;
+        let shift = port_shift(run);
+        if let Some(s) = &shift {
+            tracing::info!("emulated gateways on shifted ports: {}", s.why);
+        }
         let scratch = Scratch::create("meshmig-")?;
         let dns = DnsServer::start(Ipv4Addr::new(127, run, 0, 53), &opts.domain)
             .await
@@ -177,6 +196,7 @@ impl Emulated {
             opts,
             run,
             _claim: claim,
+            shift,
             scratch,
             dns,
             children: Default::default(),
@@ -313,6 +333,10 @@ impl Emulated {
                     .or_else(|| self.opts.footers.get(&vc.spec.name).copied())
                     .unwrap_or(FooterVariant::PodOnly),
             };
+            let addr = match &self.shift {
+                Some(s) => s.addr(addr),
+                None => addr,
+            };
             let f = Frontend::start(addr, id, vc.ready.clone())
                 .await
                 .map_err(|e| {
@@ -365,7 +389,10 @@ impl Emulated {
             }
         }
         for (key, (workload, ip)) in workloads {
-            let snap = xds::translate(&vc.store, &workload);
+            let mut snap = xds::translate(&vc.store, &workload);
+            if let Some(s) = &self.shift {
+                snap = snap.shifted(s);
+            }
             for w in &snap.warnings {
                 tracing::warn!(cluster = %vc.spec.name, gateway = %key, "{w}");
             }
@@ -799,6 +826,10 @@ impl Backend for Emulated {
         ttl: u32,
     ) -> Result<Output, BackendError> {
         super::embedded_dns_set(&self.dns, domain, address, ttl).await
+    }
+
+    fn port_shift(&self) -> Option<crate::preflight::PortShift> {
+        self.shift.clone()
     }
 
     fn dns_server(&self) -> SocketAddr {

@@ -84,6 +84,23 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
 }
 
+impl Snapshot {
+    /// The same configuration with every port below 1024 that Envoy binds or connects to moved
+    /// as `shift` says (listeners on load-balancer addresses, endpoints such as another
+    /// cluster's load balancer); route names keep the Gateway's port, as istiod names them.
+    pub fn shifted(mut self, shift: &crate::preflight::PortShift) -> Self {
+        for l in &mut self.listeners {
+            l.addr = shift.addr(l.addr);
+        }
+        for c in &mut self.clusters {
+            for e in &mut c.endpoints {
+                *e = shift.addr(*e);
+            }
+        }
+        self
+    }
+}
+
 fn parse<T: serde::de::DeserializeOwned>(v: &Value) -> Option<T> {
     serde_json::from_value(v.clone()).ok()
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The emulated backend as an ordinary user (README, "The two commands"): the conformance suite and
+# the main job run as a user this script creates (meshmigci), not as root. The binaries are built
+# as root (cargo's JSON messages say where); the user needs only to read the project, ../shared
+# and the binaries, and to run Envoy. Called by .ci/run with MESHMIG_ENVOY set; may run alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "nonroot: already an ordinary user ($(id -un)); the tests before ran as one"
+  exit 0
+fi
+user=meshmigci
+id -u "$user" >/dev/null 2>&1 || useradd --create-home "$user"
+
+# The executable cargo built for a target, from `--message-format=json` on stdin.
+executable() {
+  python3 -c '
+import json, sys
+name = sys.argv[1]
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == name and m.get("executable"):
+        print(m["executable"])
+' "$1"
+}
+conformance="$(cargo test --locked -p meshmig-conformance --test conformance --no-run --message-format=json | executable conformance)"
+meshmig="$(cargo build --locked --release -p meshmig --message-format=json | executable meshmig)"
+
+# Envoy: pip may have put it under root's home (0700), so the user gets a copy it may run.
+envoy_dir="$(mktemp -d)"
+trap 'rm -rf "$envoy_dir"' EXIT
+chmod 755 "$envoy_dir"
+install -m 755 "${MESHMIG_ENVOY:?set MESHMIG_ENVOY to the envoy binary}" "$envoy_dir/envoy"
+
+as_user() {
+  runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" MESHMIG_ENVOY="$envoy_dir/envoy" "$@"
+}
+for f in scenarios/canary-cluster.yaml fixtures ../shared/upstream "$conformance" "$meshmig"; do
+  if ! as_user test -r "$f"; then
+    echo "nonroot: $user cannot read $f; make it and its parent folders readable (chmod o+rX)" >&2
+    exit 3
+  fi
+done
+
+as_user "$meshmig" doctor
+start=$SECONDS
+as_user "$conformance"
+echo "nonroot: conformance suite as $user in $((SECONDS - start)) s"
+start=$SECONDS
+as_user "$meshmig" run scenarios/canary-cluster.yaml
+echo "nonroot: meshmig run scenarios/canary-cluster.yaml as $user in $((SECONDS - start)) s"
