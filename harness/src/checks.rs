@@ -1093,7 +1093,7 @@ pub async fn split(
         ),
         json!({"requests": s.requests, "seconds": s.seconds, "counts": s.counts, "errors": s.errors,
                "error_examples": s.error_examples, "test": verdict.statement, "decision": verdict.decision,
-               "shares": verdict.shares,
+               "shares": verdict.shares, "trace": test.trace(),
                "clients' resolver": via_domain.then(|| json!({"held at the start": held_before,
                                                               "ttl_scale": ctx.clients.scale()}))}),
     ))
