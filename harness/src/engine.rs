@@ -136,6 +136,17 @@ pub struct RunReport {
     pub seconds: f64,
     /// How fast DNS time ran (`dns.ttl_scale`: 0.02 holds a 300 s TTL for 6 s; 1 is real time).
     pub dns_ttl_scale: f64,
+    /// The scenario's steps that did not run because the run stopped before them, in order.
+    pub not_run: Vec<NotRun>,
+}
+
+/// A scenario step the run never reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotRun {
+    /// Step id.
+    pub id: String,
+    /// Title.
+    pub title: String,
 }
 
 /// What a step changes for the steps after it.
@@ -200,7 +211,17 @@ pub async fn run(
         .lock()
         .expect("reports lock is never poisoned")
         .clone();
+    let not_run = scenario
+        .steps
+        .iter()
+        .filter(|s| !steps.iter().any(|r| r.id == s.id))
+        .map(|s| NotRun {
+            id: s.id.clone(),
+            title: s.title.clone(),
+        })
+        .collect();
     let report = RunReport {
+        not_run,
         scenario: scenario.name.clone(),
         backend: backend.name().to_string(),
         steps,
