@@ -306,11 +306,9 @@ impl SplitTest {
         for i in 1..=k {
             // Checkpoint i of k: after ⌈n·i/k⌉ answers, so the last is after all of them.
             let upto = (n * i).div_ceil(k);
-            for a in &self.history[fed..upto] {
-                if let Some(d) = a {
-                    counts[*d as usize] += 1;
-                    identified += 1;
-                }
+            for d in self.history[fed..upto].iter().flatten() {
+                counts[*d as usize] += 1;
+                identified += 1;
             }
             fed = upto;
             let shares = names

@@ -193,12 +193,15 @@ fn a_real_runs_json_is_valid_against_the_published_schema() {
     }
 }
 
+/// A way to break a report.
+type Break = fn(&mut Value);
+
 #[test]
 fn the_schema_rejects_broken_reports_and_accepts_the_mixed_one() {
     let v = schema();
     let good = serde_json::to_value(mixed_report()).unwrap();
     assert_eq!(errors(&v, &good), Vec::<String>::new());
-    let breaks: [(&str, fn(&mut Value)); 5] = [
+    let breaks: [(&str, Break); 5] = [
         ("no outcome", |d| {
             d.as_object_mut().unwrap().remove("outcome");
         }),
