@@ -126,7 +126,7 @@ fn run_trial(path: &Path) -> Result<(), Failed> {
         let scratch = backend.scratch_paths();
         let report = engine::run(scenario.clone(), backend, RunOptions::default()).await;
         if let Some(dir) = std::env::var_os("MESHMIG_REPORT_DIR") {
-            meshmig::report::write_json(&report, Path::new(&dir))
+            meshmig::report::write_all(&report, Path::new(&dir))
                 .map_err(|e| meshmig::error_chain(&e))?;
         }
         let text: Vec<String> = report

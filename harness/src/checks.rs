@@ -1147,7 +1147,7 @@ pub async fn split(
         json!({"requests": s.requests, "seconds": s.seconds, "counts": s.counts, "errors": s.errors,
                "error_budget": params.max_error_rate,
                "error_examples": s.error_examples, "test": verdict.statement, "decision": verdict.decision,
-               "shares": verdict.shares,
+               "shares": verdict.shares, "trace": test.trace(),
                "clients' resolver": via_domain.then(|| json!({"held at the start": held_before,
                                                               "ttl_scale": ctx.clients.scale()}))}),
     ))

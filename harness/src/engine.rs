@@ -142,6 +142,17 @@ pub struct RunReport {
     /// The continuous load's record, when the scenario has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub continuous_load: Option<crate::load::LoadReport>,
+    /// The scenario's steps that did not run because the run stopped before them, in order.
+    pub not_run: Vec<NotRun>,
+}
+
+/// A scenario step the run never reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotRun {
+    /// Step id.
+    pub id: String,
+    /// Title.
+    pub title: String,
 }
 
 /// The id under which a continuous load beyond its error budget fails a run.
@@ -285,7 +296,17 @@ pub async fn run(
         .lock()
         .expect("reports lock is never poisoned")
         .clone();
+    let not_run = scenario
+        .steps
+        .iter()
+        .filter(|s| !steps.iter().any(|r| r.id == s.id))
+        .map(|s| NotRun {
+            id: s.id.clone(),
+            title: s.title.clone(),
+        })
+        .collect();
     let report = RunReport {
+        not_run,
         scenario: scenario.name.clone(),
         backend: backend.name().to_string(),
         steps,

@@ -159,7 +159,7 @@ enum Command {
         /// A folder laid out like ../shared/upstream to read manifests from (default: fixtures/).
         #[arg(long)]
         manifests: Option<PathBuf>,
-        /// Write the report as JSON into this folder.
+        /// Write the report into this folder: SCENARIO.json, SCENARIO.junit.xml, SCENARIO.html.
         #[arg(long)]
         report_dir: Option<PathBuf>,
         /// Keep what the run created (for debugging).
@@ -439,8 +439,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             {
                 Ok(r) => {
                     if let Some(dir) = report_dir {
-                        let p = report::write_json(&r, &dir)?;
-                        println!("report: {}", p.display());
+                        for p in report::write_all(&r, &dir)? {
+                            println!("report: {}", p.display());
+                        }
                     }
                     if keep && matches!(backend, BackendKind::Emulated | BackendKind::Kwok) {
                         // The emulated clusters live in this process: hold them up for inspection.

@@ -203,6 +203,52 @@ pub struct SplitTest {
     counts: BTreeMap<String, u64>,
     errors: u64,
     decision: Decision,
+    /// Every answer fed, in order: the index of its destination in `seen`, or `None` (error).
+    history: Vec<Option<u16>>,
+    /// Destinations in the order they first answered (indices of `history`).
+    seen: Vec<String>,
+    /// Answers fed when the decision became final.
+    decided_at: Option<u64>,
+}
+
+/// Most checkpoints a [`SplitTrace`] holds.
+pub const TRACE_POINTS: usize = 100;
+
+/// One destination's share at a checkpoint, with its Clopper–Pearson interval at 1 − α.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct TraceShare {
+    /// Observed share among identified answers so far.
+    pub observed: f64,
+    /// Lower bound of the interval.
+    pub low: f64,
+    /// Upper bound of the interval.
+    pub high: f64,
+}
+
+/// The shares after some answers.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct TracePoint {
+    /// Answers fed so far (errors included): the request number.
+    pub requests: u64,
+    /// Of them, answers that identified a destination.
+    pub identified: u64,
+    /// Per destination.
+    pub shares: BTreeMap<String, TraceShare>,
+}
+
+/// How a split check's shares moved, at up to [`TRACE_POINTS`] checkpoints spread evenly over
+/// the answers (the last one included), for plotting.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct SplitTrace {
+    /// Confidence of the intervals (1 − α).
+    pub confidence: f64,
+    /// Expected share per destination, 0..1.
+    pub expected: BTreeMap<String, f64>,
+    /// The request number at which the test reached its decision (the cap for "undecided");
+    /// none if sampling stopped before one.
+    pub decided_at: Option<u64>,
+    /// The checkpoints, in order.
+    pub points: Vec<TracePoint>,
 }
 
 impl SplitTest {
@@ -244,6 +290,71 @@ impl SplitTest {
             counts: BTreeMap::new(),
             errors: 0,
             decision: Decision::Continue,
+            history: Vec::new(),
+            seen: Vec::new(),
+            decided_at: None,
+        }
+    }
+
+    /// The shares' course so far, at up to [`TRACE_POINTS`] checkpoints.
+    pub fn trace(&self) -> SplitTrace {
+        let n = self.history.len();
+        let k = n.min(TRACE_POINTS);
+        let mut names: Vec<String> = self.expected.keys().cloned().collect();
+        for s in &self.seen {
+            if !names.contains(s) {
+                names.push(s.clone());
+            }
+        }
+        let mut counts = vec![0u64; self.seen.len()];
+        let mut identified = 0u64;
+        let mut points = Vec::with_capacity(k);
+        let mut fed = 0usize;
+        for i in 1..=k {
+            // Checkpoint i of k: after ⌈n·i/k⌉ answers, so the last is after all of them.
+            let upto = (n * i).div_ceil(k);
+            for d in self.history[fed..upto].iter().flatten() {
+                counts[*d as usize] += 1;
+                identified += 1;
+            }
+            fed = upto;
+            let shares = names
+                .iter()
+                .map(|name| {
+                    let c = self
+                        .seen
+                        .iter()
+                        .position(|s| s == name)
+                        .map_or(0, |j| counts[j]);
+                    let (low, high) = clopper_pearson(c, identified, self.params.alpha);
+                    let observed = if identified == 0 {
+                        0.0
+                    } else {
+                        c as f64 / identified as f64
+                    };
+                    // Five decimals are finer than any plot, and keep reports small.
+                    let r = |v: f64| (v * 1e5).round() / 1e5;
+                    (
+                        name.clone(),
+                        TraceShare {
+                            observed: r(observed),
+                            low: r(low),
+                            high: r(high),
+                        },
+                    )
+                })
+                .collect();
+            points.push(TracePoint {
+                requests: upto as u64,
+                identified,
+                shares,
+            });
+        }
+        SplitTrace {
+            confidence: 1.0 - self.params.alpha,
+            expected: self.expected.clone(),
+            decided_at: self.decided_at,
+            points,
         }
     }
 
@@ -262,6 +373,29 @@ impl SplitTest {
         if self.decision.is_final() {
             return &self.decision;
         }
+        self.record(answer);
+        self.judge(answer);
+        if self.decision.is_final() {
+            self.decided_at = Some(self.requests());
+        }
+        &self.decision
+    }
+
+    fn record(&mut self, answer: Option<&str>) {
+        let index = answer.map(|d| match self.seen.iter().position(|s| s == d) {
+            Some(i) => i,
+            None => {
+                self.seen.push(d.to_string());
+                self.seen.len() - 1
+            }
+        });
+        // More than 65,535 destinations would be a broken identity; cap the index rather than
+        // wrap (the trace is for plotting only).
+        self.history
+            .push(index.map(|i| u16::try_from(i).unwrap_or(u16::MAX)));
+    }
+
+    fn judge(&mut self, answer: Option<&str>) {
         match answer {
             None => {
                 self.errors += 1;
@@ -270,7 +404,7 @@ impl SplitTest {
                         "an error answer (error gate: none allowed; {} so far)",
                         self.errors
                     ));
-                    return &self.decision;
+                    return;
                 }
             }
             Some(d) => {
@@ -280,7 +414,7 @@ impl SplitTest {
                         "{d} served a request but is expected to serve none (leak after {} answers)",
                         self.requests()
                     ));
-                    return &self.decision;
+                    return;
                 }
                 if let Mode::Split(tests) = &mut self.mode {
                     for (dest, ts) in tests.iter_mut() {
@@ -341,7 +475,6 @@ impl SplitTest {
                 self.requests()
             ));
         }
-        &self.decision
     }
 
     /// The verdict with its evidence.
@@ -514,6 +647,50 @@ mod tests {
             }
             None
         })
+    }
+
+    #[test]
+    fn the_trace_ends_at_the_decision_with_the_verdicts_shares() {
+        let mut t = SplitTest::new(&e(&[("a", 50.0), ("b", 50.0)]), SplitParams::default());
+        for a in draws(&[("a", 0.5), ("b", 0.5)], 7) {
+            if t.observe(a).is_final() {
+                break;
+            }
+        }
+        let (trace, v) = (t.trace(), t.verdict());
+        let n = t.requests();
+        assert!(n > TRACE_POINTS as u64, "{n} answers");
+        assert_eq!(trace.points.len(), TRACE_POINTS);
+        assert_eq!(trace.decided_at, Some(n));
+        let last = trace.points.last().unwrap();
+        assert_eq!(last.requests, n);
+        for (d, s) in &v.shares {
+            assert!((last.shares[d].observed - s.observed).abs() <= 5e-6);
+            assert!((last.shares[d].low - s.interval.0).abs() <= 5e-6);
+            assert!((last.shares[d].high - s.interval.1).abs() <= 5e-6);
+        }
+        assert!(trace
+            .points
+            .windows(2)
+            .all(|w| w[0].requests < w[1].requests));
+        // The band narrows as answers come in.
+        let first = &trace.points[0].shares["a"];
+        assert!(first.high - first.low > last.shares["a"].high - last.shares["a"].low);
+    }
+
+    #[test]
+    fn a_short_trace_has_a_point_per_answer_and_names_a_leak() {
+        let mut t = SplitTest::new(&e(&[("a", 100.0)]), SplitParams::default());
+        for a in [Some("a"), Some("a"), Some("b")] {
+            t.observe(a);
+        }
+        let trace = t.trace();
+        assert_eq!(
+            trace.points.iter().map(|p| p.requests).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(trace.decided_at, Some(3));
+        assert!((trace.points[2].shares["b"].observed - 1.0 / 3.0).abs() <= 5e-6);
     }
 
     #[rstest]

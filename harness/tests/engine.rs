@@ -146,6 +146,7 @@ async fn steps_of_one_group_run_concurrently_and_others_in_order() {
     )
     .await;
     assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    assert!(r.not_run.is_empty());
     assert_eq!(b.max_in_flight.load(Ordering::SeqCst), 2);
     assert!(
         took < Duration::from_millis(390),
@@ -165,6 +166,13 @@ async fn the_first_failed_check_stops_the_run_and_teardown_follows() {
     assert_eq!(r.outcome, Outcome::AssertionFailed { step: "A1".into() });
     assert_eq!(r.outcome.exit_code(), 1);
     assert_eq!(r.steps.len(), 1);
+    assert_eq!(
+        r.not_run,
+        [engine::NotRun {
+            id: "A2".into(),
+            title: "never".into()
+        }]
+    );
     let c = &r.steps[0].checks[0];
     assert_eq!(
         (c.expected.as_str(), c.observed.as_str()),

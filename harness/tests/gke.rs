@@ -987,8 +987,12 @@ async fn credentials_appear_in_no_report_or_error() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let json =
-        std::fs::read_to_string(meshmig::report::write_json(&report, dir.path()).unwrap()).unwrap();
+    // The JSON, JUnit and HTML reports, one after the other.
+    let json: String = meshmig::report::write_all(&report, dir.path())
+        .unwrap()
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
     let text: String = report
         .steps
         .iter()
@@ -1005,7 +1009,7 @@ async fn credentials_appear_in_no_report_or_error() {
         "{text}"
     );
     for secret in [TOKEN, "SECRETtokenVALUE", KEY_BODY, KEY_ID, ENV_SECRET] {
-        assert!(!json.contains(secret), "{secret} in the JSON report");
+        assert!(!json.contains(secret), "{secret} in a report file");
         assert!(
             !text.contains(secret),
             "{secret} in the text report:\n{text}"

@@ -1,8 +1,13 @@
-//! Reports: the run as an SRE reads it (each step, its command, its evidence) on stdout, and as
-//! JSON for machines.
+//! Reports: the run as an SRE reads it (each step, its command, its evidence) on stdout, and in
+//! files: JSON for machines ([`json`]), JUnit XML for CI ([`junit`]) and a self-contained HTML
+//! page for people ([`html`]). Every file is scrubbed of credentials.
+
+pub mod html;
+pub mod json;
+pub mod junit;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::engine::{Outcome, RunReport, StepReport, StepStatus};
 use crate::scenario::Scenario;
@@ -10,11 +15,18 @@ use crate::scenario::Scenario;
 /// Errors writing a report.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// The JUnit XML could not be rendered.
+    #[error("rendering the JUnit report")]
+    Junit {
+        /// Why.
+        #[source]
+        source: junit::JunitError,
+    },
     /// The report file could not be written.
     #[error("writing the report to {path}")]
     Write {
         /// The file.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// Why.
         #[source]
         source: std::io::Error,
@@ -200,15 +212,31 @@ pub fn peak_memory_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Writes `report.json` into `dir`.
-pub fn write_json(r: &RunReport, dir: &Path) -> Result<std::path::PathBuf, ReportError> {
-    let path = dir.join(format!("{}.json", r.scenario));
-    let werr = |e| ReportError::Write {
-        path: path.clone(),
-        source: e,
-    };
-    std::fs::create_dir_all(dir).map_err(werr)?;
-    let json = serde_json::to_string_pretty(r).expect("reports serialize");
-    std::fs::write(&path, crate::redact::scrub(&json).as_bytes()).map_err(werr)?;
-    Ok(path)
+/// Writes `SCENARIO.json`, `SCENARIO.junit.xml` and `SCENARIO.html` into `dir` (created if
+/// missing); returns their paths in that order.
+pub fn write_all(r: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let junit = junit::render(r).map_err(|source| ReportError::Junit { source })?;
+    let files = [
+        (format!("{}.json", r.scenario), json::render(r)),
+        (format!("{}.junit.xml", r.scenario), junit),
+        (format!("{}.html", r.scenario), html::render(r)),
+    ];
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        // Every renderer scrubs; scrubbing the whole file again costs little and also catches
+        // a secret split across fields.
+        std::fs::write(&path, crate::redact::scrub(&text).as_bytes()).map_err(|source| {
+            ReportError::Write {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        written.push(path);
+    }
+    Ok(written)
 }

@@ -1,0 +1,338 @@
+//! The run as one self-contained HTML page for people: a summary table, then every step with
+//! its status, its command and output and each check's evidence folded in `<details>`, and for
+//! every split check an inline SVG plot of the observed shares over the requests with their
+//! Clopper–Pearson band and the request at which the sequential test decided. Nothing is loaded
+//! from elsewhere: no scripts, fonts, images or style sheets, so the file opens offline and as
+//! a CI artifact.
+
+use std::fmt::Write as _;
+
+use quick_xml::escape::escape;
+
+use crate::checks::CheckResult;
+use crate::engine::{Outcome, RunReport, StepReport, StepStatus};
+use crate::stats::SplitTrace;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:72em;color:#222}\
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}\
+.passed .badge{background:#2e7d32}.failed .badge{background:#c62828}.error .badge{background:#6a1b9a}\
+.skipped .badge{background:#757575}.badge{color:#fff;border-radius:.3em;padding:0 .4em;font-size:.85em}\
+section.step{border-top:1px solid #ddd;margin-top:1em}pre{background:#f6f6f6;padding:.5em;overflow-x:auto;white-space:pre-wrap}\
+.check{margin:.6em 0 .6em 1em}.check.fail h3{color:#c62828}h3{font-size:1em;margin:.3em 0}\
+dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.2em 0}dt{font-weight:bold}dd{margin:0}\
+.deviation{color:#8d6e00}svg text{font-size:11px;font-family:system-ui,sans-serif}";
+
+/// Line colours of a plot's destinations.
+const COLOURS: [&str; 6] = [
+    "#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#c62828", "#00838f",
+];
+
+fn e(text: &str) -> String {
+    escape(crate::redact::scrub(text).as_ref()).into_owned()
+}
+
+/// The report as an HTML page (scrubbed of credentials).
+pub fn render(r: &RunReport) -> String {
+    let mut h = String::new();
+    let title = format!("meshmig: {} on {}", r.scenario, r.backend);
+    let verdict = match &r.outcome {
+        Outcome::Passed => "PASSED".to_string(),
+        Outcome::AssertionFailed { step } => format!("FAILED at step {step}"),
+        Outcome::Infrastructure { step, message } => {
+            format!("INFRASTRUCTURE FAILURE at step {step}: {message}")
+        }
+        Outcome::Interrupted => "INTERRUPTED".into(),
+        Outcome::Panicked { message } => format!("HARNESS PANIC: {message}"),
+    };
+    let passed = r
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Passed)
+        .count();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{}</h1>\n<p><strong>{}</strong>: {passed} of {} steps passed, {} not run, in {:.2} s; exit code {}; DNS time scale {}.</p>\n",
+        e(&title),
+        e(&title),
+        e(&verdict),
+        r.steps.len(),
+        r.not_run.len(),
+        r.seconds,
+        r.outcome.exit_code(),
+        r.dns_ttl_scale
+    );
+    h.push_str("<table>\n<tr><th>step</th><th>title</th><th>status</th><th>seconds</th></tr>\n");
+    for s in &r.steps {
+        let _ = writeln!(
+            h,
+            "<tr class=\"{}\"><td><a href=\"#step-{}\">{}</a></td><td>{}</td><td><span class=\"badge\">{}</span></td><td>{:.2}</td></tr>",
+            class(s.status),
+            e(&s.id),
+            e(&s.id),
+            e(&s.title),
+            mark(s.status),
+            s.seconds
+        );
+    }
+    for n in &r.not_run {
+        let _ = writeln!(
+            h,
+            "<tr class=\"skipped\"><td><a href=\"#step-{}\">{}</a></td><td>{}</td><td><span class=\"badge\">NOT RUN</span></td><td></td></tr>",
+            e(&n.id),
+            e(&n.id),
+            e(&n.title)
+        );
+    }
+    h.push_str("</table>\n");
+    for s in &r.steps {
+        step(&mut h, s);
+    }
+    for n in &r.not_run {
+        let _ = writeln!(
+            h,
+            "<section class=\"step skipped\" id=\"step-{}\"><h2><span class=\"badge\">NOT RUN</span> {} {}</h2><p>The run stopped before this step.</p></section>",
+            e(&n.id),
+            e(&n.id),
+            e(&n.title)
+        );
+    }
+    h.push_str("<section class=\"teardown\"><h2>Teardown</h2>\n<ul>\n");
+    for (what, items) in [
+        ("removed", &r.teardown.removed),
+        ("kept", &r.teardown.kept),
+        ("NOT REMOVED", &r.teardown.failed),
+    ] {
+        for x in items {
+            let _ = writeln!(h, "<li>{what} {}</li>", e(x));
+        }
+    }
+    h.push_str("</ul>\n</section>\n</body>\n</html>\n");
+    crate::redact::scrub(&h).into_owned()
+}
+
+fn class(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Passed => "passed",
+        StepStatus::Failed => "failed",
+        StepStatus::Error => "error",
+    }
+}
+
+fn mark(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Passed => "PASS",
+        StepStatus::Failed => "FAIL",
+        StepStatus::Error => "ERROR",
+    }
+}
+
+fn step(h: &mut String, s: &StepReport) {
+    let _ = writeln!(
+        h,
+        "<section class=\"step {}\" id=\"step-{}\">\n<h2><span class=\"badge\">{}</span> {} {} <small>({:.2} s)</small></h2>",
+        class(s.status),
+        e(&s.id),
+        mark(s.status),
+        e(&s.id),
+        e(&s.title),
+        s.seconds
+    );
+    if let Some(o) = &s.output {
+        let _ = writeln!(
+            h,
+            "<details><summary>$ {}</summary><pre>{}</pre></details>",
+            e(&o.command),
+            e(&o.stdout)
+        );
+    }
+    if let Some(err) = &s.error {
+        let _ = writeln!(
+            h,
+            "<p><strong>action failed:</strong></p><pre>{}</pre>",
+            e(err)
+        );
+    }
+    for c in &s.checks {
+        check(h, c);
+    }
+    h.push_str("</section>\n");
+}
+
+fn check(h: &mut String, c: &CheckResult) {
+    let _ = writeln!(
+        h,
+        "<div class=\"check {}\"><h3>{} {}</h3>\n<dl><dt>expected</dt><dd>{}</dd><dt>observed</dt><dd>{}</dd></dl>",
+        if c.ok { "ok" } else { "fail" },
+        if c.ok { "ok" } else { "FAIL" },
+        e(c.check),
+        e(&c.expected),
+        e(&c.observed)
+    );
+    if let Some(t) = c
+        .evidence
+        .get("trace")
+        .and_then(|t| serde_json::from_value::<SplitTrace>(t.clone()).ok())
+    {
+        h.push_str(&plot(&t));
+    }
+    for d in &c.deviations {
+        let _ = writeln!(
+            h,
+            "<p class=\"deviation\">DEVIATION (does not fail the step): {}</p>",
+            e(d)
+        );
+    }
+    // The trace is the plot above; the JSON report keeps its numbers.
+    let mut evidence = c.evidence.clone();
+    if let Some(o) = evidence.as_object_mut() {
+        if o.remove("trace").is_some() {
+            o.insert(
+                "trace".into(),
+                "plotted above; numbers in the JSON report".into(),
+            );
+        }
+    }
+    let _ = writeln!(
+        h,
+        "<details{}><summary>evidence</summary><pre>{}</pre></details></div>",
+        if c.ok { "" } else { " open" },
+        e(&serde_json::to_string_pretty(&evidence).unwrap_or_default())
+    );
+}
+
+/// An SVG plot of a split check's shares over the requests: per destination the observed share
+/// (line), its interval at 1 − α (band) and the expected share (dashed); the decision point
+/// (vertical line).
+pub fn plot(t: &SplitTrace) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 260.0;
+    const L: f64 = 48.0;
+    const R: f64 = 16.0;
+    const T: f64 = 16.0;
+    const B: f64 = 40.0;
+    let (pw, ph) = (W - L - R, H - T - B);
+    let n = t.points.last().map_or(1, |p| p.requests).max(1) as f64;
+    let x = |req: f64| L + req / n * pw;
+    let y = |share: f64| T + (1.0 - share.clamp(0.0, 1.0)) * ph;
+    let mut names: Vec<&String> = t.expected.keys().collect();
+    if let Some(p) = t.points.last() {
+        names.extend(p.shares.keys().filter(|k| !t.expected.contains_key(*k)));
+    }
+    let label = format!(
+        "observed shares over {} requests with their {}% Clopper–Pearson band{}",
+        n,
+        t.confidence * 100.0,
+        match t.decided_at {
+            Some(d) => format!("; decided at request {d}"),
+            None => "; no decision".into(),
+        }
+    );
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "<svg class=\"split-plot\" role=\"img\" aria-label=\"{}\" width=\"{W}\" height=\"{}\" viewBox=\"0 0 {W} {}\">\n<title>{}</title>",
+        e(&label),
+        H + 18.0 * names.len() as f64,
+        H + 18.0 * names.len() as f64,
+        e(&label)
+    );
+    // Axes and grid.
+    for i in 0..=4 {
+        let share = i as f64 / 4.0;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}%</text>",
+            L + pw,
+            y(share),
+            y(share),
+            L - 4.0,
+            y(share) + 4.0,
+            i * 25
+        );
+    }
+    for i in 0..=4 {
+        let req = (n * i as f64 / 4.0).round();
+        let _ = writeln!(
+            s,
+            "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{T}\" y2=\"{:.1}\" stroke=\"#eee\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{req}</text>",
+            x(req),
+            x(req),
+            T + ph,
+            x(req),
+            T + ph + 14.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">requests</text>",
+        L + pw / 2.0,
+        T + ph + 30.0
+    );
+    for (i, name) in names.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let pts: Vec<(f64, f64, f64, f64)> = t
+            .points
+            .iter()
+            .filter_map(|p| {
+                p.shares
+                    .get(*name)
+                    .map(|v| (x(p.requests as f64), y(v.observed), y(v.low), y(v.high)))
+            })
+            .collect();
+        let band: Vec<String> = pts
+            .iter()
+            .map(|(px, _, _, hi)| format!("{px:.1},{hi:.1}"))
+            .chain(
+                pts.iter()
+                    .rev()
+                    .map(|(px, _, lo, _)| format!("{px:.1},{lo:.1}")),
+            )
+            .collect();
+        let line: Vec<String> = pts
+            .iter()
+            .map(|(px, py, _, _)| format!("{px:.1},{py:.1}"))
+            .collect();
+        let expected = t.expected.get(*name).copied().unwrap_or(0.0);
+        let _ = writeln!(
+            s,
+            "<polygon points=\"{}\" fill=\"{colour}\" fill-opacity=\"0.18\" stroke=\"none\"/>\n<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"/>\n<line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{colour}\" stroke-dasharray=\"5,4\"/>",
+            band.join(" "),
+            line.join(" "),
+            L + pw,
+            y(expected),
+            y(expected)
+        );
+        let last = t.points.last().and_then(|p| p.shares.get(*name));
+        let ly = H + 18.0 * i as f64 + 4.0;
+        let _ = writeln!(
+            s,
+            "<rect x=\"{L}\" y=\"{:.1}\" width=\"12\" height=\"10\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}: expected {:.1}%{}</text>",
+            ly,
+            L + 16.0,
+            ly + 9.0,
+            e(name),
+            expected * 100.0,
+            match last {
+                Some(v) => format!(
+                    ", observed {:.1}% ({:.1}–{:.1}%)",
+                    v.observed * 100.0,
+                    v.low * 100.0,
+                    v.high * 100.0
+                ),
+                None => String::new(),
+            }
+        );
+    }
+    if let Some(d) = t.decided_at {
+        let dx = x(d as f64);
+        let _ = writeln!(
+            s,
+            "<line class=\"decision\" x1=\"{dx:.1}\" x2=\"{dx:.1}\" y1=\"{T}\" y2=\"{:.1}\" stroke=\"#222\" stroke-dasharray=\"2,3\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">decided at request {d}</text>",
+            T + ph,
+            dx - 4.0,
+            T + 12.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
