@@ -424,6 +424,12 @@ fn a_real_runs_html_is_offline_has_plots_and_renders_in_headless_chromium() {
     assert!(plots >= 4, "{plots} plots");
     assert!(html.contains("decided at request "));
     assert!(html.contains("<details>"));
+    // The continuous load's timeline, its changes marked, and the time-to-effect table.
+    assert_eq!(html.matches("<svg class=\"load-plot\"").count(), 1);
+    assert!(
+        html.contains("<td>F2</td><td>VirtualService applied</td>"),
+        "F2's time to effect"
+    );
     let Some(browser) = chromium() else { return };
     let page = format!("file://{}", dir.join("canary-cluster.html").display());
     let run = |extra: &[&str]| {

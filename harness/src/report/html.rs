@@ -96,6 +96,9 @@ pub fn render(r: &RunReport) -> String {
             e(&n.title)
         );
     }
+    if let Some(l) = &r.continuous_load {
+        load(&mut h, l);
+    }
     h.push_str("<section class=\"teardown\"><h2>Teardown</h2>\n<ul>\n");
     for (what, items) in [
         ("removed", &r.teardown.removed),
@@ -137,6 +140,14 @@ fn step(h: &mut String, s: &StepReport) {
         e(&s.title),
         s.seconds
     );
+    for f in &s.injected {
+        let _ = writeln!(
+            h,
+            "<p class=\"fault\"><strong>fault injected:</strong> {} — {}</p>",
+            e(f.command.trim_start_matches("(fault) ")),
+            e(f.stdout.trim())
+        );
+    }
     if let Some(o) = &s.output {
         let _ = writeln!(
             h,
@@ -331,6 +342,164 @@ pub fn plot(t: &SplitTrace) -> String {
             T + ph,
             dx - 4.0,
             T + 12.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The continuous load: totals, a timeline of answers per cluster and errors per second (with
+/// each routing change marked), and each change's time to effect.
+fn load(h: &mut String, l: &crate::load::LoadReport) {
+    let _ = writeln!(
+        h,
+        "<section class=\"load\" id=\"continuous-load\"><h2>Continuous load</h2>\n<p>{} requests at {}/s from {}{}: <strong>{} failed</strong> (budget {}).</p>",
+        l.requests,
+        l.rate,
+        e(&l.url),
+        l.via_domain_after
+            .as_ref()
+            .map(|d| format!(", through the domain after {}", e(d)))
+            .unwrap_or_default(),
+        l.errors,
+        l.error_budget
+    );
+    h.push_str(&timeline(l));
+    h.push_str("<table>\n<tr><th>change</th><th>what</th><th>at (s)</th><th>first seen after (s)</th><th>established after (s)</th><th>clients could hold the old answer (s)</th></tr>\n");
+    let secs = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.2}"));
+    for c in &l.time_to_effect {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e(&c.change.step),
+            e(&c.change.what),
+            c.change.at,
+            secs(c.first_observed_after),
+            secs(c.established_after),
+            secs(c.change.held_at_most)
+        );
+    }
+    h.push_str("</table>\n");
+    for w in &l.error_windows {
+        let _ = writeln!(
+            h,
+            "<p class=\"failed\">{} failed {:.2}–{:.2} s during {}: {} (e.g. {})</p>",
+            w.count,
+            w.from,
+            w.to,
+            e(&w.steps.join(", ")),
+            e(&w.causes
+                .iter()
+                .map(|(c, n)| format!("{c} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")),
+            e(&w.example)
+        );
+    }
+    h.push_str("</section>\n");
+}
+
+/// Answers per second, stacked by cluster with errors on top; dashed lines mark the changes.
+fn timeline(l: &crate::load::LoadReport) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 200.0;
+    const L: f64 = 48.0;
+    const T: f64 = 12.0;
+    const B: f64 = 36.0;
+    let (pw, ph) = (W - L - 16.0, H - T - B);
+    let (Some(first), Some(last)) = (l.timeline.first(), l.timeline.last()) else {
+        return String::new();
+    };
+    let span = (last.t - first.t + 1.0).max(1.0);
+    let top = l
+        .timeline
+        .iter()
+        .map(|b| b.served.values().sum::<u64>() + b.errors)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let x = |t: f64| L + (t - first.t) / span * pw;
+    let bar = pw / span;
+    let mut names: Vec<&String> = l.timeline.iter().flat_map(|b| b.served.keys()).collect();
+    names.sort();
+    names.dedup();
+    let label = format!(
+        "answers per second by cluster, errors in red, over {:.0} s",
+        span
+    );
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "<svg class=\"load-plot\" role=\"img\" aria-label=\"{}\" width=\"{W}\" height=\"{}\" viewBox=\"0 0 {W} {}\">\n<title>{}</title>",
+        e(&label),
+        H + 18.0 * (names.len() + 1) as f64,
+        H + 18.0 * (names.len() + 1) as f64,
+        e(&label)
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">seconds after the run started</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{top}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">0</text>",
+        L + pw / 2.0,
+        T + ph + 28.0,
+        L - 4.0,
+        T + 10.0,
+        L - 4.0,
+        T + ph
+    );
+    for b in &l.timeline {
+        let mut y = T + ph;
+        let parts = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    COLOURS[i % COLOURS.len()],
+                    b.served.get(*n).copied().unwrap_or(0),
+                )
+            })
+            .chain(std::iter::once(("#c00", b.errors)));
+        for (colour, count) in parts {
+            if count == 0 {
+                continue;
+            }
+            let height = count as f64 / top * ph;
+            y -= height;
+            let _ = writeln!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{height:.1}\" fill=\"{colour}\"/>",
+                x(b.t),
+                (bar - 1.0).max(1.0)
+            );
+        }
+    }
+    for c in &l.time_to_effect {
+        let cx = x(c.change.at);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{cx:.1}\" x2=\"{cx:.1}\" y1=\"{T}\" y2=\"{:.1}\" stroke=\"#222\" stroke-dasharray=\"2,3\"/><text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            T + ph,
+            T + ph + 14.0,
+            e(&c.change.step)
+        );
+    }
+    for (i, n) in names
+        .iter()
+        .map(|n| n.as_str())
+        .chain(std::iter::once("errors"))
+        .enumerate()
+    {
+        let colour = if n == "errors" {
+            "#c00"
+        } else {
+            COLOURS[i % COLOURS.len()]
+        };
+        let ly = H + 18.0 * i as f64 + 4.0;
+        let _ = writeln!(
+            s,
+            "<rect x=\"{L}\" y=\"{ly:.1}\" width=\"12\" height=\"10\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            L + 16.0,
+            ly + 9.0,
+            e(n)
         );
     }
     s.push_str("</svg>\n");
