@@ -150,8 +150,8 @@ pub struct Overview {
 }
 
 fn parse(yaml: &str) -> Result<Describe, FleetError> {
-    serde_yaml::from_str(yaml).map_err(|e| FleetError::Parse {
-        message: e.to_string(),
+    crate::yaml::from_str(yaml).map_err(|e| FleetError::Parse {
+        message: e.without_snippet().to_string(),
     })
 }
 
@@ -420,7 +420,7 @@ pub fn describe_yaml(
         "resourceState": {"state": if enabled { "ACTIVE" } else { "DISABLED" }},
         "spec": {},
     });
-    serde_yaml::to_string(&doc).unwrap_or_default()
+    crate::yaml::to_string(&doc).unwrap_or_default()
 }
 
 /// The resource key `mesh describe` uses for a membership registered today: regional, as in

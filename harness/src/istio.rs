@@ -285,18 +285,18 @@ mod tests {
 
     #[test]
     fn a_uri_match_is_a_map_as_istio_writes_it() {
-        let m: HttpMatch = serde_yaml::from_str("uri: {prefix: /cart}").unwrap();
+        let m: HttpMatch = crate::yaml::from_str("uri: {prefix: /cart}").unwrap();
         assert_eq!(m.uri, Some(StringMatch::Prefix("/cart".into())));
-        let m: HttpMatch = serde_yaml::from_str("uri:\n  exact: /\n").unwrap();
+        let m: HttpMatch = crate::yaml::from_str("uri:\n  exact: /\n").unwrap();
         assert_eq!(m.uri, Some(StringMatch::Exact("/".into())));
-        let m: HttpMatch = serde_yaml::from_str("uri: {regex: '/p/.*'}").unwrap();
+        let m: HttpMatch = crate::yaml::from_str("uri: {regex: '/p/.*'}").unwrap();
         assert_eq!(m.uri, Some(StringMatch::Regex("/p/.*".into())));
     }
 
     #[test]
     fn a_uri_match_with_two_kinds_or_an_unknown_one_is_refused() {
-        let e = serde_yaml::from_str::<HttpMatch>("uri: {prefix: /a, exact: /b}").unwrap_err();
+        let e = crate::yaml::from_str::<HttpMatch>("uri: {prefix: /a, exact: /b}").unwrap_err();
         assert!(e.to_string().contains("exactly one of"), "{e}");
-        assert!(serde_yaml::from_str::<HttpMatch>("uri: {suffix: /a}").is_err());
+        assert!(crate::yaml::from_str::<HttpMatch>("uri: {suffix: /a}").is_err());
     }
 }

@@ -26,6 +26,7 @@ pub mod sampler;
 pub mod scenario;
 pub mod stats;
 pub mod tools;
+pub mod yaml;
 
 /// An error and its sources, joined by ": " (each level says what was being done).
 pub fn error_chain(e: &dyn std::error::Error) -> String {

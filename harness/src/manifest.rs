@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::istio::{Gateway, ServiceEntry, VirtualService};
-use crate::scenario::{strip_location, Location};
+use crate::scenario::Location;
 
 /// Errors met while reading manifests.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +180,7 @@ pub fn patch_objects(
 /// Whether an object built in memory (patched, or written in a scenario) is one the harness
 /// knows, in its typed form; the parser's message when not.
 pub fn check_object(body: &Value) -> Result<(), String> {
-    let yaml = serde_yaml::to_string(body).map_err(|e| e.to_string())?;
+    let yaml = crate::yaml::to_string(body).map_err(|e| e.to_string())?;
     parse(Path::new("(object)"), &yaml)
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -298,17 +298,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
             line: first_line + line.saturating_sub(1),
             column,
         };
-        let loc_of = |e: &serde_yaml::Error| {
-            e.location()
-                .map(|l| at(l.line(), l.column()))
+        let loc_of = |e: &serde_saphyr::Error| {
+            crate::yaml::location(e)
+                .map(|(line, column)| at(line, column))
                 .unwrap_or_else(|| at(1, 1))
         };
-        let value: serde_yaml::Value =
-            serde_yaml::from_str(&doc).map_err(|e| ManifestError::Invalid {
-                at: loc_of(&e),
-                kind: "document".into(),
-                message: strip_location(&e.to_string()),
-            })?;
+        let value: Value = crate::yaml::from_str(&doc).map_err(|e| ManifestError::Invalid {
+            at: loc_of(&e),
+            kind: "document".into(),
+            message: crate::yaml::message(&e, &doc),
+        })?;
         if value.is_null() {
             continue;
         }
@@ -322,11 +321,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
             .and_then(|k| k.as_str())
             .unwrap_or_default()
             .to_string();
-        let typed = |check: fn(&str) -> Result<(), serde_yaml::Error>| {
+        let typed = |check: fn(&str) -> Result<(), serde_saphyr::Error>| {
             check(&doc).map_err(|e| ManifestError::Invalid {
                 at: loc_of(&e),
                 kind: kind.clone(),
-                message: strip_location(&e.to_string()),
+                message: crate::yaml::message(&e, &doc),
             })
         };
         match (api_version.as_str(), kind.as_str()) {
@@ -390,8 +389,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
     Ok(objects)
 }
 
-fn is<T: DeserializeOwned>(doc: &str) -> Result<(), serde_yaml::Error> {
-    serde_yaml::from_str::<T>(doc).map(|_| ())
+fn is<T: DeserializeOwned>(doc: &str) -> Result<(), serde_saphyr::Error> {
+    crate::yaml::from_str::<T>(doc).map(|_| ())
 }
 
 #[cfg(test)]

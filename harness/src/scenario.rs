@@ -105,7 +105,7 @@ pub struct ScenarioFile {
     /// The steps, in order (with `base`: replaces the base's steps of the same id). Actions and
     /// checks are written as one-key maps (`create_cluster: {...}`), or a bare name when they
     /// take nothing (`nothing_left`).
-    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    #[serde(default)]
     pub steps: Vec<Step>,
     /// With `base`: ids of the base's steps this scenario leaves out.
     #[serde(default)]
@@ -817,29 +817,18 @@ fn parse_bytes(path: &Path, bytes: Vec<u8>) -> Result<(ScenarioFile, String), Sc
             message: "the scenario is empty (nothing but blank lines and comments)".into(),
         });
     }
-    let file: ScenarioFile = serde_yaml::from_str(&text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
+    let file: ScenarioFile = crate::yaml::from_str(&text).map_err(|e| {
+        let (line, column) = crate::yaml::location(&e).unwrap_or((1, 1));
         ScenarioError::Parse {
             at: Location {
                 file: path.to_path_buf(),
                 line,
                 column,
             },
-            message: strip_location(&e.to_string()),
+            message: crate::yaml::message(&e, &text),
         }
     })?;
     Ok((file, text))
-}
-
-/// serde_yaml appends " at line L column C" to its messages; the location is reported apart.
-pub(crate) fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
-    }
 }
 
 /// Where `needle` first occurs in the file at `file` (line 1 when absent or unreadable).

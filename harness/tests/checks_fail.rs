@@ -136,10 +136,7 @@ fn scenario() -> Scenario {
 
 /// Runs `check` against `world`; the step's output, if given, is what the action printed.
 async fn run_check(world: World, check: &str, output: Option<Output>) -> CheckResult {
-    let check: Check = serde_yaml::with::singleton_map_recursive::deserialize(
-        serde_yaml::Deserializer::from_str(check),
-    )
-    .unwrap();
+    let check: Check = meshmig::yaml::from_str(check).unwrap();
     let s = scenario();
     let clients = Arc::new(ClientResolver::new(world.dns_server(), 0.001));
     let vars = BTreeMap::from([("IP".to_string(), "192.0.2.7".to_string())]);

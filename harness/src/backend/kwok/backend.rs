@@ -213,13 +213,13 @@ impl Kwok {
             &c.ca,
             &c.token,
         );
-        let mut run: Value = serde_yaml::from_str(
+        let mut run: Value = crate::yaml::from_str(
             &std::fs::read_to_string(&self.ops.kubeconfig)
                 .map_err(|e| infra("reading the run's kubeconfig", e))?,
         )
         .map_err(|e| infra("reading the run's kubeconfig", e))?;
         let add: Value =
-            serde_yaml::from_str(&own).map_err(|e| infra("merging a kubeconfig", e))?;
+            crate::yaml::from_str(&own).map_err(|e| infra("merging a kubeconfig", e))?;
         for key in ["clusters", "contexts", "users"] {
             let mut items = run[key].as_array().cloned().unwrap_or_default();
             items.extend(add[key].as_array().cloned().unwrap_or_default());
@@ -227,7 +227,7 @@ impl Kwok {
         }
         crate::backend::write_private(
             &self.ops.kubeconfig,
-            serde_yaml::to_string(&run).map_err(|e| infra("writing the run's kubeconfig", e))?,
+            crate::yaml::to_string(&run).map_err(|e| infra("writing the run's kubeconfig", e))?,
         )
         .map_err(|e| infra("writing the run's kubeconfig", e))?;
         Ok(())

@@ -427,13 +427,13 @@ impl GatewayPod {
 /// install's `mesh` with `defaultProviders` (the Prometheus stats filter) removed and
 /// `enableAutoMtls: false`.
 pub fn mesh_for_upstream_envoy(mesh_yaml: &str) -> Result<String, String> {
-    let mut v: serde_yaml::Value = serde_yaml::from_str(mesh_yaml).map_err(|e| e.to_string())?;
+    let mut v: serde_json::Value = crate::yaml::from_str(mesh_yaml).map_err(|e| e.to_string())?;
     let m = v
-        .as_mapping_mut()
+        .as_object_mut()
         .ok_or("the mesh configuration is not a mapping")?;
     m.remove("defaultProviders");
     m.insert("enableAutoMtls".into(), false.into());
-    serde_yaml::to_string(&v).map_err(|e| e.to_string())
+    crate::yaml::to_string(&v).map_err(|e| e.to_string())
 }
 
 /// A real istiod for an istiod pod.
