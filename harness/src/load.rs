@@ -80,10 +80,12 @@ impl Load {
             url: target.url.clone(),
             source,
         })?;
-        let (tx, mut rx) = tokio::sync::watch::channel(Some(target));
+        let (tx, mut rx) = tokio::sync::watch::channel(Some(target.clone()));
         let task = tokio::spawn(async move {
             let mut samples = Vec::new();
-            let mut client = client;
+            // The client and the target change together: a request for the domain must go
+            // through the users' resolver, never the system's.
+            let (mut client, mut current) = (client, target);
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut flight = FuturesUnordered::new();
@@ -93,13 +95,15 @@ impl Load {
                         let next = rx.borrow_and_update().clone();
                         match (changed, next) {
                             (Ok(()), Some(t)) => {
-                                if let Ok(c) = sampler::client(&t) { client = c; }
+                                if let Ok(c) = sampler::client(&t) {
+                                    (client, current) = (c, t);
+                                }
                             }
                             _ => break,
                         }
                     }
                     _ = tick.tick(), if flight.len() < IN_FLIGHT => {
-                        let Some(target) = rx.borrow().clone() else { break };
+                        let target = current.clone();
                         let c = client.clone();
                         let t = t0.elapsed().as_secs_f64();
                         let s = step.lock().expect("step lock is never poisoned").clone();
@@ -553,6 +557,80 @@ mod tests {
 
     fn pct(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    /// A request through the domain goes through the users' resolver from the moment the load
+    /// switches to it, never through the system's (which does not know the test domain): the
+    /// client and the target change together. Switched back and forth under load.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_switch_to_the_domain_every_request_uses_the_users_resolver() {
+        use crate::backend::emulated::frontend::{Frontend, Identity, HOME_PAGE_DEPENDENCIES};
+        let ready: crate::backend::emulated::frontend::ReadyServices = Default::default();
+        for d in HOME_PAGE_DEPENDENCIES {
+            ready.write().unwrap().insert(("ns".into(), d.into()));
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let f = Frontend::start(
+            addr,
+            Identity {
+                cluster: "a".into(),
+                zone: "z".into(),
+                pod: "frontend-1".into(),
+                namespace: "ns".into(),
+                variant: crate::scenario::FooterVariant::Gke,
+            },
+            ready,
+        )
+        .await
+        .unwrap();
+        let dns = crate::dns::DnsServer::start(std::net::Ipv4Addr::LOCALHOST, "shop.example")
+            .await
+            .unwrap();
+        dns.set_a("shop.example", std::net::Ipv4Addr::LOCALHOST, 300)
+            .await
+            .unwrap();
+        let clients = Arc::new(crate::dns::ClientResolver::new(dns.addr(), 1.0));
+        let by_ip = Target {
+            url: format!("http://{addr}/"),
+            host: None,
+            resolve: vec![],
+            dns: None,
+        };
+        let by_domain = Target {
+            url: format!("http://shop.example:{}/", addr.port()),
+            host: None,
+            resolve: vec![],
+            dns: Some(clients),
+        };
+        let load = Load::start(
+            by_ip.clone(),
+            1000.0,
+            Arc::new(Mutex::new("X".into())),
+            Instant::now(),
+        )
+        .unwrap();
+        for i in 0..40 {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            load.switch(if i % 2 == 0 {
+                by_domain.clone()
+            } else {
+                by_ip.clone()
+            });
+        }
+        let samples = load.stop().await;
+        f.stop().await;
+        dns.stop().await;
+        let failed: Vec<&Sample> = samples.iter().filter(|s| s.served.is_none()).collect();
+        assert!(samples.len() > 100, "{} samples", samples.len());
+        assert!(
+            failed.is_empty(),
+            "{} of {} failed, e.g. {:?}",
+            failed.len(),
+            samples.len(),
+            failed.first()
+        );
     }
 
     /// Errors are counted against the budget and grouped into windows with their steps.
