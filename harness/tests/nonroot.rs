@@ -88,7 +88,7 @@ fn an_ordinary_user_runs_the_canary_cluster_migration() {
     };
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
-    assert!(t.contains("PASSED: 35 of 35 steps passed"), "{t}");
+    assert!(t.contains("PASSED: 36 of 36 steps passed"), "{t}");
     // Where the gateways listened is said: here a user namespace is allowed, elsewhere the
     // shifted ports.
     assert!(
@@ -108,7 +108,7 @@ fn without_user_namespaces_the_gateways_listen_on_shifted_ports_and_the_report_s
     };
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
-    assert!(t.contains("PASSED: 35 of 35 steps passed"), "{t}");
+    assert!(t.contains("PASSED: 36 of 36 steps passed"), "{t}");
     assert!(
         t.contains("the gateways listen on port 10080 instead of 80"),
         "{t}"
