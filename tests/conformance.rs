@@ -19,8 +19,13 @@ use meshmig::engine::{self, Outcome, RunOptions};
 use meshmig::runner::{self, BackendKind, BackendOptions};
 use meshmig::scenario::ExpectedOutcome;
 
+/// The project's root: where the suite was built, unless `MESHMIG_CONFORMANCE_ROOT` names a copy
+/// of its `scenarios/` and `fixtures/` (`.ci/nonroot.sh` runs the suite as a user who may not
+/// read the checkout).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+    std::env::var_os("MESHMIG_CONFORMANCE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf())
 }
 
 /// The real manifests a real-cluster run needs (the fixtures are for the emulated backend).
