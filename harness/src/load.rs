@@ -43,7 +43,12 @@ pub enum LoadError {
 pub const WINDOW: usize = 50;
 
 /// Requests in flight at most (a slow answer does not hold the next ones back).
-const IN_FLIGHT: usize = 64;
+const IN_FLIGHT: usize = 2048;
+
+/// How long a user waits for an answer: one within 30 s counts as served (a browser waits
+/// longer), so a machine starved for a moment is not taken for a failed migration. The split
+/// checks keep their 5 s.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One request of the load.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -76,9 +81,11 @@ impl Load {
         step: Arc<Mutex<String>>,
         t0: Instant,
     ) -> Result<Self, LoadError> {
-        let client = sampler::client(&target).map_err(|source| LoadError::Client {
-            url: target.url.clone(),
-            source,
+        let client = sampler::client_waiting(&target, Some(PATIENCE)).map_err(|source| {
+            LoadError::Client {
+                url: target.url.clone(),
+                source,
+            }
         })?;
         let (tx, mut rx) = tokio::sync::watch::channel(Some(target.clone()));
         let task = tokio::spawn(async move {
@@ -95,7 +102,7 @@ impl Load {
                         let next = rx.borrow_and_update().clone();
                         match (changed, next) {
                             (Ok(()), Some(t)) => {
-                                if let Ok(c) = sampler::client(&t) {
+                                if let Ok(c) = sampler::client_waiting(&t, Some(PATIENCE)) {
                                     (client, current) = (c, t);
                                 }
                             }

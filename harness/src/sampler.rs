@@ -112,6 +112,15 @@ impl reqwest::dns::Resolve for ClientResolve {
 
 /// A client for a target.
 pub fn client(target: &Target) -> Result<reqwest::Client, SamplerError> {
+    client_waiting(target, None)
+}
+
+/// A client for a target whose requests may take up to `patience` in all (None: the split
+/// checks' 5 s, more when the domain is resolved).
+pub fn client_waiting(
+    target: &Target,
+    patience: Option<Duration>,
+) -> Result<reqwest::Client, SamplerError> {
     let mut b = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(2))
@@ -128,6 +137,9 @@ pub fn client(target: &Target) -> Result<reqwest::Client, SamplerError> {
             .pool_max_idle_per_host(0)
             .connect_timeout(crate::dns::RESOLVE_BUDGET + Duration::from_secs(2))
             .timeout(crate::dns::RESOLVE_BUDGET + Duration::from_secs(5));
+    }
+    if let Some(p) = patience {
+        b = b.timeout(p);
     }
     b.build().map_err(|source| SamplerError::Client {
         target: target.url.clone(),
