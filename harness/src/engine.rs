@@ -53,6 +53,17 @@ pub enum StepStatus {
     Error,
 }
 
+impl StepStatus {
+    /// The mark reports print before the step (`PASS`, `FAIL`, `ERROR`).
+    pub fn mark(self) -> &'static str {
+        match self {
+            StepStatus::Passed => "PASS",
+            StepStatus::Failed => "FAIL",
+            StepStatus::Error => "ERROR",
+        }
+    }
+}
+
 /// A step's record.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
@@ -112,6 +123,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The run's verdict, as the reports' last line begins (`PASSED`, `FAILED at step F3`…).
+    pub fn verdict(&self) -> String {
+        match self {
+            Outcome::Passed => "PASSED".to_string(),
+            Outcome::AssertionFailed { step } => format!("FAILED at step {step}"),
+            Outcome::Infrastructure { step, message } => {
+                format!("INFRASTRUCTURE FAILURE at step {step}: {message}")
+            }
+            Outcome::Interrupted => "INTERRUPTED".to_string(),
+            Outcome::Panicked { message } => format!("HARNESS PANIC: {message}"),
+        }
+    }
+
     /// The process exit code: 0 pass, 1 assertion failed, 3 infrastructure failure.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use quick_xml::escape::escape;
 
 use crate::checks::CheckResult;
-use crate::engine::{Outcome, RunReport, StepReport, StepStatus};
+use crate::engine::{RunReport, StepReport, StepStatus};
 use crate::stats::SplitTrace;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:72em;color:#222}\
@@ -35,15 +35,7 @@ fn e(text: &str) -> String {
 pub fn render(r: &RunReport) -> String {
     let mut h = String::new();
     let title = format!("meshmig: {} on {}", r.scenario, r.backend);
-    let verdict = match &r.outcome {
-        Outcome::Passed => "PASSED".to_string(),
-        Outcome::AssertionFailed { step } => format!("FAILED at step {step}"),
-        Outcome::Infrastructure { step, message } => {
-            format!("INFRASTRUCTURE FAILURE at step {step}: {message}")
-        }
-        Outcome::Interrupted => "INTERRUPTED".into(),
-        Outcome::Panicked { message } => format!("HARNESS PANIC: {message}"),
-    };
+    let verdict = r.outcome.verdict();
     let passed = r
         .steps
         .iter()
@@ -70,7 +62,7 @@ pub fn render(r: &RunReport) -> String {
             e(&s.id),
             e(&s.id),
             e(&s.title),
-            mark(s.status),
+            s.status.mark(),
             s.seconds
         );
     }
@@ -121,21 +113,13 @@ fn class(s: StepStatus) -> &'static str {
     }
 }
 
-fn mark(s: StepStatus) -> &'static str {
-    match s {
-        StepStatus::Passed => "PASS",
-        StepStatus::Failed => "FAIL",
-        StepStatus::Error => "ERROR",
-    }
-}
-
 fn step(h: &mut String, s: &StepReport) {
     let _ = writeln!(
         h,
         "<section class=\"step {}\" id=\"step-{}\">\n<h2><span class=\"badge\">{}</span> {} {} <small>({:.2} s)</small></h2>",
         class(s.status),
         e(&s.id),
-        mark(s.status),
+        s.status.mark(),
         e(&s.id),
         e(&s.title),
         s.seconds

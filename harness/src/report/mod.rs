@@ -9,7 +9,7 @@ pub mod junit;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::engine::{Outcome, RunReport, StepReport, StepStatus};
+use crate::engine::{RunReport, StepReport, StepStatus};
 use crate::scenario::Scenario;
 
 /// Errors writing a report.
@@ -103,11 +103,7 @@ pub fn render_step(r: &StepReport) -> String {
 }
 
 fn render_step_raw(r: &StepReport) -> String {
-    let mark = match r.status {
-        StepStatus::Passed => "PASS",
-        StepStatus::Failed => "FAIL",
-        StepStatus::Error => "ERROR",
-    };
+    let mark = r.status.mark();
     let mut s = format!("{mark} {} {} ({:.2}s)", r.id, r.title, r.seconds);
     for f in &r.injected {
         s.push_str(&format!(
@@ -181,15 +177,7 @@ fn render_end_raw(r: &RunReport) -> String {
         .iter()
         .filter(|s| s.status == StepStatus::Passed)
         .count();
-    let verdict = match &r.outcome {
-        Outcome::Passed => "PASSED".to_string(),
-        Outcome::AssertionFailed { step } => format!("FAILED at step {step}"),
-        Outcome::Infrastructure { step, message } => {
-            format!("INFRASTRUCTURE FAILURE at step {step}: {message}")
-        }
-        Outcome::Interrupted => "INTERRUPTED".to_string(),
-        Outcome::Panicked { message } => format!("HARNESS PANIC: {message}"),
-    };
+    let verdict = r.outcome.verdict();
     s.push_str(&format!(
         "{verdict}: {passed} of {} steps passed in {:.2}s (scenario {}, backend {})",
         r.steps.len(),

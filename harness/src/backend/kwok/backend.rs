@@ -87,16 +87,10 @@ impl Kwok {
                 "the process is not in a network namespace of its own (meshmig run enters one before anything starts)",
             ));
         }
-        for b in [
-            "etcd",
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kube-scheduler",
-            "kwok",
-            "istioctl",
-            "pilot-discovery",
-            "kubectl",
-        ] {
+        for b in crate::preflight::KWOK_BINARIES
+            .into_iter()
+            .chain(["kubectl"])
+        {
             cfg.tools
                 .binary(b)
                 .map_err(|e| infra("finding the real components", crate::error_chain(&e)))?;
