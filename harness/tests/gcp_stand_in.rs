@@ -1,0 +1,274 @@
+//! The GCP stand-in (`meshmig::gcp_stand_in`) against the real gcloud 528: each test starts the
+//! stand-in, points every API gcloud reaches at it, runs gcloud's real commands and asserts
+//! gcloud's exit code and the lines it prints. Fails (never skips) when gcloud is missing.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use meshmig::gcp_stand_in::{FixedProvider, GcpStandIn, Timing};
+
+/// A CA certificate shaped like a real one (content is not checked by gcloud).
+const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBstandin\n-----END CERTIFICATE-----\n";
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+async fn start() -> (GcpStandIn, tempfile::TempDir) {
+    let s = GcpStandIn::start(
+        FixedProvider::new("127.0.0.1:6443", CA),
+        Timing {
+            pending: Duration::from_millis(300),
+            running: Duration::from_millis(1200),
+        },
+    )
+    .await
+    .expect("stand-in starts");
+    (s, tempfile::tempdir().expect("scratch dir"))
+}
+
+/// Runs the real gcloud with the stand-in's environment (and KUBECONFIG in the scratch dir).
+async fn gcloud(s: &GcpStandIn, scratch: &Path, args: &[&str]) -> Out {
+    let mut cmd = tokio::process::Command::new("gcloud");
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", scratch)
+        .env("KUBECONFIG", scratch.join("kubeconfig"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in s.endpoint_env(scratch).expect("env") {
+        cmd.env(k, v);
+    }
+    let t = Instant::now();
+    let out = cmd
+        .output()
+        .await
+        .expect("the real gcloud must be installed (gcloud 528 at /usr/bin/gcloud)");
+    let o = Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: t.elapsed(),
+    };
+    eprintln!(
+        "$ gcloud {} -> exit {} in {:.1}s\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        o.code,
+        o.took.as_secs_f64(),
+        o.stdout,
+        o.stderr
+    );
+    o
+}
+
+/// The progress line as a terminal shows it (`Creating cluster X in Z...done.`), from what the
+/// non-interactive tracker writes to a pipe.
+fn progress(stderr: &str) -> String {
+    meshmig::gcloud::normalise_progress(stderr)
+}
+
+/// Container v1: create (progress, table, kubeconfig), list with the backend's label filter,
+/// operations list, delete; then the 404 of a cluster that is gone, as gcloud prints it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_create_list_delete_and_the_404() {
+    let (s, dir) = start().await;
+    let d = dir.path();
+    let p = "--project=demo";
+
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "container",
+            "clusters",
+            "create",
+            "cluster-with-csm",
+            p,
+            "--zone=us-central1-a",
+            "--machine-type=e2-standard-4",
+            "--num-nodes=2",
+            "--workload-pool",
+            "demo.svc.id.goog",
+            "--labels=meshmig-run=r1",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let err = progress(&o.stderr);
+    assert!(
+        err.contains("Creating cluster cluster-with-csm in us-central1-a...done."),
+        "{err}"
+    );
+    // The tracker ticked while the operation was PENDING / RUNNING.
+    assert!(
+        o.stderr.contains("..\n") || o.stderr.contains(".done."),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        err.contains("Created [http://127.0.0.1:")
+            && err.contains("/v1/projects/demo/zones/us-central1-a/clusters/cluster-with-csm]."),
+        "{err}"
+    );
+    assert!(
+        err.contains("kubeconfig entry generated for cluster-with-csm."),
+        "{err}"
+    );
+    let table = o.stdout.lines().nth(1).unwrap_or_default().to_string();
+    for col in [
+        "cluster-with-csm",
+        "us-central1-a",
+        "127.0.0.1:6443",
+        "RUNNING",
+    ] {
+        assert!(table.contains(col), "{}", o.stdout);
+    }
+    // gcloud wrote the kubeconfig entry, with the exec plugin GKE kubeconfigs use.
+    let kc = std::fs::read_to_string(d.join("kubeconfig")).expect("gcloud wrote KUBECONFIG");
+    for want in [
+        "name: gke_demo_us-central1-a_cluster-with-csm",
+        "server: https://127.0.0.1:6443",
+        "command: gke-gcloud-auth-plugin",
+        &format!("certificate-authority-data: {}", b64(CA)),
+    ] {
+        assert!(kc.contains(want), "{want} not in\n{kc}");
+    }
+
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "container",
+            "clusters",
+            "list",
+            p,
+            "--filter=resourceLabels.meshmig-run=r1",
+            "--format=json",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("JSON list");
+    assert_eq!(v[0]["name"], "cluster-with-csm");
+    assert_eq!(v[0]["status"], "RUNNING");
+    assert_eq!(v[0]["resourceLabels"]["meshmig-run"], "r1");
+    assert_eq!(
+        v[0]["workloadIdentityConfig"]["workloadPool"],
+        "demo.svc.id.goog"
+    );
+    assert_eq!(v[0]["masterAuth"]["clusterCaCertificate"], b64(CA));
+    // Another run's filter sees nothing.
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "container",
+            "clusters",
+            "list",
+            p,
+            "--filter=resourceLabels.meshmig-run=r2",
+            "--format=json",
+        ],
+    )
+    .await;
+    assert_eq!((o.code, o.stdout.trim()), (0, "[]"), "{}", o.stderr);
+
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "container",
+            "operations",
+            "list",
+            p,
+            "--filter=status=DONE AND targetLink~/cluster-with-csm$",
+            "--format=json",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("JSON list");
+    assert_eq!(v[0]["operationType"], "CREATE_CLUSTER");
+
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "container",
+            "clusters",
+            "delete",
+            "cluster-with-csm",
+            "--zone=us-central1-a",
+            p,
+            "--quiet",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let err = progress(&o.stderr);
+    assert!(
+        err.contains("Deleting cluster cluster-with-csm...done."),
+        "{err}"
+    );
+    assert!(err.contains("Deleted [http://127.0.0.1:"), "{err}");
+    assert!(s.cluster_names().is_empty());
+    let kc = std::fs::read_to_string(d.join("kubeconfig")).unwrap_or_default();
+    assert!(!kc.contains("server: https://127.0.0.1:6443"), "{kc}");
+
+    // H of the published procedure: the cluster it deletes was never created.
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "container",
+            "clusters",
+            "delete",
+            "cluster-with-managed-asm",
+            "--zone",
+            "us-central1-a",
+            "--project",
+            "demo",
+            "--quiet",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    // gcloud 528 appends which credential it used to the server's text of a 401/403/404
+    // (googlecloudsdk/api_lib/util/exceptions.py, HttpErrorPayload, and
+    // googlecloudsdk/core/credentials/store.py, CredentialInfo.GetInfoString): with the
+    // stand-in's token file it names the file; with a user account it names the account.
+    let token = d.join("gcp-stand-in-token");
+    assert_eq!(
+        o.stderr.trim_end(),
+        format!(
+            "ERROR: (gcloud.container.clusters.delete) Some requests did not succeed:\n - args: [\"ResponseError: code=404, message=Not found: projects/demo/zones/us-central1-a/clusters/cluster-with-managed-asm. This command is authenticated with an access token from {} specified by the [auth/access_token_file] property.\\nNo cluster named 'cluster-with-managed-asm' in demo.\"]\n   exit_code: 1",
+            token.display()
+        ),
+    );
+    s.stop().await;
+}
+
+fn b64(s: &str) -> String {
+    // RFC 4648 base64, to compare with what the stand-in reports and gcloud writes.
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in s.as_bytes().chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                A[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
