@@ -278,7 +278,8 @@ impl GcpStandIn {
         })
     }
 
-    /// `http://127.0.0.1:PORT/`, the root every API is served under.
+    /// `http://127.0.0.1:PORT/`; each API is served under `{url}{api}/` (`container`, `gkehub`,
+    /// `serviceusage`, `compute`, `dns`, `cloudresourcemanager`).
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
     }
@@ -288,7 +289,9 @@ impl GcpStandIn {
     /// `CLOUDSDK_API_ENDPOINT_OVERRIDES_*` the backend's commands reach (property names from
     /// `googlecloudsdk/core/properties.py`, `_SectionApiEndpointOverrides`),
     /// `CLOUDSDK_AUTH_ACCESS_TOKEN_FILE` (`_SectionAuth.access_token_file`), `CLOUDSDK_CONFIG`,
-    /// no prompts and no update check.
+    /// no prompts and no update check. Each API's override is its own prefix on the one port
+    /// (`http://127.0.0.1:PORT/container/`), because GKE's and the fleet's operation paths are
+    /// the same (`v1/projects/P/locations/L/operations/ID`).
     pub fn endpoint_env(&self, scratch: &Path) -> Result<Vec<(String, String)>, StandInError> {
         let write_err = |path: &Path, source| StandInError::Write {
             path: path.display().to_string(),
@@ -310,7 +313,7 @@ impl GcpStandIn {
         .map(|api| {
             (
                 format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"),
-                url.clone(),
+                format!("{url}{}/", api.to_lowercase()),
             )
         })
         .collect();
@@ -408,10 +411,7 @@ impl Req<'_> {
     }
 }
 
-/// Routes a request to the API that serves its path. Every API's paths are distinct: GKE's
-/// and serviceusage's start `/v1/projects/P/locations|services`, gkehub's
-/// `/v1|v2/projects/P/locations/L/memberships|features|operations`, compute's `/compute/v1/`,
-/// Cloud DNS' `/dns/v1/`, resource manager's `/v1/projects/P` alone.
+/// Routes a request to the API named by its first path segment.
 async fn dispatch(
     AxState(shared): AxState<Arc<Shared>>,
     method: Method,
@@ -428,12 +428,23 @@ async fn dispatch(
         body: &body,
     };
     tracing::debug!(target: "gcp_stand_in", "{method} {uri}");
-    let answer = container::route(&shared, &req)
-        .or_else(|| gkehub::route(&shared, &req))
-        .or_else(|| serviceusage::route(&shared, &req))
-        .or_else(|| compute::route(&shared, &req))
-        .or_else(|| dns::route(&shared, &req))
-        .or_else(|| resourcemanager::route(&req));
+    // Each API is served under its own prefix (`/container/`, `/gkehub/`, ...: see
+    // [`GcpStandIn::endpoint_env`]), since their paths overlap (GKE's and the fleet's
+    // `v1/projects/P/locations/L/operations`).
+    let api = req.segs.first().copied().unwrap_or_default().to_string();
+    let req = Req {
+        segs: req.segs[1.min(req.segs.len())..].to_vec(),
+        ..req
+    };
+    let answer = match api.as_str() {
+        "container" => container::route(&shared, &req),
+        "gkehub" => gkehub::route(&shared, &req),
+        "serviceusage" => serviceusage::route(&shared, &req),
+        "compute" => compute::route(&shared, &req),
+        "dns" => dns::route(&shared, &req),
+        "cloudresourcemanager" => resourcemanager::route(&req),
+        _ => None,
+    };
     match answer {
         Some(Ok(v)) => google::json_response(axum::http::StatusCode::OK, &v),
         Some(Err(e)) => e.into_response(),
