@@ -55,8 +55,9 @@ pub async fn stop_kept() -> Vec<String> {
     done
 }
 
-struct Live {
-    cluster: Cluster,
+/// A kwok cluster with what stands in for its pods' containers and its load balancers.
+pub(super) struct Live {
+    pub(super) cluster: Cluster,
     stand_ins: StandIns,
     lbs: Option<LoadBalancers>,
 }
@@ -163,13 +164,14 @@ impl Kwok {
     }
 
     /// Brings one cluster up with its stand-ins and load balancers.
-    async fn bring_up(
+    pub(super) async fn bring_up(
         cfg: KwokConfig,
         spec: ClusterSpec,
         index: u8,
         dir: PathBuf,
+        tokens: &[String],
     ) -> Result<Live, String> {
-        let cluster = Cluster::start(&spec.name, index, &dir, &cfg.tools)
+        let cluster = Cluster::start_accepting(&spec.name, index, &dir, &cfg.tools, tokens)
             .await
             .map_err(|e| crate::error_chain(&e))?;
         let kube = cluster.kube().await.map_err(|e| crate::error_chain(&e))?;
@@ -227,7 +229,7 @@ impl Kwok {
         Ok(())
     }
 
-    async fn stop_live(mut live: Live) -> Vec<String> {
+    pub(super) async fn stop_live(mut live: Live) -> Vec<String> {
         let mut done = Vec::new();
         live.stand_ins.stop().await;
         if let Some(lb) = live.lbs.take() {
@@ -270,7 +272,12 @@ impl Backend for Kwok {
                 *creating = Some(tokio::spawn(async move {
                     let ups = specs.iter().enumerate().map(|(i, sp)| {
                         let (cfg, sp, dir) = (cfg.clone(), sp.clone(), base.join(&sp.name));
-                        async move { (sp.name.clone(), Self::bring_up(cfg, sp, i as u8, dir).await) }
+                        async move {
+                            (
+                                sp.name.clone(),
+                                Self::bring_up(cfg, sp, i as u8, dir, &[]).await,
+                            )
+                        }
                     });
                     for (name, r) in futures::future::join_all(ups).await {
                         created.lock().await.insert(name, r);
@@ -307,6 +314,7 @@ impl Backend for Kwok {
                     spec.clone(),
                     index,
                     self.scratch.path().join(&spec.name),
+                    &[],
                 )
                 .await
                 .map_err(|e| infra(format!("creating kwok cluster {}", spec.name), e))?

@@ -208,6 +208,18 @@ impl Cluster {
         dir: &Path,
         tools: &Tools,
     ) -> Result<Self, ClusterError> {
+        Self::start_accepting(name, index, dir, tools, &[]).await
+    }
+
+    /// As [`Cluster::start`], the API server also accepting these bearer tokens as members of
+    /// `system:masters` (a GKE rehearsal's: what gke-gcloud-auth-plugin hands kubectl).
+    pub async fn start_accepting(
+        name: &str,
+        index: u8,
+        dir: &Path,
+        tools: &Tools,
+        tokens: &[String],
+    ) -> Result<Self, ClusterError> {
         let addrs = Addresses::of(index).ok_or_else(|| ClusterError::NotReady {
             cluster: name.into(),
             what: "address range".into(),
@@ -240,8 +252,12 @@ impl Cluster {
                 .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[r.random_range(0..36)]))
                 .collect()
         };
+        let mut lines = format!("{token},admin,admin,\"system:masters\"\n");
+        for (i, t) in tokens.iter().enumerate() {
+            lines.push_str(&format!("{t},user-{i},user-{i},\"system:masters\"\n"));
+        }
         let tokens = dir.join("tokens.csv");
-        crate::backend::write_private(&tokens, format!("{token},admin,admin,\"system:masters\"\n"))
+        crate::backend::write_private(&tokens, lines)
             .map_err(io("writing the token file", &tokens))?;
         let sa_key = dir.join("sa.key");
         let out = std::process::Command::new("openssl")

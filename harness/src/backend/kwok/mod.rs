@@ -14,4 +14,5 @@ pub mod cluster;
 pub mod lb;
 pub mod pods;
 pub mod proc;
+pub mod provider;
 pub mod stand_ins;
