@@ -355,6 +355,16 @@ impl GcpStandIn {
             .insert(collection.into(), items);
     }
 
+    /// Adds a Cloud DNS managed zone (`zone` named as `--zone=` names it, for `dns_name`).
+    pub fn add_dns_zone(&self, project: &str, zone: &str, dns_name: &str) {
+        self.shared.lock().dns.add_zone(project, zone, dns_name);
+    }
+
+    /// The record sets of a Cloud DNS zone (`ResourceRecordSet` messages).
+    pub fn dns_records(&self, project: &str, zone: &str) -> Vec<serde_json::Value> {
+        self.shared.lock().dns.records(project, zone)
+    }
+
     /// The clusters that exist now (full names `projects/P/locations/L/clusters/C`).
     pub fn cluster_names(&self) -> Vec<String> {
         self.shared
