@@ -137,8 +137,7 @@ impl Store {
             f.membership_specs
                 .iter()
                 .find(|(k, _)| {
-                    k.ends_with(&format!("/locations/{l}/memberships/{m}"))
-                        || k.as_str() == format!("{m}")
+                    k.ends_with(&format!("/locations/{l}/memberships/{m}")) || k.as_str() == *m
                 })
                 .and_then(|(_, s)| s["mesh"]["management"].as_str().map(String::from))
         };
