@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use meshmig::gcp_stand_in::{FixedProvider, GcpStandIn, Timing};
+use meshmig::gcp_stand_in::{
+    ClusterEndpoint, ClusterId, ClusterProvider, FixedProvider, GcpStandIn, Timing,
+};
 
 /// A CA certificate shaped like a real one (content is not checked by gcloud).
 const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBstandin\n-----END CERTIFICATE-----\n";
@@ -18,9 +20,26 @@ struct Out {
     took: Duration,
 }
 
+/// Clusters at a fixed endpoint, except those named `broken-*`, which never come up (as a kwok
+/// cluster that fails to start will not).
+struct TestProvider(std::sync::Arc<FixedProvider>);
+
+#[async_trait::async_trait]
+impl ClusterProvider for TestProvider {
+    async fn create(&self, c: &ClusterId) -> Result<ClusterEndpoint, String> {
+        if c.name.starts_with("broken-") {
+            return Err(format!("cluster {} did not start", c.name));
+        }
+        self.0.create(c).await
+    }
+    async fn delete(&self, c: &ClusterId) -> Result<(), String> {
+        self.0.delete(c).await
+    }
+}
+
 async fn start() -> (GcpStandIn, tempfile::TempDir) {
     let s = GcpStandIn::start(
-        FixedProvider::new("127.0.0.1:6443", CA),
+        std::sync::Arc::new(TestProvider(FixedProvider::new("127.0.0.1:6443", CA))),
         Timing {
             pending: Duration::from_millis(300),
             running: Duration::from_millis(1200),
@@ -195,6 +214,27 @@ async fn clusters_create_list_delete_and_the_404() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("JSON list");
     assert_eq!(v[0]["operationType"], "CREATE_CLUSTER");
+    // The backend's `operations wait` on a finished operation returns at once.
+    let id = v[0]["name"].as_str().expect("operation name").to_string();
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "container",
+            "operations",
+            "wait",
+            &id,
+            "--zone=us-central1-a",
+            p,
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        progress(&o.stderr).contains(&format!("Waiting for {id} to complete...done.")),
+        "{}",
+        o.stderr
+    );
 
     let o = gcloud(
         &s,
@@ -220,6 +260,31 @@ async fn clusters_create_list_delete_and_the_404() {
     assert!(s.cluster_names().is_empty());
     let kc = std::fs::read_to_string(d.join("kubeconfig")).unwrap_or_default();
     assert!(!kc.contains("server: https://127.0.0.1:6443"), "{kc}");
+
+    // A cluster whose provider fails: the operation ends DONE with its statusMessage, which
+    // gcloud reports after the tracker's `done.` (api_adapter.py, WaitForOperation).
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "container",
+            "clusters",
+            "create",
+            "broken-one",
+            p,
+            "--zone=us-central1-a",
+            "--num-nodes=1",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let err = progress(&o.stderr);
+    assert!(err.contains("Creating cluster broken-one in us-central1-a...done.\nERROR: (gcloud.container.clusters.create) Operation [<Operation"), "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("] finished with error: cluster broken-one did not start"),
+        "{err}"
+    );
 
     // H of the published procedure: the cluster it deletes was never created.
     let o = gcloud(
