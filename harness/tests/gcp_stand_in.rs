@@ -505,6 +505,24 @@ async fn fleet_register_mesh_update_describe_and_clean_up() {
         o.stderr
     );
     assert!(s.membership_names().is_empty());
+    // Deleted twice: the fleet's 404 (GoogleContainerTools/config-sync#488 quotes its text).
+    let o = run(&[
+        "container",
+        "fleet",
+        "memberships",
+        "delete",
+        "cluster-with-csm-membership",
+        "--location=us-central1",
+        "--project=demo",
+        "--quiet",
+    ])
+    .await;
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("NOT_FOUND: Resource 'projects/demo/locations/us-central1/memberships/cluster-with-csm-membership' was not found. This command is authenticated with an access token from "),
+        "{}",
+        o.stderr
+    );
     let o = run(&[
         "container",
         "fleet",
