@@ -818,6 +818,21 @@ async fn every_command_of_the_gke_backend_succeeds_against_the_stand_in() {
         }
     }
     assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
+    // What the backend's commands asked of each API (paths from the SDK's generated clients).
+    let asked = s.requests();
+    for want in [
+        "POST /container/v1/projects/demo-project/locations/us-central1-a/clusters?",
+        "GET /serviceusage/v1/projects/demo-project/services/container.googleapis.com?",
+        "POST /serviceusage/v1/projects/demo-project/services/meshconfig.googleapis.com:enable?",
+        "POST /gkehub/v1/projects/demo-project/locations/global/features?",
+        "POST /gkehub/v1/projects/demo-project/locations/us-central1/memberships?",
+        "PATCH /gkehub/v2/projects/demo-project/locations/us-central1/memberships/cluster-with-csm-membership-r2d2x9/features/servicemesh?",
+        "GET /compute/projects/demo-project/aggregated/forwardingRules?",
+        "GET /compute/projects/demo-project/global/firewalls?",
+        "POST /dns/projects/demo-project/managedZones/zone/rrsets?",
+    ] {
+        assert!(asked.iter().any(|r| r.starts_with(want)), "{want} not in {asked:#?}");
+    }
     assert!(s.cluster_names().is_empty() && s.membership_names().is_empty());
     s.stop().await;
 }

@@ -136,7 +136,9 @@ pub struct ClusterId {
 }
 
 /// What makes the clusters behind the stand-in real: called when gcloud creates or deletes a
-/// cluster. An error fails the operation (its `statusMessage`, which gcloud prints).
+/// cluster. An error fails the operation (its `statusMessage`, which gcloud prints). Calls run
+/// on tasks of their own and may overlap (the GKE backend starts both creations of A1 at once);
+/// the operation stays RUNNING until the call returns, however long that takes.
 #[async_trait::async_trait]
 pub trait ClusterProvider: Send + Sync {
     /// Brings up the cluster and says where its API server is.
@@ -181,6 +183,8 @@ pub type MeshState = crate::fleet::StandInState;
 /// Shared state of all APIs.
 pub(crate) struct Shared {
     pub timing: Timing,
+    /// `METHOD /path?query` of every request, in order.
+    pub requests: Mutex<Vec<String>>,
     pub provider: Arc<dyn ClusterProvider>,
     pub state: Mutex<Inner>,
 }
@@ -256,6 +260,7 @@ impl GcpStandIn {
         })?;
         let shared = Arc::new(Shared {
             timing,
+            requests: Mutex::new(Vec::new()),
             provider,
             state: Mutex::new(Inner::default()),
         });
@@ -365,6 +370,15 @@ impl GcpStandIn {
         self.shared.lock().dns.records(project, zone)
     }
 
+    /// Every request served so far, as `METHOD /api/path?query`, in order: what gcloud asked.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The clusters that exist now (full names `projects/P/locations/L/clusters/C`).
     pub fn cluster_names(&self) -> Vec<String> {
         self.shared
@@ -438,6 +452,11 @@ async fn dispatch(
         body: &body,
     };
     tracing::debug!(target: "gcp_stand_in", "{method} {uri}");
+    shared
+        .requests
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(format!("{method} {uri}"));
     // Each API is served under its own prefix (`/container/`, `/gkehub/`, ...: see
     // [`GcpStandIn::endpoint_env`]), since their paths overlap (GKE's and the fleet's
     // `v1/projects/P/locations/L/operations`).
