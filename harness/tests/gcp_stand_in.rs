@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use meshmig::gcp_stand_in::{FixedProvider, GcpStandIn, Timing};
+use meshmig::gcp_stand_in::{
+    ClusterEndpoint, ClusterId, ClusterProvider, FixedProvider, GcpStandIn, Timing,
+};
 
 /// A CA certificate shaped like a real one (content is not checked by gcloud).
 const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBstandin\n-----END CERTIFICATE-----\n";
@@ -18,9 +20,26 @@ struct Out {
     took: Duration,
 }
 
+/// Clusters at a fixed endpoint, except those named `broken-*`, which never come up (as a kwok
+/// cluster that fails to start will not).
+struct TestProvider(std::sync::Arc<FixedProvider>);
+
+#[async_trait::async_trait]
+impl ClusterProvider for TestProvider {
+    async fn create(&self, c: &ClusterId) -> Result<ClusterEndpoint, String> {
+        if c.name.starts_with("broken-") {
+            return Err(format!("cluster {} did not start", c.name));
+        }
+        self.0.create(c).await
+    }
+    async fn delete(&self, c: &ClusterId) -> Result<(), String> {
+        self.0.delete(c).await
+    }
+}
+
 async fn start() -> (GcpStandIn, tempfile::TempDir) {
     let s = GcpStandIn::start(
-        FixedProvider::new("127.0.0.1:6443", CA),
+        std::sync::Arc::new(TestProvider(FixedProvider::new("127.0.0.1:6443", CA))),
         Timing {
             pending: Duration::from_millis(300),
             running: Duration::from_millis(1200),
@@ -195,6 +214,27 @@ async fn clusters_create_list_delete_and_the_404() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("JSON list");
     assert_eq!(v[0]["operationType"], "CREATE_CLUSTER");
+    // The backend's `operations wait` on a finished operation returns at once.
+    let id = v[0]["name"].as_str().expect("operation name").to_string();
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "container",
+            "operations",
+            "wait",
+            &id,
+            "--zone=us-central1-a",
+            p,
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        progress(&o.stderr).contains(&format!("Waiting for {id} to complete...done.")),
+        "{}",
+        o.stderr
+    );
 
     let o = gcloud(
         &s,
@@ -220,6 +260,31 @@ async fn clusters_create_list_delete_and_the_404() {
     assert!(s.cluster_names().is_empty());
     let kc = std::fs::read_to_string(d.join("kubeconfig")).unwrap_or_default();
     assert!(!kc.contains("server: https://127.0.0.1:6443"), "{kc}");
+
+    // A cluster whose provider fails: the operation ends DONE with its statusMessage, which
+    // gcloud reports after the tracker's `done.` (api_adapter.py, WaitForOperation).
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "container",
+            "clusters",
+            "create",
+            "broken-one",
+            p,
+            "--zone=us-central1-a",
+            "--num-nodes=1",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let err = progress(&o.stderr);
+    assert!(err.contains("Creating cluster broken-one in us-central1-a...done.\nERROR: (gcloud.container.clusters.create) Operation [<Operation"), "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("] finished with error: cluster broken-one did not start"),
+        "{err}"
+    );
 
     // H of the published procedure: the cluster it deletes was never created.
     let o = gcloud(
@@ -440,6 +505,24 @@ async fn fleet_register_mesh_update_describe_and_clean_up() {
         o.stderr
     );
     assert!(s.membership_names().is_empty());
+    // Deleted twice: the fleet's 404 (GoogleContainerTools/config-sync#488 quotes its text).
+    let o = run(&[
+        "container",
+        "fleet",
+        "memberships",
+        "delete",
+        "cluster-with-csm-membership",
+        "--location=us-central1",
+        "--project=demo",
+        "--quiet",
+    ])
+    .await;
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("NOT_FOUND: Resource 'projects/demo/locations/us-central1/memberships/cluster-with-csm-membership' was not found. This command is authenticated with an access token from "),
+        "{}",
+        o.stderr
+    );
     let o = run(&[
         "container",
         "fleet",
@@ -472,5 +555,284 @@ async fn fleet_register_mesh_update_describe_and_clean_up() {
         o.stderr.trim_end(),
         "ERROR: (gcloud.container.fleet.mesh.describe) Service Mesh Feature for project [demo] is not enabled"
     );
+    s.stop().await;
+}
+
+/// Compute lists (what a LoadBalancer Service leaves behind, empty or seeded) and the DNS
+/// cut-over of step G through Cloud DNS record sets, with Cloud DNS' 404 for a missing zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compute_lists_and_dns_record_sets() {
+    let (s, dir) = start().await;
+    let d = dir.path();
+    s.seed_compute(
+        "forwardingRules",
+        vec![serde_json::json!({"name": "a3f0c1d2e3b4", "IPAddress": "203.0.113.7", "IPProtocol": "TCP",
+            "portRange": "80-80", "region": "https://compute.googleapis.com/compute/v1/projects/demo/regions/us-central1",
+            "description": "{\"kubernetes.io/service-name\":\"asm-ingress/asm-ingressgateway\"}"})],
+    );
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "compute",
+            "forwarding-rules",
+            "list",
+            "--project=demo",
+            "--format=json",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.is_empty(), "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("JSON list");
+    assert_eq!(v[0]["name"], "a3f0c1d2e3b4");
+    assert_eq!(v[0]["IPAddress"], "203.0.113.7");
+    for what in [
+        "target-pools",
+        "backend-services",
+        "health-checks",
+        "http-health-checks",
+        "firewall-rules",
+    ] {
+        let o = gcloud(
+            &s,
+            d,
+            &["compute", what, "list", "--project=demo", "--format=json"],
+        )
+        .await;
+        assert_eq!((o.code, o.stdout.trim()), (0, "[]"), "{what}: {}", o.stderr);
+        assert!(o.stderr.is_empty(), "{what}: {}", o.stderr);
+    }
+
+    // G through Cloud DNS: create, lower the TTL / move the address, delete.
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "dns",
+            "record-sets",
+            "create",
+            "shop.example.com.",
+            "--zone=shop",
+            "--type=A",
+            "--ttl=300",
+            "--rrdatas=203.0.113.7",
+            "--project=demo",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr.starts_with("ERROR: (gcloud.dns.record-sets.create) NOT_FOUND: The 'parameters.managedZone' resource named 'shop' does not exist."),
+        "{}",
+        o.stderr
+    );
+    s.add_dns_zone("demo", "shop", "example.com");
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "dns",
+            "record-sets",
+            "create",
+            "shop.example.com.",
+            "--zone=shop",
+            "--type=A",
+            "--ttl=300",
+            "--rrdatas=203.0.113.7",
+            "--project=demo",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["shop.example.com.", "A", "300", "203.0.113.7"]),
+        "{}",
+        o.stdout
+    );
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "dns",
+            "record-sets",
+            "update",
+            "shop.example.com.",
+            "--zone=shop",
+            "--type=A",
+            "--ttl=30",
+            "--rrdatas=203.0.113.8",
+            "--project=demo",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let a: Vec<_> = s
+        .dns_records("demo", "shop")
+        .into_iter()
+        .filter(|r| r["type"] == "A")
+        .collect();
+    assert_eq!(
+        a,
+        vec![
+            serde_json::json!({"kind": "dns#resourceRecordSet", "name": "shop.example.com.", "type": "A", "ttl": 30, "rrdatas": ["203.0.113.8"]})
+        ]
+    );
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "dns",
+            "record-sets",
+            "list",
+            "--zone=shop",
+            "--project=demo",
+            "--format=json",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("JSON list");
+    assert_eq!(v.as_array().map(Vec::len), Some(3), "{v}");
+    let o = gcloud(
+        &s,
+        d,
+        &[
+            "dns",
+            "record-sets",
+            "delete",
+            "shop.example.com.",
+            "--zone=shop",
+            "--type=A",
+            "--project=demo",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.starts_with("Deleted [http://127.0.0.1:")
+            && o.stderr
+                .trim_end()
+                .ends_with("/dns/projects/demo/managedZones/shop/rrsets/shop.example.com./A]."),
+        "{}",
+        o.stderr
+    );
+    assert!(s
+        .dns_records("demo", "shop")
+        .iter()
+        .all(|r| r["type"] != "A"));
+    s.stop().await;
+}
+
+/// Every gcloud command the GKE backend issues (`meshmig::backend::gke::Commands`: plan,
+/// teardown, `gc`), in the procedure's order, succeeds against the stand-in through the
+/// backend's own executor; operations take no time here (gcloud still polls them once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_of_the_gke_backend_succeeds_against_the_stand_in() {
+    use meshmig::backend::exec::{Exec, Process};
+    use meshmig::backend::gke::{Commands, GkeConfig, LOAD_BALANCER_KINDS};
+    use meshmig::backend::FleetOp;
+
+    let s = GcpStandIn::start(
+        FixedProvider::new("127.0.0.1:6443", CA),
+        Timing {
+            pending: Duration::ZERO,
+            running: Duration::ZERO,
+        },
+    )
+    .await
+    .expect("stand-in starts");
+    let dir = tempfile::tempdir().expect("scratch dir");
+    let mut env: std::collections::BTreeMap<String, std::path::PathBuf> = s
+        .endpoint_env(dir.path())
+        .expect("env")
+        .into_iter()
+        .map(|(k, v)| (k, v.into()))
+        .collect();
+    env.insert("KUBECONFIG".into(), dir.path().join("kubeconfig"));
+    let exec = Process { env };
+    let scenario = meshmig::runner::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/canary-cluster.yaml"),
+        None,
+    )
+    .expect("scenario");
+    let cfg = GkeConfig {
+        run_id: "r2d2x9".into(),
+        ..GkeConfig::new("demo-project")
+    };
+    s.add_dns_zone("demo-project", "zone", "example.org");
+    let c = Commands::new(&cfg, &scenario.clusters);
+    let membership = FleetOp::Register {
+        cluster: "cluster-with-csm".into(),
+        membership: "cluster-with-csm-membership".into(),
+    };
+    let mut cmds = Vec::new();
+    for k in &scenario.clusters {
+        cmds.push(c.create_cluster(k));
+    }
+    cmds.push(c.fleet(&FleetOp::EnableMesh, None));
+    cmds.push(c.fleet(&membership, None));
+    cmds.push(c.fleet(
+        &FleetOp::MeshUpdate {
+            membership: "cluster-with-csm-membership".into(),
+        },
+        None,
+    ));
+    cmds.push(c.mesh_describe());
+    let ip = "203.0.113.7".parse().expect("IP");
+    cmds.push(c.dns_record("zone", "shop.example.org", ip, 300, true));
+    cmds.push(c.dns_record("zone", "shop.example.org", ip, 1, false));
+    cmds.push(c.list_clusters(false));
+    cmds.push(c.list_clusters(true));
+    cmds.push(c.list_memberships());
+    cmds.push(c.list_operations());
+    cmds.push(c.fleet(
+        &FleetOp::Unregister {
+            membership: "cluster-with-csm-membership".into(),
+        },
+        None,
+    ));
+    cmds.push(c.fleet(&FleetOp::DisableMesh, None));
+    cmds.push(c.delete_dns_record("zone", "shop.example.org"));
+    for k in &scenario.clusters {
+        cmds.push(c.delete_cluster(&k.name));
+    }
+    for what in LOAD_BALANCER_KINDS {
+        cmds.push(c.list_compute(what));
+    }
+    let mut failed = Vec::new();
+    for cmd in &cmds {
+        let t = Instant::now();
+        let ran = exec.run(cmd).await.expect("gcloud runs");
+        eprintln!(
+            "$ {} -> exit {:?} in {:.1}s",
+            cmd.line(),
+            ran.code,
+            t.elapsed().as_secs_f64()
+        );
+        if ran.code != Some(0) {
+            failed.push(format!("{}\n{}", cmd.line(), ran.stderr));
+        }
+    }
+    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
+    // What the backend's commands asked of each API (paths from the SDK's generated clients).
+    let asked = s.requests();
+    for want in [
+        "POST /container/v1/projects/demo-project/locations/us-central1-a/clusters?",
+        "GET /serviceusage/v1/projects/demo-project/services/container.googleapis.com?",
+        "POST /serviceusage/v1/projects/demo-project/services/meshconfig.googleapis.com:enable?",
+        "POST /gkehub/v1/projects/demo-project/locations/global/features?",
+        "POST /gkehub/v1/projects/demo-project/locations/us-central1/memberships?",
+        "PATCH /gkehub/v2/projects/demo-project/locations/us-central1/memberships/cluster-with-csm-membership-r2d2x9/features/servicemesh?",
+        "GET /compute/projects/demo-project/aggregated/forwardingRules?",
+        "GET /compute/projects/demo-project/global/firewalls?",
+        "POST /dns/projects/demo-project/managedZones/zone/rrsets?",
+    ] {
+        assert!(asked.iter().any(|r| r.starts_with(want)), "{want} not in {asked:#?}");
+    }
+    assert!(s.cluster_names().is_empty() && s.membership_names().is_empty());
     s.stop().await;
 }

@@ -137,8 +137,7 @@ impl Store {
             f.membership_specs
                 .iter()
                 .find(|(k, _)| {
-                    k.ends_with(&format!("/locations/{l}/memberships/{m}"))
-                        || k.as_str() == format!("{m}")
+                    k.ends_with(&format!("/locations/{l}/memberships/{m}")) || k.as_str() == *m
                 })
                 .and_then(|(_, s)| s["mesh"]["management"].as_str().map(String::from))
         };
@@ -279,7 +278,7 @@ pub(crate) fn route(shared: &Arc<Shared>, req: &Req<'_>) -> Option<Result<Value,
                         .get(&full)
                         .map(|spec| membership_feature_json(&st.hub, p, &full, spec))
                         .ok_or_else(|| {
-                            ApiError::not_found(format!("Resource '{full}' was not found."))
+                            ApiError::not_found(format!("Resource '{full}' was not found"))
                         }),
                 )
             } else if m == Method::PATCH {
@@ -288,7 +287,7 @@ pub(crate) fn route(shared: &Arc<Shared>, req: &Req<'_>) -> Option<Result<Value,
                 let mut st = shared.lock();
                 if st.hub.membership_features.remove(&full).is_none() {
                     return Some(Err(ApiError::not_found(format!(
-                        "Resource '{full}' was not found."
+                        "Resource '{full}' was not found"
                     ))));
                 }
                 let id = st.op_id("operation");
@@ -314,9 +313,7 @@ pub(crate) fn route(shared: &Arc<Shared>, req: &Req<'_>) -> Option<Result<Value,
                     .ops
                     .get(&full)
                     .map(|o| o.to_json(&full, shared))
-                    .ok_or_else(|| {
-                        ApiError::not_found(format!("Resource '{full}' was not found."))
-                    }),
+                    .ok_or_else(|| ApiError::not_found(format!("Resource '{full}' was not found"))),
             )
         }
         ["v1" | "v2", "projects", p, "locations", l, "operations"] if m == Method::GET => {
@@ -337,15 +334,16 @@ pub(crate) fn route(shared: &Arc<Shared>, req: &Req<'_>) -> Option<Result<Value,
     }
 }
 
-/// The fleet's 404 for a missing membership. Google's generic resource text
-/// (`Resource 'NAME' was not found`), as its other APIs word a missing resource; no capture of
-/// gkehub's own text for this was found in public issues.
+/// The fleet's 404 for a missing resource, as gkehub words it (no final period):
+/// `NOT_FOUND: Resource 'projects/P/locations/global/memberships/NAME' was not found`
+/// (gcloud's `memberships describe`, quoted in GoogleContainerTools/config-sync#488). gcloud
+/// 528 then appends which credential it used.
 fn membership_not_found(full: &str) -> ApiError {
-    ApiError::not_found(format!("Resource '{full}' was not found."))
+    ApiError::not_found(format!("Resource '{full}' was not found"))
 }
 
 fn feature_not_found(full: &str) -> ApiError {
-    ApiError::not_found(format!("Resource '{full}' was not found."))
+    ApiError::not_found(format!("Resource '{full}' was not found"))
 }
 
 /// `link` re-rooted at `base` from its `projects/` segment on.
@@ -615,7 +613,7 @@ fn patch_membership_feature(
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     if !st.hub.membership_features.contains_key(full) && !allow_missing {
         return Err(ApiError::not_found(format!(
-            "Resource '{full}' was not found."
+            "Resource '{full}' was not found"
         )));
     }
     let spec = body.spec.unwrap_or_else(|| json!({}));

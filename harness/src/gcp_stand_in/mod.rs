@@ -136,7 +136,9 @@ pub struct ClusterId {
 }
 
 /// What makes the clusters behind the stand-in real: called when gcloud creates or deletes a
-/// cluster. An error fails the operation (its `statusMessage`, which gcloud prints).
+/// cluster. An error fails the operation (its `statusMessage`, which gcloud prints). Calls run
+/// on tasks of their own and may overlap (the GKE backend starts both creations of A1 at once);
+/// the operation stays RUNNING until the call returns, however long that takes.
 #[async_trait::async_trait]
 pub trait ClusterProvider: Send + Sync {
     /// Brings up the cluster and says where its API server is.
@@ -181,6 +183,8 @@ pub type MeshState = crate::fleet::StandInState;
 /// Shared state of all APIs.
 pub(crate) struct Shared {
     pub timing: Timing,
+    /// `METHOD /path?query` of every request, in order.
+    pub requests: Mutex<Vec<String>>,
     pub provider: Arc<dyn ClusterProvider>,
     pub state: Mutex<Inner>,
 }
@@ -256,6 +260,7 @@ impl GcpStandIn {
         })?;
         let shared = Arc::new(Shared {
             timing,
+            requests: Mutex::new(Vec::new()),
             provider,
             state: Mutex::new(Inner::default()),
         });
@@ -355,6 +360,25 @@ impl GcpStandIn {
             .insert(collection.into(), items);
     }
 
+    /// Adds a Cloud DNS managed zone (`zone` named as `--zone=` names it, for `dns_name`).
+    pub fn add_dns_zone(&self, project: &str, zone: &str, dns_name: &str) {
+        self.shared.lock().dns.add_zone(project, zone, dns_name);
+    }
+
+    /// The record sets of a Cloud DNS zone (`ResourceRecordSet` messages).
+    pub fn dns_records(&self, project: &str, zone: &str) -> Vec<serde_json::Value> {
+        self.shared.lock().dns.records(project, zone)
+    }
+
+    /// Every request served so far, as `METHOD /api/path?query`, in order: what gcloud asked.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The clusters that exist now (full names `projects/P/locations/L/clusters/C`).
     pub fn cluster_names(&self) -> Vec<String> {
         self.shared
@@ -428,6 +452,11 @@ async fn dispatch(
         body: &body,
     };
     tracing::debug!(target: "gcp_stand_in", "{method} {uri}");
+    shared
+        .requests
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(format!("{method} {uri}"));
     // Each API is served under its own prefix (`/container/`, `/gkehub/`, ...: see
     // [`GcpStandIn::endpoint_env`]), since their paths overlap (GKE's and the fleet's
     // `v1/projects/P/locations/L/operations`).
@@ -592,5 +621,115 @@ mod tests {
         assert_eq!(n, project_number("demo"));
         assert_eq!(n.len(), 12);
         assert_ne!(n, project_number("demo-2"));
+    }
+
+    /// A provider whose clusters never come up.
+    struct Failing;
+
+    #[async_trait::async_trait]
+    impl ClusterProvider for Failing {
+        async fn create(&self, _c: &ClusterId) -> Result<ClusterEndpoint, String> {
+            Err("kwok cluster did not start".into())
+        }
+        async fn delete(&self, _c: &ClusterId) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    async fn call(
+        s: &GcpStandIn,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let c = reqwest::Client::new();
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = c
+            .request(m, format!("{}{path}", s.url()))
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("stand-in answers");
+        let code = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (code, serde_json::from_str(&text).expect("JSON answer"))
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_googles_400_and_unknown_paths_its_404() {
+        let s = GcpStandIn::start(FixedProvider::new("e", "ca"), Timing::default())
+            .await
+            .expect("starts");
+        let clusters = "container/v1/projects/p/locations/us-central1-a/clusters";
+        let (code, v) = call(&s, "POST", clusters, "not json").await;
+        assert_eq!(code, 400);
+        assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Invalid JSON payload received.")));
+        let (code, v) = call(&s, "POST", clusters, r#"{"cluster": {}}"#).await;
+        assert_eq!(
+            (code, v["error"]["message"].as_str()),
+            (400, Some("Cluster.name must be set."))
+        );
+        let (code, v) = call(
+            &s,
+            "POST",
+            "gkehub/v1/projects/p/locations/global/memberships",
+            "{}",
+        )
+        .await;
+        assert_eq!(
+            (code, v["error"]["status"].as_str()),
+            (400, Some("INVALID_ARGUMENT"))
+        );
+        let (code, v) = call(&s, "GET", "nowhere/v1/x", "").await;
+        assert_eq!(
+            (code, v["error"]["status"].as_str()),
+            (404, Some("NOT_FOUND"))
+        );
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn operations_go_pending_running_done_and_a_provider_failure_fails_them() {
+        let timing = Timing {
+            pending: Duration::from_millis(200),
+            running: Duration::from_millis(200),
+        };
+        let s = GcpStandIn::start(Arc::new(Failing), timing)
+            .await
+            .expect("starts");
+        let base = "container/v1/projects/p/locations/us-central1-a";
+        let (code, op) = call(
+            &s,
+            "POST",
+            &format!("{base}/clusters"),
+            r#"{"cluster": {"name": "c"}}"#,
+        )
+        .await;
+        assert_eq!((code, op["status"].as_str()), (200, Some("PENDING")));
+        let name = op["name"].as_str().expect("name").to_string();
+        let (_, c) = call(
+            &s,
+            "POST",
+            &format!("{base}/clusters"),
+            r#"{"cluster": {"name": "c"}}"#,
+        )
+        .await;
+        assert_eq!(
+            c["error"]["message"],
+            "Already exists: projects/p/zones/us-central1-a/clusters/c."
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (_, op) = call(&s, "GET", &format!("{base}/operations/{name}"), "").await;
+        assert_eq!(op["status"], "RUNNING");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (_, op) = call(&s, "GET", &format!("{base}/operations/{name}"), "").await;
+        assert_eq!(op["status"], "DONE");
+        assert_eq!(op["statusMessage"], "kwok cluster did not start");
+        let (_, c) = call(&s, "GET", &format!("{base}/clusters/c"), "").await;
+        assert_eq!(c["status"], "ERROR");
+        s.stop().await;
     }
 }
