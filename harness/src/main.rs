@@ -11,9 +11,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use meshmig::engine::RunOptions;
+use meshmig::identity::Identifier;
 use meshmig::runner::{self, BackendKind, BackendOptions};
 use meshmig::sampler::Pace;
-use meshmig::sampler::{self, ByClusterOrPod, Target};
+use meshmig::sampler::{self, Target};
 use meshmig::stats::{SplitParams, SplitTest};
 use meshmig::{exit, footer, plan, report, scenario};
 
@@ -232,6 +233,15 @@ enum Command {
         /// CLUSTER=POD: attribute footers that print only this pod name to CLUSTER.
         #[arg(long)]
         pod: Vec<String>,
+        /// Who served an answer: footer (Online Boutique's, the default), header:NAME,
+        /// regex:PATTERN (its first group, on the body), or upstream-host[:NAME] (the upstream
+        /// address Envoy reports in a response header, default x-upstream-host).
+        #[arg(long, default_value = "footer")]
+        identify: String,
+        /// VALUE=DEST: count answers whose identity is VALUE (a header value, a match, an
+        /// upstream IP:PORT or IP) as DEST, the name used in --expect.
+        #[arg(long)]
+        name: Vec<String>,
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
@@ -537,9 +547,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             host,
             resolve,
             pod,
+            identify,
+            name,
             json,
             split: args,
-        } => split(url, &expect, host, resolve, pod, args, json).await,
+        } => {
+            let who = Who {
+                identify,
+                pods: pod,
+                names: name,
+            };
+            split(url, &expect, host, resolve, who, args, json).await
+        }
         Command::Demo {
             split,
             abort_percent,
@@ -675,12 +694,19 @@ fn parse_expect(s: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     Ok(m)
 }
 
+/// How `meshmig split` tells who served an answer (its `--identify`, `--pod` and `--name`).
+struct Who {
+    identify: String,
+    pods: Vec<String>,
+    names: Vec<String>,
+}
+
 async fn split(
     url: String,
     expect: &str,
     host: Option<String>,
     resolve: Vec<String>,
-    pods: Vec<String>,
+    who: Who,
     args: SplitArgs,
     json: bool,
 ) -> anyhow::Result<i32> {
@@ -703,13 +729,30 @@ async fn split(
             .with_context(|| format!("--resolve {r}"))?;
         fixed.push((d.to_string(), addr));
     }
-    let mut id = ByClusterOrPod::default();
-    for p in pods {
+    let extractor = match who.identify.parse() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("meshmig: --identify: {}", meshmig::error_chain(&e));
+            return Ok(exit::INVALID_INPUT);
+        }
+    };
+    let mut id = Identifier {
+        extractor,
+        ..Default::default()
+    };
+    for p in who.pods {
         let Some((c, pod)) = p.split_once('=') else {
             eprintln!("meshmig: --pod {p:?} is not CLUSTER=POD");
             return Ok(exit::INVALID_INPUT);
         };
         id.pods.insert(pod.to_string(), c.to_string());
+    }
+    for n in who.names {
+        let Some((value, dest)) = n.rsplit_once('=') else {
+            eprintln!("meshmig: --name {n:?} is not VALUE=DEST");
+            return Ok(exit::INVALID_INPUT);
+        };
+        id.names.insert(value.to_string(), dest.to_string());
     }
     let params = args.params();
     let target = Target {
@@ -726,7 +769,9 @@ async fn split(
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"verdict": v, "samples": s}))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({"verdict": v, "samples": s, "identify": id.extractor.to_string()})
+            )?
         );
     } else {
         println!(

@@ -505,3 +505,48 @@ async fn a_rollback_that_does_not_happen_fails_at_the_rollback_step() {
         }
     }
 }
+
+/// A scenario's split checks read identities the way `identify` says: with the footer's
+/// cluster line read by a body pattern (both clusters printing the GKE footer, since a pattern
+/// cannot map pod names) the canary run passes as with the footer; with a header the frontends
+/// never send, the first split check fails on that cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
+async fn split_checks_attribute_answers_by_the_scenarios_extractor() {
+    let text = std::fs::read_to_string(project().join("scenarios/canary-cluster.yaml")).unwrap();
+    assert_eq!(text.matches("- split: {").count(), 5);
+    assert_eq!(text.matches("footer: pod-only ").count(), 1);
+    let text = text.replace("footer: pod-only ", "footer: gke ");
+    let dir = tempfile::tempdir().unwrap();
+    for (identify, want) in [
+        (r#"regex:Cluster: </b>([^<]+)"#, Outcome::Passed),
+        (
+            "header:x-served-by",
+            Outcome::AssertionFailed { step: "F0".into() },
+        ),
+    ] {
+        let copy = text.replace(
+            "- split: {",
+            &format!("- split: {{identify: {identify:?}, "),
+        );
+        let path = dir.path().join("canary-cluster.yaml");
+        std::fs::write(&path, copy).unwrap();
+        let s = Arc::new(runner::load(&path, Some(&upstream())).unwrap());
+        let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &s)
+            .await
+            .unwrap();
+        let r = engine::run(s, backend, RunOptions::default()).await;
+        let failure: String = r.steps.iter().map(|s| s.failure()).collect();
+        assert_eq!(r.outcome, want, "{identify}: {failure}");
+        if want != Outcome::Passed {
+            assert!(failure.contains("no header x-served-by"), "{failure}");
+            assert!(
+                failure.contains("attributed by header:x-served-by"),
+                "{failure}"
+            );
+        }
+    }
+}
