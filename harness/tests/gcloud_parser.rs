@@ -396,3 +396,27 @@ async fn doctor_prints_the_real_gcloud_and_auth_plugin_versions() {
         "{requests:?}"
     );
 }
+
+/// The real gcloud 528 lists an aggregated Compute Engine kind whose requests failed with exit 0,
+/// a warning and `[]` (what gke.rs's `a_partial_compute_listing_is_not_verified` feeds the
+/// backend), and the backend reads it as partial; a global kind fails outright.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_aggregated_compute_listing_exits_0_and_is_read_as_partial() {
+    gcloud();
+    let cfg = GkeConfig::new("demo");
+    let c = meshmig::backend::gke::Commands::new(&cfg, &[]);
+    let runs = run_all(&[
+        c.list_compute("forwarding-rules"),
+        c.list_compute("firewall-rules"),
+    ])
+    .await;
+    assert_eq!(runs[0].code, Some(0), "{:?}", runs[0]);
+    let warning = meshmig::backend::gke::partial_listing(&runs[0].stderr);
+    assert_eq!(
+        warning.as_deref(),
+        Some("Some requests did not succeed. - meshmig parser check: no Google Cloud here"),
+        "{:?}",
+        runs[0]
+    );
+    assert_eq!(runs[1].code, Some(1), "{:?}", runs[1]);
+}

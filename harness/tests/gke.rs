@@ -393,6 +393,42 @@ async fn teardown_is_best_effort_per_kind_of_resource() {
     );
 }
 
+/// An aggregated Compute Engine listing that failed in part exits 0 with a warning and what it
+/// did list (`[]` here): the leak check reports that kind NOT VERIFIED, never "nothing left".
+/// The output's shape is the real gcloud 528's (gcloud_parser.rs asserts it against the real
+/// gcloud); the message after ` - ` is the one an endpoint answering HTTP 400 gave it.
+#[tokio::test]
+async fn a_partial_compute_listing_is_not_verified() {
+    let partial = "WARNING: Some requests did not succeed.\n - meshmig parser check: no Google Cloud here\n\n";
+    let exec = Arc::new(
+        Recorded::default()
+            .on(&["clusters list"], 0, "[]", "")
+            .on(&["memberships list"], 0, "[]", "")
+            .on(&["compute forwarding-rules list"], 0, "[]\n", partial)
+            .empty_listings(),
+    );
+    let s = scenario("canary-cluster.yaml");
+    let b = backend(exec.clone(), &s).await;
+    let report = b.teardown(false).await;
+    let not_verified: Vec<&String> = report
+        .failed
+        .iter()
+        .filter(|f| f.starts_with("NOT VERIFIED"))
+        .collect();
+    assert_eq!(not_verified.len(), 1, "{report:?}");
+    assert!(
+        not_verified[0].starts_with("NOT VERIFIED: listing forwarding-rules: ")
+            && not_verified[0].contains(
+                "gcloud listed only part of them: Some requests did not succeed. - meshmig parser check: no Google Cloud here"
+            ),
+        "{report:?}"
+    );
+    assert_eq!(
+        meshmig::backend::gke::partial_listing("Listed 0 items.\n"),
+        None
+    );
+}
+
 /// Issue 8, item 16: a creation interrupted by Ctrl-C goes on in Google Cloud; teardown waits for
 /// the operation before it deletes, so the cluster is not leaked.
 #[tokio::test]

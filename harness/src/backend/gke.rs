@@ -130,6 +130,26 @@ pub fn left_for_run(
         .collect()
 }
 
+/// The warning of a Compute Engine listing that left some requests out, if it has one.
+///
+/// `gcloud compute KIND list` of an aggregated kind (forwarding rules, target pools, backend
+/// services, health checks) asks every scope, and by default a request that fails there is only
+/// a warning: gcloud 528 prints `WARNING: Some requests did not succeed.` and ` - MESSAGE` lines
+/// to stderr, whatever it did list (possibly `[]`) to stdout, and exits 0
+/// (`googlecloudsdk/api_lib/compute/lister.py` calls `utils.WarnIfPartialRequestFail` when the
+/// hidden property `compute/allow_partial_error`, default true in `core/properties.py`, allows
+/// it; seen here with the real gcloud 528 against an endpoint answering HTTP 400). Such a listing
+/// cannot show that nothing is left.
+pub fn partial_listing(stderr: &str) -> Option<String> {
+    let start = stderr.find("Some requests did not succeed")?;
+    let warning: Vec<&str> = stderr[start..]
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    Some(crate::redact::scrubbed(warning.join(" ")))
+}
+
 /// A run id: six lowercase letters and digits, starting with a letter.
 pub fn new_run_id() -> String {
     const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -966,14 +986,30 @@ impl Gke {
         let ips = self.ops.lb_ips.lock().await.clone();
         let mut out = Vec::new();
         for what in LOAD_BALANCER_KINDS {
-            out.push(
-                match self.ops.run_json(self.cmds().list_compute(what)).await {
-                    Ok(items) => Ok(left_for_run(what, &items, &names, &ips)),
-                    Err(e) => Err(format!("listing {what}: {e}")),
-                },
-            );
+            out.push(match self.compute_listing(what).await {
+                Ok(items) => Ok(left_for_run(what, &items, &names, &ips)),
+                Err(e) => Err(format!("listing {what}: {e}")),
+            });
         }
         out
+    }
+
+    /// A Compute Engine listing; one that gcloud says is partial ([`partial_listing`]) is an
+    /// error, never a short list.
+    async fn compute_listing(&self, what: &str) -> Result<Vec<Value>, BackendError> {
+        let cmd = self.cmds().list_compute(what);
+        let ran = self.ops.exec.run(&cmd).await.map_err(|e| {
+            BackendError::infra(format!("running {}", cmd.program), crate::error_chain(&e))
+        })?;
+        if ran.ok() {
+            if let Some(warning) = partial_listing(&ran.stderr) {
+                return Err(BackendError::Infrastructure {
+                    doing: format!("running {}", cmd.line()),
+                    message: format!("gcloud listed only part of them: {warning}"),
+                });
+            }
+        }
+        super::clusters::read_json(&cmd, &ran)
     }
 }
 
