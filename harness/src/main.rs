@@ -1029,6 +1029,7 @@ fn doctor_kind() -> i32 {
 /// istioctl. Accounts and credentials are checked, never printed.
 async fn doctor_gke(project: Option<String>) -> i32 {
     use meshmig::backend::exec::{on_path, Cmd, Exec, Process};
+    use meshmig::backend::gke::{Commands, GkeConfig};
     let mut missing = 0;
     for (tool, install) in [
         ("gcloud", "https://cloud.google.com/sdk/docs/install (or apt-get install google-cloud-cli from Google's apt repository)"),
@@ -1049,12 +1050,45 @@ async fn doctor_gke(project: Option<String>) -> i32 {
     let exec = Process {
         env: Default::default(),
     };
-    let run = |args: Vec<String>| {
+    // The first line of each tool's own version output: `gcloud version` prints `Google Cloud
+    // SDK 528.0.0`, then one line per component; `gke-gcloud-auth-plugin --version` prints the
+    // Kubernetes version it was built from (`Kubernetes v1.30.0+03fcd0f8…` for gcloud 528's
+    // plugin 0.5.10), both seen on the development machine.
+    let first_line = |cmd: Cmd| {
         let exec = &exec;
-        async move { exec.run(&Cmd::new("gcloud", args)).await.ok() }
+        async move {
+            match exec.run(&cmd).await {
+                Ok(r) if r.ok() => r
+                    .stdout
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("`{}` printed nothing", cmd.line())),
+                Ok(r) => Err(format!(
+                    "`{}` failed: {}",
+                    cmd.line(),
+                    r.stderr.lines().next().unwrap_or("").trim()
+                )),
+                Err(e) => Err(format!("`{}`: {}", cmd.line(), meshmig::error_chain(&e))),
+            }
+        }
     };
+    match first_line(Commands::version()).await {
+        Ok(v) => println!("ok      gcloud version: {v}"),
+        Err(e) => {
+            missing += 1;
+            println!("MISSING a working gcloud: {e}");
+        }
+    }
     match on_path("gke-gcloud-auth-plugin") {
-        Some(p) => println!("ok      gke-gcloud-auth-plugin: {}", p.display()),
+        Some(p) => match first_line(Cmd::new(&p.display().to_string(), ["--version"])).await {
+            Ok(v) => println!("ok      gke-gcloud-auth-plugin: {} ({v})", p.display()),
+            Err(e) => {
+                missing += 1;
+                println!("MISSING a working gke-gcloud-auth-plugin: {e}");
+            }
+        },
         None => {
             missing += 1;
             println!("MISSING gke-gcloud-auth-plugin (kubectl's and the harness's way into GKE); install: gcloud components install gke-gcloud-auth-plugin, or apt-get install google-cloud-cli-gke-gcloud-auth-plugin");
@@ -1071,14 +1105,11 @@ async fn doctor_gke(project: Option<String>) -> i32 {
         println!("MISSING project: pass --project ID or set MESHMIG_GKE_PROJECT");
         return exit::INFRASTRUCTURE;
     };
-    let enabled = run(vec![
-        "services".into(),
-        "list".into(),
-        "--enabled".into(),
-        format!("--project={project}"),
-        "--format=value(config.name)".into(),
-    ])
-    .await;
+    let cfg = GkeConfig::new(&project);
+    let enabled = exec
+        .run(&Commands::new(&cfg, &[]).enabled_services())
+        .await
+        .ok();
     match enabled {
         Some(r) if r.ok() => {
             for api in [

@@ -358,6 +358,67 @@ fn doctor_for_gke_without_gcloud_exits_non_zero_naming_it() {
     assert!(t.contains("MISSING gcloud"), "{t}");
 }
 
+/// Issue 15: doctor prints the first line of `gcloud version` and of `gke-gcloud-auth-plugin
+/// --version` (their real forms are checked in gcloud_parser.rs); a tool that is there but does
+/// not answer is MISSING. Stand-in scripts play both tools here.
+#[test]
+fn doctor_for_gke_prints_the_tool_versions_and_flags_a_broken_gcloud() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let doctor = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_meshmig"))
+            .args(["doctor", "--backend", "gke", "--project", "demo"])
+            .env("PATH", dir.path())
+            .output()
+            .unwrap();
+        (o.status.code(), text(&o))
+    };
+    script(
+        "gcloud",
+        r#"[ "$1" = version ] && { echo 'Google Cloud SDK 528.0.0'; echo 'core 2025.06.20'; exit 0; }; echo "ERROR: (gcloud) no network" >&2; exit 1"#,
+    );
+    script(
+        "gke-gcloud-auth-plugin",
+        "echo 'Kubernetes v1.30.0+03fcd0f8cb9eac57e97a3ed59c702bad8c73be81'",
+    );
+    let (code, t) = doctor();
+    assert_eq!(code, Some(3), "{t}");
+    assert!(
+        t.contains("ok      gcloud version: Google Cloud SDK 528.0.0\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "ok      gke-gcloud-auth-plugin: {} (Kubernetes v1.30.0+03fcd0f8cb9eac57e97a3ed59c702bad8c73be81)\n",
+            dir.path().join("gke-gcloud-auth-plugin").display()
+        )),
+        "{t}"
+    );
+    script(
+        "gcloud",
+        "echo 'ERROR: (gcloud) broken install' >&2; exit 1",
+    );
+    script("gke-gcloud-auth-plugin", "exit 1");
+    let (code, t) = doctor();
+    assert_eq!(code, Some(3), "{t}");
+    assert!(
+        t.contains(
+            "MISSING a working gcloud: `gcloud version` failed: ERROR: (gcloud) broken install"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains("MISSING a working gke-gcloud-auth-plugin: `"),
+        "{t}"
+    );
+    assert!(!t.contains("ok      gcloud version"), "{t}");
+}
+
 #[test]
 fn gke_without_a_project_says_which_variable_to_set() {
     let o = Command::new(env!("CARGO_BIN_EXE_meshmig"))
