@@ -350,6 +350,53 @@ pub fn stand_in_state(
     }
 }
 
+/// One membership's entry under `membershipStates` in `fleet mesh describe`, for a stand-in's
+/// state (shared by [`describe_yaml`] and the GCP API stand-in, `crate::gcp_stand_in`).
+pub fn stand_in_membership_state(st: &StandInState) -> serde_json::Value {
+    const ONBOARD: &str = "Please see https://cloud.google.com/service-mesh/docs/install for instructions to onboard to Anthos Service Mesh.";
+    let plane = |state: &str, code: &str, details: &str| serde_json::json!({"details": [{"code": code, "details": details}], "state": state});
+    match st {
+        StandInState::Active => serde_json::json!({
+            "servicemesh": {
+                "controlPlaneManagement": plane("ACTIVE", "REVISION_READY", "Ready: asm-managed"),
+                "dataPlaneManagement": plane("ACTIVE", "OK", "Service is running.")},
+            "state": {"code": "OK", "description": "Revision(s) ready for use: asm-managed."}}),
+        StandInState::Provisioning => serde_json::json!({
+            "servicemesh": {
+                "controlPlaneManagement": plane("PROVISIONING", "PROVISIONING", "Service is provisioning."),
+                "dataPlaneManagement": plane("PROVISIONING", "PROVISIONING", "Service is provisioning.")},
+            "state": {"code": "OK", "description": ONBOARD}}),
+        StandInState::Disabled => serde_json::json!({
+            "servicemesh": {
+                "controlPlaneManagement": {"state": "DISABLED"},
+                "dataPlaneManagement": {"state": "DISABLED"}},
+            "state": {"code": "OK", "description": ONBOARD}}),
+        // Shaped like the example in Google's troubleshooting page for managed CSM (section
+        // "NodePool Workload Identity Federation for GKE is disabled"), which shows no
+        // membership `state` block.
+        StandInState::Fault(f) => {
+            let cp = plane(
+                &f.state,
+                f.code.as_deref().unwrap_or_default(),
+                f.details.as_deref().unwrap_or_default(),
+            );
+            // After a state the control plane does not leave by itself, the documented
+            // example shows no data plane; otherwise the data plane follows the control plane.
+            let mut sm = if matches!(f.state.as_str(), "FAILED_PRECONDITION" | "STALLED") {
+                serde_json::json!({"controlPlaneManagement": cp})
+            } else {
+                serde_json::json!({"controlPlaneManagement": cp.clone(), "dataPlaneManagement": cp})
+            };
+            if let Some((c, d)) = &f.condition {
+                sm["conditions"] = serde_json::json!([{"code": c, "details": d,
+                    "documentationLink": "https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity",
+                    "severity": "ERROR"}]);
+            }
+            serde_json::json!({"servicemesh": sm})
+        }
+    }
+}
+
 /// `gcloud container fleet mesh describe` output as gcloud prints it, for stand-ins of the
 /// managed mesh (the emulated and kind backends).
 pub fn describe_yaml(
@@ -358,52 +405,11 @@ pub fn describe_yaml(
     enabled: bool,
     memberships: &[(String, StandInState)],
 ) -> String {
-    const ONBOARD: &str = "Please see https://cloud.google.com/service-mesh/docs/install for instructions to onboard to Anthos Service Mesh.";
     let mut specs = serde_json::Map::new();
     let mut states = serde_json::Map::new();
     for (name, st) in memberships {
         let key = membership_key(project_number, name);
-        let plane = |state: &str, code: &str, details: &str| serde_json::json!({"details": [{"code": code, "details": details}], "state": state});
-        let entry = match st {
-            StandInState::Active => serde_json::json!({
-                "servicemesh": {
-                    "controlPlaneManagement": plane("ACTIVE", "REVISION_READY", "Ready: asm-managed"),
-                    "dataPlaneManagement": plane("ACTIVE", "OK", "Service is running.")},
-                "state": {"code": "OK", "description": "Revision(s) ready for use: asm-managed."}}),
-            StandInState::Provisioning => serde_json::json!({
-                "servicemesh": {
-                    "controlPlaneManagement": plane("PROVISIONING", "PROVISIONING", "Service is provisioning."),
-                    "dataPlaneManagement": plane("PROVISIONING", "PROVISIONING", "Service is provisioning.")},
-                "state": {"code": "OK", "description": ONBOARD}}),
-            StandInState::Disabled => serde_json::json!({
-                "servicemesh": {
-                    "controlPlaneManagement": {"state": "DISABLED"},
-                    "dataPlaneManagement": {"state": "DISABLED"}},
-                "state": {"code": "OK", "description": ONBOARD}}),
-            // Shaped like the example in Google's troubleshooting page for managed CSM (section
-            // "NodePool Workload Identity Federation for GKE is disabled"), which shows no
-            // membership `state` block.
-            StandInState::Fault(f) => {
-                let cp = plane(
-                    &f.state,
-                    f.code.as_deref().unwrap_or_default(),
-                    f.details.as_deref().unwrap_or_default(),
-                );
-                // After a state the control plane does not leave by itself, the documented
-                // example shows no data plane; otherwise the data plane follows the control plane.
-                let mut sm = if matches!(f.state.as_str(), "FAILED_PRECONDITION" | "STALLED") {
-                    serde_json::json!({"controlPlaneManagement": cp})
-                } else {
-                    serde_json::json!({"controlPlaneManagement": cp.clone(), "dataPlaneManagement": cp})
-                };
-                if let Some((c, d)) = &f.condition {
-                    sm["conditions"] = serde_json::json!([{"code": c, "details": d,
-                        "documentationLink": "https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity",
-                        "severity": "ERROR"}]);
-                }
-                serde_json::json!({"servicemesh": sm})
-            }
-        };
+        let entry = stand_in_membership_state(st);
         states.insert(key.clone(), entry);
         if *st != StandInState::Disabled {
             specs.insert(
