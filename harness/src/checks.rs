@@ -11,8 +11,9 @@ use serde_json::{json, Value};
 
 use crate::backend::{Backend, BackendError, Output};
 use crate::footer::{self, FooterState};
+use crate::identity::{Extractor, Identifier};
 use crate::manifest::string_map;
-use crate::sampler::{self, ByClusterOrPod, Pace, Target};
+use crate::sampler::{self, Pace, Target};
 use crate::scenario::{substitute, Check, Scenario};
 use crate::stats::{self, SplitParams, SplitTest};
 
@@ -185,13 +186,21 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
             via_domain,
             expect,
             error_budget,
+            identify,
+            names,
         } => {
             let url = match (url, via_domain) {
                 (Some(u), _) => v(u),
                 (None, _) => format!("http://{}/", ctx.scenario.dns.domain),
             };
             let (url, deviation) = requested_url(ctx, &url);
-            Ok(split(ctx, &url, *via_domain, expect, *error_budget)
+            let how = SplitHow {
+                via_domain: *via_domain,
+                error_budget: *error_budget,
+                identify: identify.as_deref(),
+                names,
+            };
+            Ok(split(ctx, &url, expect, how)
                 .await?
                 .with_deviation(deviation))
         }
@@ -1070,18 +1079,52 @@ pub async fn pods_by_cluster(
     Ok(map)
 }
 
+/// How a split check samples and attributes answers.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitHow<'a> {
+    /// Through the scenario's domain, resolved by the users' resolver.
+    pub via_domain: bool,
+    /// Share of failed answers tolerated (None: the run's).
+    pub error_budget: Option<f64>,
+    /// The identity extractor (None: the footer).
+    pub identify: Option<&'a str>,
+    /// Values read → cluster names.
+    pub names: &'a BTreeMap<String, String>,
+}
+
+/// Who served an answer, as a split check reads it: the extractor, the scenario's names, and for
+/// the footer the backend's real cluster names and the run's pods.
+async fn identifier(ctx: &Ctx<'_>, how: &SplitHow<'_>) -> Result<Identifier, BackendError> {
+    let extractor: Extractor = how
+        .identify
+        .unwrap_or("footer")
+        .parse()
+        .map_err(|e| BackendError::infra("reading the split's identity extractor", e))?;
+    let (mut names, pods) = match extractor {
+        Extractor::Footer => (ctx.backend.real_cluster_names(), pod_map(ctx).await?),
+        _ => (BTreeMap::new(), BTreeMap::new()),
+    };
+    names.extend(how.names.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(Identifier {
+        extractor,
+        names,
+        pods,
+    })
+}
+
 /// Sampled traffic splits between clusters as expected (sequential test, see `stats`).
 pub async fn split(
     ctx: &Ctx<'_>,
     url: &str,
-    via_domain: bool,
     expect: &BTreeMap<String, f64>,
-    error_budget: Option<f64>,
+    how: SplitHow<'_>,
 ) -> R {
-    let id = ByClusterOrPod {
-        pods: pod_map(ctx).await?,
-        names: ctx.backend.real_cluster_names(),
-    };
+    let SplitHow {
+        via_domain,
+        error_budget,
+        ..
+    } = how;
+    let id = identifier(ctx, &how).await?;
     let target = Target {
         url: url.to_string(),
         host: None,
@@ -1114,7 +1157,11 @@ pub async fn split(
         "split",
         verdict.ok(),
         format!(
-            "{expected} of requests to {url}{}{}",
+            "{expected} of requests to {url}{}{}{}",
+            match &id.extractor {
+                Extractor::Footer => String::new(),
+                other => format!(", each attributed by {other}"),
+            },
             if via_domain {
                 " (resolved by the users' resolver, which holds answers for their TTL)"
             } else {

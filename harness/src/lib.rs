@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod footer;
 pub mod gcloud;
 pub mod gcp_stand_in;
+pub mod identity;
 pub mod istio;
 pub mod load;
 pub mod manifest;

@@ -115,12 +115,14 @@ impl Load {
                         let t = t0.elapsed().as_secs_f64();
                         let s = step.lock().expect("step lock is never poisoned").clone();
                         flight.push(async move {
-                            let answer = sampler::fetch(&c, &target).await;
+                            let answer = sampler::fetch(&c, &target)
+                                .await
+                                .and_then(|p| crate::identity::footer_of(&p));
                             let (served, error, example) = match answer {
                                 Ok(f) => match f.cluster.clone().or(f.pod.clone()) {
                                     Some(who) => (Some(who), None, None),
                                     None => {
-                                        let (cause, ex) = sampler::unidentified(&f);
+                                        let (cause, ex) = crate::identity::unidentified(&f);
                                         (None, Some(cause), Some(ex))
                                     }
                                 },

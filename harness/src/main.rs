@@ -11,9 +11,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use meshmig::engine::RunOptions;
+use meshmig::identity::Identifier;
 use meshmig::runner::{self, BackendKind, BackendOptions};
 use meshmig::sampler::Pace;
-use meshmig::sampler::{self, ByClusterOrPod, Target};
+use meshmig::sampler::{self, Target};
 use meshmig::stats::{SplitParams, SplitTest};
 use meshmig::{exit, footer, plan, report, scenario};
 
@@ -232,6 +233,15 @@ enum Command {
         /// CLUSTER=POD: attribute footers that print only this pod name to CLUSTER.
         #[arg(long)]
         pod: Vec<String>,
+        /// Who served an answer: footer (Online Boutique's, the default), header:NAME,
+        /// regex:PATTERN (its first group, on the body), or upstream-host[:NAME] (the upstream
+        /// address Envoy reports in a response header, default x-upstream-host).
+        #[arg(long, default_value = "footer")]
+        identify: String,
+        /// VALUE=DEST: count answers whose identity is VALUE (a header value, a match, an
+        /// upstream IP:PORT or IP) as DEST, the name used in --expect.
+        #[arg(long)]
+        name: Vec<String>,
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
@@ -537,9 +547,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
             host,
             resolve,
             pod,
+            identify,
+            name,
             json,
             split: args,
-        } => split(url, &expect, host, resolve, pod, args, json).await,
+        } => {
+            let who = Who {
+                identify,
+                pods: pod,
+                names: name,
+            };
+            split(url, &expect, host, resolve, who, args, json).await
+        }
         Command::Demo {
             split,
             abort_percent,
@@ -675,12 +694,19 @@ fn parse_expect(s: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     Ok(m)
 }
 
+/// How `meshmig split` tells who served an answer (its `--identify`, `--pod` and `--name`).
+struct Who {
+    identify: String,
+    pods: Vec<String>,
+    names: Vec<String>,
+}
+
 async fn split(
     url: String,
     expect: &str,
     host: Option<String>,
     resolve: Vec<String>,
-    pods: Vec<String>,
+    who: Who,
     args: SplitArgs,
     json: bool,
 ) -> anyhow::Result<i32> {
@@ -703,13 +729,30 @@ async fn split(
             .with_context(|| format!("--resolve {r}"))?;
         fixed.push((d.to_string(), addr));
     }
-    let mut id = ByClusterOrPod::default();
-    for p in pods {
+    let extractor = match who.identify.parse() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("meshmig: --identify: {}", meshmig::error_chain(&e));
+            return Ok(exit::INVALID_INPUT);
+        }
+    };
+    let mut id = Identifier {
+        extractor,
+        ..Default::default()
+    };
+    for p in who.pods {
         let Some((c, pod)) = p.split_once('=') else {
             eprintln!("meshmig: --pod {p:?} is not CLUSTER=POD");
             return Ok(exit::INVALID_INPUT);
         };
         id.pods.insert(pod.to_string(), c.to_string());
+    }
+    for n in who.names {
+        let Some((value, dest)) = n.rsplit_once('=') else {
+            eprintln!("meshmig: --name {n:?} is not VALUE=DEST");
+            return Ok(exit::INVALID_INPUT);
+        };
+        id.names.insert(value.to_string(), dest.to_string());
     }
     let params = args.params();
     let target = Target {
@@ -726,7 +769,9 @@ async fn split(
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"verdict": v, "samples": s}))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({"verdict": v, "samples": s, "identify": id.extractor.to_string()})
+            )?
         );
     } else {
         println!(
@@ -984,6 +1029,7 @@ fn doctor_kind() -> i32 {
 /// istioctl. Accounts and credentials are checked, never printed.
 async fn doctor_gke(project: Option<String>) -> i32 {
     use meshmig::backend::exec::{on_path, Cmd, Exec, Process};
+    use meshmig::backend::gke::{Commands, GkeConfig};
     let mut missing = 0;
     for (tool, install) in [
         ("gcloud", "https://cloud.google.com/sdk/docs/install (or apt-get install google-cloud-cli from Google's apt repository)"),
@@ -1004,12 +1050,45 @@ async fn doctor_gke(project: Option<String>) -> i32 {
     let exec = Process {
         env: Default::default(),
     };
-    let run = |args: Vec<String>| {
+    // The first line of each tool's own version output: `gcloud version` prints `Google Cloud
+    // SDK 528.0.0`, then one line per component; `gke-gcloud-auth-plugin --version` prints the
+    // Kubernetes version it was built from (`Kubernetes v1.30.0+03fcd0f8…` for gcloud 528's
+    // plugin 0.5.10), both seen on the development machine.
+    let first_line = |cmd: Cmd| {
         let exec = &exec;
-        async move { exec.run(&Cmd::new("gcloud", args)).await.ok() }
+        async move {
+            match exec.run(&cmd).await {
+                Ok(r) if r.ok() => r
+                    .stdout
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("`{}` printed nothing", cmd.line())),
+                Ok(r) => Err(format!(
+                    "`{}` failed: {}",
+                    cmd.line(),
+                    r.stderr.lines().next().unwrap_or("").trim()
+                )),
+                Err(e) => Err(format!("`{}`: {}", cmd.line(), meshmig::error_chain(&e))),
+            }
+        }
     };
+    match first_line(Commands::version()).await {
+        Ok(v) => println!("ok      gcloud version: {v}"),
+        Err(e) => {
+            missing += 1;
+            println!("MISSING a working gcloud: {e}");
+        }
+    }
     match on_path("gke-gcloud-auth-plugin") {
-        Some(p) => println!("ok      gke-gcloud-auth-plugin: {}", p.display()),
+        Some(p) => match first_line(Cmd::new(&p.display().to_string(), ["--version"])).await {
+            Ok(v) => println!("ok      gke-gcloud-auth-plugin: {} ({v})", p.display()),
+            Err(e) => {
+                missing += 1;
+                println!("MISSING a working gke-gcloud-auth-plugin: {e}");
+            }
+        },
         None => {
             missing += 1;
             println!("MISSING gke-gcloud-auth-plugin (kubectl's and the harness's way into GKE); install: gcloud components install gke-gcloud-auth-plugin, or apt-get install google-cloud-cli-gke-gcloud-auth-plugin");
@@ -1026,14 +1105,11 @@ async fn doctor_gke(project: Option<String>) -> i32 {
         println!("MISSING project: pass --project ID or set MESHMIG_GKE_PROJECT");
         return exit::INFRASTRUCTURE;
     };
-    let enabled = run(vec![
-        "services".into(),
-        "list".into(),
-        "--enabled".into(),
-        format!("--project={project}"),
-        "--format=value(config.name)".into(),
-    ])
-    .await;
+    let cfg = GkeConfig::new(&project);
+    let enabled = exec
+        .run(&Commands::new(&cfg, &[]).enabled_services())
+        .await
+        .ok();
     match enabled {
         Some(r) if r.ok() => {
             for api in [

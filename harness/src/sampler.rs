@@ -1,4 +1,5 @@
-//! Sampling user traffic: independent `GET /` requests, each footer read to find who served it.
+//! Sampling user traffic: independent `GET /` requests, each answer read by an identity extractor
+//! ([`crate::identity`]; Online Boutique's footer by default) to find who served it.
 //!
 //! No cookie is kept between requests (the reqwest client has no cookie store), so every request
 //! is a new user. When sampling an address, connections are kept alive (Envoy picks a destination
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::footer::{self, FooterInfo, FooterState};
+use crate::identity::{Identifier, Page, Unattributed};
 use crate::stats::SplitTest;
 
 /// Errors setting up sampling.
@@ -46,27 +47,13 @@ pub struct Target {
 
 /// How one answer is attributed.
 pub trait Identify: Send + Sync {
-    /// The destination (cluster) that served this footer, if it can be told.
-    fn identify(&self, footer: &FooterInfo) -> Option<String>;
+    /// The destination that served this page, or why it cannot be told (cause, example).
+    fn identify(&self, page: &Page) -> Result<String, Unattributed>;
 }
 
-/// Identifies by the footer's cluster name (mapped back to the procedure's name where the
-/// backend gave the cluster another, such as GKE's run-suffixed names), else by a pod-name →
-/// cluster map.
-#[derive(Debug, Clone, Default)]
-pub struct ByClusterOrPod {
-    /// Pod name → cluster.
-    pub pods: BTreeMap<String, String>,
-    /// Real cluster name → the procedure's name.
-    pub names: BTreeMap<String, String>,
-}
-
-impl Identify for ByClusterOrPod {
-    fn identify(&self, f: &FooterInfo) -> Option<String> {
-        if let Some(c) = &f.cluster {
-            return Some(self.names.get(c).unwrap_or(c).clone());
-        }
-        f.pod.as_ref().and_then(|p| self.pods.get(p).cloned())
+impl Identify for Identifier {
+    fn identify(&self, page: &Page) -> Result<String, Unattributed> {
+        Identifier::identify(self, page)
     }
 }
 
@@ -165,12 +152,9 @@ fn resolution_failed(e: &reqwest::Error) -> bool {
     false
 }
 
-/// One user's request: the footer of the page served, or the error's cause (`status 503`,
-/// `timeout`, `name resolution failed`, `no footer`...) and an example (message or first line).
-pub async fn fetch(
-    client: &reqwest::Client,
-    target: &Target,
-) -> Result<FooterInfo, (String, String)> {
+/// One user's request: the page served (a 2xx answer), or the error's cause (`status 503`,
+/// `timeout`, `name resolution failed`...) and an example (message or first line).
+pub async fn fetch(client: &reqwest::Client, target: &Target) -> Result<Page, Unattributed> {
     let mut req = client.get(&target.url);
     if let Some(h) = &target.host {
         req = req.header(reqwest::header::HOST, h);
@@ -191,6 +175,7 @@ pub async fn fetch(
         }
     };
     let status = resp.status();
+    let headers = resp.headers().clone();
     let bytes = resp.bytes().await.unwrap_or_default();
     let body = String::from_utf8_lossy(&bytes);
     if !status.is_success() {
@@ -203,29 +188,16 @@ pub async fn fetch(
             .collect();
         return Err((format!("status {}", status.as_u16()), server));
     }
-    footer::parse(&body).map_err(|e| ("no footer".into(), e.to_string()))
-}
-
-/// Why a footer names no destination.
-pub fn unidentified(f: &FooterInfo) -> (String, String) {
-    let cause = match f.state {
-        FooterState::Loading => "footer still loading",
-        FooterState::Absent => "footer without details",
-        FooterState::Identified => "unknown cluster or pod",
-    };
-    (cause.into(), serde_json::to_string(f).unwrap_or_default())
+    Ok(Page {
+        headers,
+        body: body.into_owned(),
+    })
 }
 
 async fn one(client: &reqwest::Client, target: &Target, id: &dyn Identify) -> Answer {
-    match fetch(client, target).await {
+    match fetch(client, target).await.and_then(|p| id.identify(&p)) {
+        Ok(dest) => Answer::Served(dest),
         Err((cause, example)) => Answer::Error(cause, example),
-        Ok(f) => match id.identify(&f) {
-            Some(dest) => Answer::Served(dest),
-            None => {
-                let (cause, example) = unidentified(&f);
-                Answer::Error(cause, example)
-            }
-        },
     }
 }
 
@@ -296,34 +268,4 @@ pub async fn sample_until(
     }
     out.seconds = start.elapsed().as_secs_f64();
     Ok(out)
-}
-
-#[cfg(test)]
-mod identity_tests {
-    use super::*;
-
-    #[test]
-    fn a_gke_footer_with_the_run_suffixed_name_is_the_procedures_cluster() {
-        let dir = crate::testdata::footers();
-        // The real GKE footer sample, as a run's cluster prints it: its name carries the run id.
-        let page = std::fs::read_to_string(dir.join("gke-cluster-zone-pod.html"))
-            .unwrap()
-            .replace("cluster-with-csm<", "cluster-with-csm-run42<");
-        let f = footer::parse(&page).unwrap();
-        assert_eq!(f.cluster.as_deref(), Some("cluster-with-csm-run42"));
-        let plain = ByClusterOrPod::default();
-        assert_eq!(
-            plain.identify(&f).as_deref(),
-            Some("cluster-with-csm-run42")
-        );
-        let mapped = ByClusterOrPod {
-            pods: BTreeMap::new(),
-            names: [(
-                "cluster-with-csm-run42".to_string(),
-                "cluster-with-csm".to_string(),
-            )]
-            .into(),
-        };
-        assert_eq!(mapped.identify(&f).as_deref(), Some("cluster-with-csm"));
-    }
 }

@@ -708,6 +708,13 @@ pub enum Check {
         /// 0 by default: the first error fails the check).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error_budget: Option<f64>,
+        /// Who served an answer: `footer` (default), `header:NAME`, `regex:PATTERN`,
+        /// `upstream-host[:NAME]` (see [`crate::identity`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identify: Option<String>,
+        /// Values the extractor reads → cluster names (e.g. an upstream address → its cluster).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        names: BTreeMap<String, String>,
     },
     /// Nothing the run created is left: clusters, fleet memberships, the mesh feature.
     NothingLeft,
@@ -1254,7 +1261,16 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                     via_domain,
                     expect,
                     error_budget,
+                    identify,
+                    names,
                 } => {
+                    if let Some(e) = identify {
+                        e.parse::<crate::identity::Extractor>()
+                            .map_err(|e| fail(crate::error_chain(&e)))?;
+                    }
+                    for c in names.values() {
+                        clusters_named.push(c);
+                    }
                     if let Some(b) =
                         error_budget.filter(|b| !(b.is_finite() && (0.0..1.0).contains(b)))
                     {

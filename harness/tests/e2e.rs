@@ -358,6 +358,67 @@ fn doctor_for_gke_without_gcloud_exits_non_zero_naming_it() {
     assert!(t.contains("MISSING gcloud"), "{t}");
 }
 
+/// Issue 15: doctor prints the first line of `gcloud version` and of `gke-gcloud-auth-plugin
+/// --version` (their real forms are checked in gcloud_parser.rs); a tool that is there but does
+/// not answer is MISSING. Stand-in scripts play both tools here.
+#[test]
+fn doctor_for_gke_prints_the_tool_versions_and_flags_a_broken_gcloud() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let doctor = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_meshmig"))
+            .args(["doctor", "--backend", "gke", "--project", "demo"])
+            .env("PATH", dir.path())
+            .output()
+            .unwrap();
+        (o.status.code(), text(&o))
+    };
+    script(
+        "gcloud",
+        r#"[ "$1" = version ] && { echo 'Google Cloud SDK 528.0.0'; echo 'core 2025.06.20'; exit 0; }; echo "ERROR: (gcloud) no network" >&2; exit 1"#,
+    );
+    script(
+        "gke-gcloud-auth-plugin",
+        "echo 'Kubernetes v1.30.0+03fcd0f8cb9eac57e97a3ed59c702bad8c73be81'",
+    );
+    let (code, t) = doctor();
+    assert_eq!(code, Some(3), "{t}");
+    assert!(
+        t.contains("ok      gcloud version: Google Cloud SDK 528.0.0\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "ok      gke-gcloud-auth-plugin: {} (Kubernetes v1.30.0+03fcd0f8cb9eac57e97a3ed59c702bad8c73be81)\n",
+            dir.path().join("gke-gcloud-auth-plugin").display()
+        )),
+        "{t}"
+    );
+    script(
+        "gcloud",
+        "echo 'ERROR: (gcloud) broken install' >&2; exit 1",
+    );
+    script("gke-gcloud-auth-plugin", "exit 1");
+    let (code, t) = doctor();
+    assert_eq!(code, Some(3), "{t}");
+    assert!(
+        t.contains(
+            "MISSING a working gcloud: `gcloud version` failed: ERROR: (gcloud) broken install"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains("MISSING a working gke-gcloud-auth-plugin: `"),
+        "{t}"
+    );
+    assert!(!t.contains("ok      gcloud version"), "{t}");
+}
+
 #[test]
 fn gke_without_a_project_says_which_variable_to_set() {
     let o = Command::new(env!("CARGO_BIN_EXE_meshmig"))
@@ -502,6 +563,51 @@ async fn a_rollback_that_does_not_happen_fails_at_the_rollback_step() {
         if want != Outcome::Passed {
             assert!(failure.contains("frontend 100%"), "{failure}");
             assert!(failure.contains("v2.example.com: 50.0%"), "{failure}");
+        }
+    }
+}
+
+/// A scenario's split checks read identities the way `identify` says: with the footer's
+/// cluster line read by a body pattern (both clusters printing the GKE footer, since a pattern
+/// cannot map pod names) the canary run passes as with the footer; with a header the frontends
+/// never send, the first split check fails on that cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
+async fn split_checks_attribute_answers_by_the_scenarios_extractor() {
+    let text = std::fs::read_to_string(project().join("scenarios/canary-cluster.yaml")).unwrap();
+    assert_eq!(text.matches("- split: {").count(), 5);
+    assert_eq!(text.matches("footer: pod-only ").count(), 1);
+    let text = text.replace("footer: pod-only ", "footer: gke ");
+    let dir = tempfile::tempdir().unwrap();
+    for (identify, want) in [
+        (r#"regex:Cluster: </b>([^<]+)"#, Outcome::Passed),
+        (
+            "header:x-served-by",
+            Outcome::AssertionFailed { step: "F0".into() },
+        ),
+    ] {
+        let copy = text.replace(
+            "- split: {",
+            &format!("- split: {{identify: {identify:?}, "),
+        );
+        let path = dir.path().join("canary-cluster.yaml");
+        std::fs::write(&path, copy).unwrap();
+        let s = Arc::new(runner::load(&path, Some(&upstream())).unwrap());
+        let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &s)
+            .await
+            .unwrap();
+        let r = engine::run(s, backend, RunOptions::default()).await;
+        let failure: String = r.steps.iter().map(|s| s.failure()).collect();
+        assert_eq!(r.outcome, want, "{identify}: {failure}");
+        if want != Outcome::Passed {
+            assert!(failure.contains("no header x-served-by"), "{failure}");
+            assert!(
+                failure.contains("attributed by header:x-served-by"),
+                "{failure}"
+            );
         }
     }
 }

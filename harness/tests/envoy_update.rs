@@ -47,7 +47,7 @@ fn snapshot(listener: SocketAddr, a: SocketAddr, b: SocketAddr, weights: (u32, u
                 routes: vec![Route {
                     path: ("prefix", "/".into()),
                     clusters: routes,
-                    abort: None,
+                    ..Default::default()
                 }],
             }],
         )]),

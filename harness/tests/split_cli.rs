@@ -48,7 +48,11 @@ impl Demo {
             .unwrap();
         (
             o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
         )
     }
 }
@@ -110,4 +114,59 @@ fn json_verdict_carries_counts_interval_decision_and_parameters() {
     assert_eq!(v["verdict"]["params"]["alpha"], 1e-4);
     assert!(v["samples"]["requests"].as_u64().unwrap() > 0);
     assert!(v["samples"]["seconds"].as_f64().unwrap() > 0.0);
+}
+
+/// The demo's address for the n-th destination (`listen`'s last octet + 1 + n), as `--name`
+/// takes it.
+fn frontend_ip(listen: &str, n: u8) -> String {
+    let ip: std::net::Ipv4Addr = listen.split(':').next().unwrap().parse().unwrap();
+    let o = ip.octets();
+    std::net::Ipv4Addr::new(o[0], o[1], o[2], o[3] + 1 + n).to_string()
+}
+
+/// Each identity extractor, on one real Envoy split 70/30: the true weights are consistent and
+/// 50/50 is not, so the extractor really tells the destinations apart (a reading that counted
+/// everything as one destination, or nothing, could not pass both).
+#[test]
+fn every_identity_extractor_verifies_a_real_envoy_split() {
+    let at = listen(6);
+    let d = Demo::start(&at, "a=70,b=30", "0");
+    let a = format!("--name={}=a", frontend_ip(&at, 0));
+    let b = format!("--name={}=b", frontend_ip(&at, 1));
+    for identify in [
+        "footer",
+        "header:x-served-by",
+        "regex:Cluster: </b>([^<]+)",
+        "upstream-host",
+    ] {
+        let args = ["--identify", identify, &a, &b];
+        let (code, out) = d.split("a=70,b=30", &args);
+        assert_eq!(code, 0, "{identify}: {out}");
+        assert!(out.contains("decision: consistent"), "{identify}: {out}");
+        let (code, out) = d.split("a=50,b=50", &args);
+        assert_eq!(code, 1, "{identify}: {out}");
+        assert!(out.contains("SPRT rejected"), "{identify}: {out}");
+    }
+    // Without names, the upstream host is the address Envoy reports.
+    let (ip_a, ip_b) = (frontend_ip(&at, 0), frontend_ip(&at, 1));
+    let expect = format!("{ip_a}:8080=70,{ip_b}:8080=30");
+    let (code, out) = d.split(&expect, &["--identify", "upstream-host"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// An answer the extractor cannot read is an error answer, named by its cause, and a malformed
+/// extractor is invalid input.
+#[test]
+fn unreadable_identities_fail_and_bad_extractors_are_refused() {
+    let d = Demo::start(&listen(7), "a=50,b=50", "0");
+    let (code, out) = d.split("a=50,b=50", &["--identify", "header:x-not-sent"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error no header x-not-sent"), "{out}");
+    let (code, out) = d.split("a=50,b=50", &["--identify", "regex:served by ([a-z]+)"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error no match for the body pattern"), "{out}");
+    let (code, _) = d.split("a=50,b=50", &["--identify", "regex:(unclosed"]);
+    assert_eq!(code, 2);
+    let (code, _) = d.split("a=50,b=50", &["--identify", "cookie"]);
+    assert_eq!(code, 2);
 }

@@ -33,8 +33,13 @@ pub async fn run_json(exec: &dyn Exec, cmd: &Cmd) -> Result<Vec<Value>, BackendE
     let ran = exec.run(cmd).await.map_err(|e| {
         BackendError::infra(format!("running {}", cmd.program), crate::error_chain(&e))
     })?;
+    read_json(cmd, &ran)
+}
+
+/// What [`run_json`] reads from a command that has run.
+pub fn read_json(cmd: &Cmd, ran: &Ran) -> Result<Vec<Value>, BackendError> {
     if !ran.ok() {
-        return Err(failed(cmd, &ran));
+        return Err(failed(cmd, ran));
     }
     serde_json::from_str::<Vec<Value>>(&ran.stdout).map_err(|e| {
         let head: String = ran.stdout.chars().take(200).collect();

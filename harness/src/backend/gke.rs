@@ -130,6 +130,26 @@ pub fn left_for_run(
         .collect()
 }
 
+/// The warning of a Compute Engine listing that left some requests out, if it has one.
+///
+/// `gcloud compute KIND list` of an aggregated kind (forwarding rules, target pools, backend
+/// services, health checks) asks every scope, and by default a request that fails there is only
+/// a warning: gcloud 528 prints `WARNING: Some requests did not succeed.` and ` - MESSAGE` lines
+/// to stderr, whatever it did list (possibly `[]`) to stdout, and exits 0
+/// (`googlecloudsdk/api_lib/compute/lister.py` calls `utils.WarnIfPartialRequestFail` when the
+/// hidden property `compute/allow_partial_error`, default true in `core/properties.py`, allows
+/// it; seen here with the real gcloud 528 against an endpoint answering HTTP 400). Such a listing
+/// cannot show that nothing is left.
+pub fn partial_listing(stderr: &str) -> Option<String> {
+    let start = stderr.find("Some requests did not succeed")?;
+    let warning: Vec<&str> = stderr[start..]
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    Some(crate::redact::scrubbed(warning.join(" ")))
+}
+
 /// A run id: six lowercase letters and digits, starting with a letter.
 pub fn new_run_id() -> String {
     const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -334,14 +354,19 @@ impl<'a> Commands<'a> {
 
     /// G4, H.
     pub fn delete_cluster(&self, name: &str) -> Cmd {
+        self.delete_cluster_in(&self.cluster(name), &self.zone(name))
+    }
+
+    /// Deletes a cluster by its real name where it is (`gc` deletes clusters as listed).
+    pub fn delete_cluster_in(&self, real_name: &str, zone: &str) -> Cmd {
         Cmd::new(
             "gcloud",
             [
                 "container".to_string(),
                 "clusters".into(),
                 "delete".into(),
-                self.cluster(name),
-                format!("--zone={}", self.zone(name)),
+                real_name.into(),
+                format!("--zone={zone}"),
                 self.p(),
                 "--quiet".into(),
             ],
@@ -471,6 +496,25 @@ impl<'a> Commands<'a> {
         Cmd::new("gcloud", ["auth", "print-access-token", "--quiet"])
     }
 
+    /// `meshmig doctor`: the APIs enabled in the project, one name a line.
+    pub fn enabled_services(&self) -> Cmd {
+        Cmd::new(
+            "gcloud",
+            [
+                "services".to_string(),
+                "list".into(),
+                "--enabled".into(),
+                self.p(),
+                "--format=value(config.name)".into(),
+            ],
+        )
+    }
+
+    /// `meshmig doctor`: gcloud's version (its first line is `Google Cloud SDK 528.0.0`).
+    pub fn version() -> Cmd {
+        Cmd::new("gcloud", ["version"])
+    }
+
     /// G1..G3 through Cloud DNS (`create` the first time, `update` after).
     pub fn dns_record(&self, zone: &str, domain: &str, ip: IpAddr, ttl: u32, create: bool) -> Cmd {
         Cmd::new(
@@ -494,6 +538,128 @@ impl<'a> Commands<'a> {
     }
 }
 
+/// The commands a step's action runs on GKE (Kubernetes API calls are not commands). The first
+/// create step starts every cluster's creation; with a Cloud DNS zone the A record is created
+/// the first time and updated after, so both commands are listed.
+pub fn action_commands(
+    c: &Commands<'_>,
+    s: &Scenario,
+    a: &Action,
+    dns_zone: Option<&str>,
+) -> Vec<Cmd> {
+    match a {
+        Action::CreateCluster { cluster } => {
+            if s.clusters.first().is_some_and(|f| &f.name == cluster) {
+                s.clusters.iter().map(|k| c.create_cluster(k)).collect()
+            } else {
+                Vec::new()
+            }
+        }
+        Action::RenameContext { cluster } => vec![c.rename_context(cluster), c.get_contexts()],
+        Action::InstallIstio { cluster, profile } => vec![c.istioctl_install(cluster, profile)],
+        Action::FleetEnableMesh => vec![c.fleet(&FleetOp::EnableMesh, None)],
+        Action::FleetRegister {
+            cluster,
+            membership,
+        } => vec![c.fleet(
+            &FleetOp::Register {
+                cluster: cluster.clone(),
+                membership: membership.clone(),
+            },
+            None,
+        )],
+        Action::FleetMeshUpdate { membership } => vec![c.fleet(
+            &FleetOp::MeshUpdate {
+                membership: membership.clone(),
+            },
+            None,
+        )],
+        Action::WaitMeshActive { .. } => vec![c.mesh_describe()],
+        Action::DnsSetRecord { address, ttl } => match dns_zone {
+            Some(z) => {
+                // The address is known only during the run (`${CSM_INGRESS_IP}`): a documentation
+                // address (RFC 5737) stands for it.
+                let ip = address.parse().unwrap_or(IpAddr::from([192, 0, 2, 1]));
+                vec![
+                    c.dns_record(z, &s.dns.domain, ip, *ttl, true),
+                    c.dns_record(z, &s.dns.domain, ip, *ttl, false),
+                ]
+            }
+            None => Vec::new(),
+        },
+        Action::DeleteCluster { name } => vec![c.delete_cluster(name)],
+        Action::FleetUnregister { membership } => vec![c.fleet(
+            &FleetOp::Unregister {
+                membership: membership.clone(),
+            },
+            None,
+        )],
+        Action::FleetDisableMesh => vec![c.fleet(&FleetOp::DisableMesh, None)],
+        Action::CreateNamespace { .. }
+        | Action::LabelNamespace { .. }
+        | Action::Apply { .. }
+        | Action::Delete { .. }
+        | Action::ReadIngressIp { .. }
+        | Action::WaitDnsTtl
+        | Action::WaitTtl { .. } => Vec::new(),
+    }
+}
+
+/// Every gcloud command the GKE backend can issue for a scenario, each once, in the order they
+/// first come: the start (credentials, the mesh feature's state), each step's action, inventory,
+/// teardown and leak check, `meshmig gc` and `meshmig doctor --backend gke`. Built from the same
+/// [`Commands`] methods those places call; placeholders stand for what only a run knows (an
+/// operation's name, a listed membership, an ingress IP). `tests/gcloud_parser.rs` runs each
+/// through the real gcloud's argument parser.
+pub fn gcloud_commands(cfg: &GkeConfig, s: &Scenario) -> Vec<Cmd> {
+    let c = Commands::new(cfg, &s.clusters);
+    let first = s
+        .clusters
+        .first()
+        .map(|k| k.name.clone())
+        .unwrap_or_default();
+    // Gke::start and Gke::with_exec.
+    let mut all = vec![Commands::print_access_token(), c.mesh_describe()];
+    for step in &s.steps {
+        if let Some(a) = &step.run {
+            all.extend(action_commands(&c, s, a, cfg.dns_zone.as_deref()));
+        }
+    }
+    // Inventory, teardown and the leak check.
+    all.extend([
+        c.list_clusters(false),
+        c.list_memberships(),
+        c.list_operations(),
+        c.wait_operation("operation-1234", &c.zone(&first)),
+        c.fleet(
+            &FleetOp::Unregister {
+                membership: "MEMBERSHIP".into(),
+            },
+            Some("global"),
+        ),
+    ]);
+    all.extend(s.clusters.iter().map(|k| c.delete_cluster(&k.name)));
+    all.push(c.fleet(&FleetOp::DisableMesh, None));
+    if let Some(z) = &cfg.dns_zone {
+        all.push(c.delete_dns_record(z, &s.dns.domain));
+    }
+    all.extend(LOAD_BALANCER_KINDS.iter().map(|k| c.list_compute(k)));
+    // `meshmig gc`: clusters of every run, deleted as listed, then their memberships.
+    let gc = Commands::new(cfg, &[]);
+    all.extend([
+        gc.list_clusters(true),
+        gc.delete_cluster_in(&c.cluster(&first), &c.zone(&first)),
+        gc.list_memberships(),
+        gc.delete_membership(&c.membership("MEMBERSHIP"), &region_of(&c.zone(&first))),
+    ]);
+    // `meshmig doctor --backend gke`.
+    all.extend([Commands::version(), c.enabled_services()]);
+    let mut seen = BTreeSet::new();
+    all.into_iter()
+        .filter(|cmd| cmd.program == "gcloud" && seen.insert(cmd.args.clone()))
+        .collect()
+}
+
 /// What a step does on GKE, as lines: commands (`$ …`) and Kubernetes API calls (`api: …`).
 pub fn plan_action(
     c: &Commands<'_>,
@@ -506,7 +672,7 @@ pub fn plan_action(
         Action::CreateCluster { cluster } => {
             if s.clusters.first().is_some_and(|f| &f.name == cluster) {
                 let mut v = vec![format!("(starts creating all {} clusters concurrently)", s.clusters.len())];
-                v.extend(s.clusters.iter().map(|k| cmd(c.create_cluster(k))));
+                v.extend(action_commands(c, s, a, dns_zone).into_iter().map(cmd));
                 v
             } else {
                 vec![format!("(waits for the creation of {cluster} started by the first create step)")]
@@ -521,11 +687,12 @@ pub fn plan_action(
             cmd(c.istioctl_install(cluster, profile)),
             format!("api: wait until Deployments in istio-system are Available and Service istio-ingressgateway has an ingress IP ({cluster})"),
         ],
-        Action::FleetEnableMesh => vec![cmd(c.fleet(&FleetOp::EnableMesh, None))],
-        Action::FleetRegister { cluster, membership } => {
-            vec![cmd(c.fleet(&FleetOp::Register { cluster: cluster.clone(), membership: membership.clone() }, None))]
-        }
-        Action::FleetMeshUpdate { membership } => vec![cmd(c.fleet(&FleetOp::MeshUpdate { membership: membership.clone() }, None))],
+        Action::FleetEnableMesh
+        | Action::FleetRegister { .. }
+        | Action::FleetMeshUpdate { .. }
+        | Action::DeleteCluster { .. }
+        | Action::FleetUnregister { .. }
+        | Action::FleetDisableMesh => action_commands(c, s, a, dns_zone).into_iter().map(cmd).collect(),
         Action::WaitMeshActive { membership, .. } => vec![format!(
             "{} (repeated with backoff until {} is ACTIVE, at most {:?})",
             cmd(c.mesh_describe()),
@@ -571,9 +738,6 @@ pub fn plan_action(
             None => vec![format!("embedded DNS: {}. {ttl} IN A {address}", s.dns.domain)],
         },
         Action::WaitDnsTtl | Action::WaitTtl { .. } => vec![crate::plan::action_line(s, a)],
-        Action::DeleteCluster { name } => vec![cmd(c.delete_cluster(name))],
-        Action::FleetUnregister { membership } => vec![cmd(c.fleet(&FleetOp::Unregister { membership: membership.clone() }, None))],
-        Action::FleetDisableMesh => vec![cmd(c.fleet(&FleetOp::DisableMesh, None))],
     }
 }
 
@@ -822,14 +986,30 @@ impl Gke {
         let ips = self.ops.lb_ips.lock().await.clone();
         let mut out = Vec::new();
         for what in LOAD_BALANCER_KINDS {
-            out.push(
-                match self.ops.run_json(self.cmds().list_compute(what)).await {
-                    Ok(items) => Ok(left_for_run(what, &items, &names, &ips)),
-                    Err(e) => Err(format!("listing {what}: {e}")),
-                },
-            );
+            out.push(match self.compute_listing(what).await {
+                Ok(items) => Ok(left_for_run(what, &items, &names, &ips)),
+                Err(e) => Err(format!("listing {what}: {e}")),
+            });
         }
         out
+    }
+
+    /// A Compute Engine listing; one that gcloud says is partial ([`partial_listing`]) is an
+    /// error, never a short list.
+    async fn compute_listing(&self, what: &str) -> Result<Vec<Value>, BackendError> {
+        let cmd = self.cmds().list_compute(what);
+        let ran = self.ops.exec.run(&cmd).await.map_err(|e| {
+            BackendError::infra(format!("running {}", cmd.program), crate::error_chain(&e))
+        })?;
+        if ran.ok() {
+            if let Some(warning) = partial_listing(&ran.stderr) {
+                return Err(BackendError::Infrastructure {
+                    doing: format!("running {}", cmd.line()),
+                    message: format!("gcloud listed only part of them: {warning}"),
+                });
+            }
+        }
+        super::clusters::read_json(&cmd, &ran)
     }
 }
 
@@ -1237,18 +1417,7 @@ pub async fn gc(
             continue;
         }
         runs.insert(run.to_string());
-        let del = Cmd::new(
-            "gcloud",
-            [
-                "container",
-                "clusters",
-                "delete",
-                name,
-                &format!("--zone={zone}"),
-                &format!("--project={project}"),
-                "--quiet",
-            ],
-        );
+        let del = c.delete_cluster_in(name, zone);
         let r = exec
             .run(&del)
             .await

@@ -1,6 +1,11 @@
 //! `meshmig demo`: a real Envoy splitting traffic between stand-in frontends by set weights (with
 //! an optional share of 503s), on loopback, until Ctrl-C. Something to point `meshmig split`,
 //! `wrk` or a browser at; the split benchmarks and tests use it.
+//!
+//! Every answer carries three identities, one per extractor of [`crate::identity`]: the footer
+//! (and its `Cluster: </b>NAME` for a body pattern), `x-served-by: NAME`, added by Envoy per
+//! destination as Istio does for a VirtualService's `route[].headers.response.add`, and
+//! `x-upstream-host: IP:PORT`, Envoy's own `%UPSTREAM_HOST%`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -42,6 +47,7 @@ impl Demo {
         let mut frontends = Vec::new();
         let mut clusters = Vec::new();
         let mut routes = Vec::new();
+        let mut tags = BTreeMap::new();
         for (i, (name, w)) in weights.iter().enumerate() {
             let addr = SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::new(
@@ -74,6 +80,7 @@ impl Demo {
                 name: c.clone(),
                 endpoints: vec![addr],
             });
+            tags.insert(c.clone(), vec![("x-served-by".to_string(), name.clone())]);
             routes.push((c, *w));
         }
         let listener = SocketAddr::new(IpAddr::V4(ip), port);
@@ -91,6 +98,11 @@ impl Demo {
                         path: ("prefix", "/".into()),
                         clusters: routes,
                         abort: (abort_percent > 0.0).then_some((abort_percent, 503)),
+                        response_headers: vec![(
+                            crate::identity::UPSTREAM_HOST_HEADER.to_string(),
+                            "%UPSTREAM_HOST%".to_string(),
+                        )],
+                        cluster_response_headers: tags,
                     }],
                 }],
             )]),

@@ -41,7 +41,7 @@ pub struct Listener {
 }
 
 /// One weighted route.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Route {
     /// Path match: (`prefix` | `path`, value).
     pub path: (&'static str, String),
@@ -49,6 +49,12 @@ pub struct Route {
     pub clusters: Vec<(String, u32)>,
     /// Abort fault: (percent, status).
     pub abort: Option<(f64, u16)>,
+    /// Response headers Envoy adds to this route's answers; values may use Envoy's command
+    /// operators (`%UPSTREAM_HOST%`).
+    pub response_headers: Vec<(String, String)>,
+    /// Response headers added per destination cluster (what Istio makes of a VirtualService's
+    /// `route[].headers.response.add`: the weighted cluster's `response_headers_to_add`).
+    pub cluster_response_headers: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// A virtual host.
@@ -287,8 +293,17 @@ fn route(r: &HttpRoute, vs_ns: &str, wanted: &mut BTreeSet<(String, u16, String)
             path,
             clusters: clusters.clone(),
             abort,
+            ..Default::default()
         })
         .collect()
+}
+
+/// Envoy's `HeaderValueOption`s for headers to add (replacing any of the same name).
+fn headers_to_add(headers: &[(String, String)]) -> Value {
+    json!(headers
+        .iter()
+        .map(|(k, v)| json!({"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}))
+        .collect::<Vec<_>>())
 }
 
 /// Ready endpoints of the Service `fqdn` for `port`, if such a Service exists.
@@ -436,12 +451,21 @@ pub fn envoy_resources(
                         let mut route = json!({
                             "match": m,
                             "route": {
-                                "weighted_clusters": {"clusters": r.clusters.iter().map(|(c, w)| json!({"name": c, "weight": w})).collect::<Vec<_>>()},
+                                "weighted_clusters": {"clusters": r.clusters.iter().map(|(c, w)| {
+                                    let mut wc = json!({"name": c, "weight": w});
+                                    if let Some(h) = r.cluster_response_headers.get(c) {
+                                        wc["response_headers_to_add"] = headers_to_add(h);
+                                    }
+                                    wc
+                                }).collect::<Vec<_>>()},
                                 "timeout": "0s",
                                 "retry_policy": retry_policy(),
                                 "max_grpc_timeout": "0s",
                             },
                         });
+                        if !r.response_headers.is_empty() {
+                            route["response_headers_to_add"] = headers_to_add(&r.response_headers);
+                        }
                         if let Some((pct, status)) = r.abort {
                             route["typed_per_filter_config"] = json!({"envoy.filters.http.fault": {
                                 "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
