@@ -22,6 +22,7 @@ pub mod netns;
 pub mod plan;
 pub mod preflight;
 pub mod redact;
+pub mod rehearsal;
 pub mod report;
 pub mod runner;
 pub mod sampler;

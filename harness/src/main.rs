@@ -111,6 +111,14 @@ struct CloudArgs {
     /// kind: a GCE metadata stand-in image to load (built from kind-configs/metadata.Dockerfile).
     #[arg(long)]
     metadata_image: Option<String>,
+    /// GKE: rehearse: the real gcloud against a local stand-in of the Google Cloud APIs, whose
+    /// clusters are kwok clusters (needs `meshmig tools install`, Envoy, gcloud with
+    /// gke-gcloud-auth-plugin; nothing reaches Google). `--project` may be any id, e.g. demo.
+    #[arg(long)]
+    rehearsal: bool,
+    /// What `--rehearsal` prepared before the process had threads.
+    #[arg(skip)]
+    prepared: Option<meshmig::rehearsal::Prepared>,
 }
 
 impl CloudArgs {
@@ -125,6 +133,7 @@ impl CloudArgs {
             istio_version: self.istio_version.clone(),
             kind_configs: self.kind_configs.clone(),
             metadata_image: self.metadata_image.clone(),
+            rehearsal: self.prepared.clone(),
         }
     }
 }
@@ -354,14 +363,27 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     // What the run needs is checked now, before step A1, and a network namespace is entered
     // while this process has one thread (a user namespace requires it): always for kwok; for the
     // emulated backend when port 80 cannot be bound on the host's loopback (an ordinary user).
-    if let Command::Run { backend, .. } = &cli.command {
-        if let Err(e) = preflight_run(*backend) {
+    if let Command::Run { backend, cloud, .. } = &mut cli.command {
+        if cloud.rehearsal && !matches!(backend, BackendKind::Gke) {
+            eprintln!("meshmig: --rehearsal rehearses the gke backend: add --backend gke");
+            return ExitCode::from(exit::INVALID_INPUT as u8);
+        }
+        if let Err(e) = preflight_run(*backend, cloud.rehearsal) {
             eprintln!("meshmig: {e}");
             return ExitCode::from(exit::INFRASTRUCTURE as u8);
+        }
+        if cloud.rehearsal {
+            match meshmig::rehearsal::prepare() {
+                Ok(p) => cloud.prepared = Some(p),
+                Err(e) => {
+                    eprintln!("meshmig: {}", meshmig::error_chain(&e));
+                    return ExitCode::from(exit::INFRASTRUCTURE as u8);
+                }
+            }
         }
     }
     // `split` drives every request from one task: one thread avoids cross-thread wake-ups.
@@ -392,7 +414,10 @@ fn main() -> ExitCode {
 /// Checks what `run` needs on this machine and prepares the process (see
 /// `meshmig::preflight`); prints where the emulated gateways listen when it is not the host's
 /// port 80.
-fn preflight_run(backend: BackendKind) -> Result<(), meshmig::preflight::PreflightError> {
+fn preflight_run(
+    backend: BackendKind,
+    rehearsal: bool,
+) -> Result<(), meshmig::preflight::PreflightError> {
     use meshmig::preflight::{self, Listening};
     if meshmig::netns::inside() {
         return Ok(());
@@ -405,7 +430,8 @@ fn preflight_run(backend: BackendKind) -> Result<(), meshmig::preflight::Preflig
             }
             Ok(())
         }
-        BackendKind::Kwok => {
+        // A rehearsal's GKE clusters are kwok clusters.
+        BackendKind::Kwok | BackendKind::Gke if backend == BackendKind::Kwok || rehearsal => {
             let tools = meshmig::tools::Tools::from_env();
             preflight::kwok(&preflight::Host, &|b| {
                 tools.binary(b).map_err(|e| meshmig::error_chain(&e))
@@ -417,7 +443,7 @@ fn preflight_run(backend: BackendKind) -> Result<(), meshmig::preflight::Preflig
             })?;
             Ok(())
         }
-        BackendKind::Kind | BackendKind::Gke => Ok(()),
+        BackendKind::Kwok | BackendKind::Kind | BackendKind::Gke => Ok(()),
     }
 }
 

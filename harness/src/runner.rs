@@ -136,6 +136,9 @@ pub struct BackendOptions {
     pub kind_configs: Option<PathBuf>,
     /// kind: a GCE metadata stand-in image to load (see kind-configs/metadata.Dockerfile).
     pub metadata_image: Option<String>,
+    /// GKE: rehearse against the Google Cloud stand-in and kwok clusters ([`crate::rehearsal`];
+    /// prepared before the process had threads).
+    pub rehearsal: Option<crate::rehearsal::Prepared>,
 }
 
 impl BackendOptions {
@@ -280,7 +283,7 @@ pub async fn start_backend_with(
                     })?;
                 cfg.istioctl = p.display().to_string();
             }
-            let needed: &[&str] = if opts.istio_version.is_some() {
+            let needed: &[&str] = if opts.istio_version.is_some() || opts.rehearsal.is_some() {
                 &["gcloud", "kubectl"]
             } else {
                 &["gcloud", "kubectl", "istioctl"]
@@ -294,7 +297,40 @@ pub async fn start_backend_with(
                     }));
                 }
             }
-            Ok(Arc::new(Gke::start(cfg, s).await.map_err(backend_err)?))
+            let Some(prepared) = &opts.rehearsal else {
+                return Ok(Arc::new(Gke::start(cfg, s).await.map_err(backend_err)?));
+            };
+            let tools = crate::tools::Tools::from_env();
+            let envoy = find_envoy().map_err(backend_err)?;
+            if opts.istio_version.is_none() {
+                cfg.istioctl = tools
+                    .binary("istioctl")
+                    .map_err(|e| backend_err(BackendError::infra("finding istioctl", e)))?
+                    .display()
+                    .to_string();
+            }
+            let kwok = crate::backend::kwok::backend::KwokConfig {
+                tools,
+                envoy,
+                ready_timeout: Duration::from_secs(180),
+            };
+            cfg.ready_timeout = kwok.ready_timeout;
+            let r = crate::rehearsal::Rehearsal::start(prepared, kwok, s, &cfg.run_id)
+                .await
+                .map_err(|e| {
+                    backend_err(BackendError::infra(
+                        "starting the rehearsal",
+                        crate::error_chain(&e),
+                    ))
+                })?;
+            let r: Arc<dyn crate::backend::Companion> = Arc::new(r);
+            match Gke::start(cfg, s).await {
+                Ok(g) => Ok(Arc::new(g.with_companion(r))),
+                Err(e) => {
+                    r.stop().await;
+                    Err(backend_err(e))
+                }
+            }
         }
     }
 }

@@ -303,6 +303,14 @@ pub struct TeardownReport {
     pub kept: Vec<String>,
 }
 
+/// Something a backend's run depends on that the backend itself did not make and stops after
+/// its own teardown (a GKE rehearsal's Google Cloud stand-in and the clusters behind it).
+#[async_trait]
+pub trait Companion: Send + Sync {
+    /// Stops it; what was stopped, for the teardown report.
+    async fn stop(&self) -> Vec<String>;
+}
+
 /// A place where the procedure runs.
 #[async_trait]
 pub trait Backend: Send + Sync {

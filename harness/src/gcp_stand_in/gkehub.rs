@@ -117,6 +117,23 @@ impl Store {
             })
     }
 
+    /// Memberships whose mesh spec asks for automatic management, each with the name of the GKE
+    /// cluster it registers (the last part of `endpoint.gkeCluster.resourceLink`,
+    /// `//container.googleapis.com/projects/P/locations/L/clusters/C`): what Google's controller
+    /// installs a managed control plane for.
+    pub fn managed(&self) -> Vec<(String, String)> {
+        self.memberships
+            .iter()
+            .filter_map(|(full, m)| {
+                let project = full.split('/').nth(1)?;
+                self.management(project, full)?;
+                let link = m.body["endpoint"]["gkeCluster"]["resourceLink"].as_str()?;
+                let short = full.rsplit('/').next()?;
+                Some((short.to_string(), link.rsplit('/').next()?.to_string()))
+            })
+            .collect()
+    }
+
     /// Full names of the memberships.
     pub fn membership_names(&self) -> Vec<String> {
         self.memberships.keys().cloned().collect()

@@ -56,6 +56,10 @@ use axum::response::{IntoResponse, Response};
 
 pub use google::ApiError;
 
+/// The access token gcloud hands out with the stand-in's environment (and so what
+/// gke-gcloud-auth-plugin gives kubectl): clusters behind the stand-in accept it.
+pub const ACCESS_TOKEN: &str = "stand-in-access-token";
+
 /// Errors starting or using the stand-in.
 #[derive(Debug, thiserror::Error)]
 pub enum StandInError {
@@ -248,14 +252,30 @@ impl GcpStandIn {
         provider: Arc<dyn ClusterProvider>,
         timing: Timing,
     ) -> Result<GcpStandIn, StandInError> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|source| StandInError::Bind {
-                addr: "127.0.0.1:0".into(),
-                source,
-            })?;
+        Self::start_at(
+            "127.0.0.1:0".parse().expect("a static address"),
+            provider,
+            timing,
+        )
+        .await
+    }
+
+    /// Starts the stand-in on `at` (a rehearsal chooses its port before its threads start, to
+    /// point gcloud there through the process's environment).
+    pub async fn start_at(
+        at: SocketAddr,
+        provider: Arc<dyn ClusterProvider>,
+        timing: Timing,
+    ) -> Result<GcpStandIn, StandInError> {
+        let listener =
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|source| StandInError::Bind {
+                    addr: at.to_string(),
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StandInError::Bind {
-            addr: "127.0.0.1:0".into(),
+            addr: at.to_string(),
             source,
         })?;
         let shared = Arc::new(Shared {
@@ -298,46 +318,57 @@ impl GcpStandIn {
     /// (`http://127.0.0.1:PORT/container/`), because GKE's and the fleet's operation paths are
     /// the same (`v1/projects/P/locations/L/operations/ID`).
     pub fn endpoint_env(&self, scratch: &Path) -> Result<Vec<(String, String)>, StandInError> {
-        let write_err = |path: &Path, source| StandInError::Write {
-            path: path.display().to_string(),
-            source,
-        };
-        std::fs::create_dir_all(scratch).map_err(|e| write_err(scratch, e))?;
-        let token = scratch.join("gcp-stand-in-token");
-        std::fs::write(&token, "stand-in-access-token\n").map_err(|e| write_err(&token, e))?;
-        let url = self.url();
-        let mut env: Vec<(String, String)> = [
-            "CONTAINER",
-            "GKEHUB",
-            "SERVICEUSAGE",
-            "COMPUTE",
-            "DNS",
-            "CLOUDRESOURCEMANAGER",
-        ]
-        .iter()
-        .map(|api| {
-            (
-                format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"),
-                format!("{url}{}/", api.to_lowercase()),
-            )
-        })
-        .collect();
-        env.extend([
-            (
-                "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE".to_string(),
-                token.display().to_string(),
-            ),
-            (
-                "CLOUDSDK_CONFIG".into(),
-                scratch.join("gcloud-config").display().to_string(),
-            ),
-            ("CLOUDSDK_CORE_DISABLE_PROMPTS".into(), "1".into()),
-            (
-                "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK".into(),
-                "1".into(),
-            ),
-        ]);
-        Ok(env)
+        gcloud_env(&self.url(), scratch)
+    }
+}
+
+/// [`GcpStandIn::endpoint_env`] for a stand-in that will serve `url` (`http://127.0.0.1:PORT/`).
+pub fn gcloud_env(url: &str, scratch: &Path) -> Result<Vec<(String, String)>, StandInError> {
+    let write_err = |path: &Path, source| StandInError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(scratch).map_err(|e| write_err(scratch, e))?;
+    let token = scratch.join("gcp-stand-in-token");
+    std::fs::write(&token, format!("{ACCESS_TOKEN}\n")).map_err(|e| write_err(&token, e))?;
+    let mut env: Vec<(String, String)> = [
+        "CONTAINER",
+        "GKEHUB",
+        "SERVICEUSAGE",
+        "COMPUTE",
+        "DNS",
+        "CLOUDRESOURCEMANAGER",
+    ]
+    .iter()
+    .map(|api| {
+        (
+            format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"),
+            format!("{url}{}/", api.to_lowercase()),
+        )
+    })
+    .collect();
+    env.extend([
+        (
+            "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE".to_string(),
+            token.display().to_string(),
+        ),
+        (
+            "CLOUDSDK_CONFIG".into(),
+            scratch.join("gcloud-config").display().to_string(),
+        ),
+        ("CLOUDSDK_CORE_DISABLE_PROMPTS".into(), "1".into()),
+        (
+            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK".into(),
+            "1".into(),
+        ),
+    ]);
+    Ok(env)
+}
+
+impl GcpStandIn {
+    /// Memberships asking for automatic management, with their GKE cluster's name.
+    pub fn managed_memberships(&self) -> Vec<(String, String)> {
+        self.shared.lock().hub.managed()
     }
 
     /// Sets what `fleet mesh describe` reports for a registered membership (its short name).

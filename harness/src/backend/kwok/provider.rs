@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::sync::Mutex;
 
 use super::backend::{Kwok, KwokConfig, Live};
+use crate::backend::exec::{Cmd, Exec, Process};
 use crate::gcp_stand_in::{ClusterEndpoint, ClusterId, ClusterProvider};
 use crate::scenario::{ClusterSpec, FooterVariant};
 
@@ -77,6 +78,52 @@ impl KwokClusters {
         spec.name = id.name.clone();
         spec.footer = Some(FooterVariant::Gke);
         spec
+    }
+
+    /// Installs the managed control plane on a cluster, as Google's controller does after `mesh
+    /// update --management automatic`: Istio revision `asm-managed` with no gateways (the
+    /// kind and kwok stand-in's command, [`crate::backend::clusters::managed_install_args`]), by
+    /// the real istioctl with the cluster's own admin kubeconfig.
+    pub async fn install_managed(&self, cluster: &str) -> Result<(), String> {
+        let kubeconfig = match self.live.lock().await.get(cluster) {
+            Some(l) => l.cluster.kubeconfig.clone(),
+            None => return Err(format!("no kwok cluster {cluster} is up")),
+        };
+        let istioctl = self
+            .cfg
+            .tools
+            .binary("istioctl")
+            .map_err(|e| crate::error_chain(&e))?;
+        let cmd = Cmd::new(
+            &istioctl.display().to_string(),
+            crate::backend::clusters::managed_install_args(cluster),
+        );
+        let exec = Process {
+            env: [("KUBECONFIG".to_string(), kubeconfig)].into(),
+        };
+        let ran = exec.run(&cmd).await.map_err(|e| crate::error_chain(&e))?;
+        if ran.ok() {
+            Ok(())
+        } else {
+            Err(format!("{}: {}", cmd.line(), ran.stderr.trim()))
+        }
+    }
+
+    /// Whether `istio-system/istiod-asm-managed` is Available on a cluster.
+    pub async fn managed_available(&self, cluster: &str) -> bool {
+        let kube = match self.live.lock().await.get(cluster) {
+            Some(l) => l.cluster.kube().await,
+            None => return false,
+        };
+        let Ok(kube) = kube else { return false };
+        let name = format!("istiod-{}", crate::backend::clusters::MANAGED_REVISION);
+        kube.list("Deployment", Some("istio-system"))
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|d| {
+                d["metadata"]["name"] == name.as_str() && crate::manifest::deployment_available(d)
+            })
     }
 
     /// Stops every cluster still up (teardown after the stand-in, whatever gcloud did).
