@@ -62,6 +62,16 @@ pub fn platform_error(message: &str) -> bool {
     MARKERS.iter().any(|m| message.contains(m))
 }
 
+/// Whether a gcloud error says a fleet feature is not enabled in the project: what `gcloud
+/// container fleet mesh describe` answers (exit 1) once the mesh feature is disabled or before it
+/// was ever enabled: `ERROR: (gcloud.container.fleet.mesh.describe) Service Mesh Feature for
+/// project [demo] is not enabled` (`FeatureNotEnabledError` in
+/// `googlecloudsdk/command_lib/container/fleet/features/base.py` of gcloud 528, raised when the
+/// feature's GET is a 404). It is an answer about the fleet, not a failure.
+pub fn feature_not_enabled(message: &str) -> bool {
+    message.contains(" Feature for project [") && message.trim_end().ends_with("] is not enabled")
+}
+
 /// A line the published procedure shows that gcloud 528 words otherwise, and why.
 pub struct Drift {
     /// The published line.
@@ -133,6 +143,15 @@ mod tests {
         assert!(platform_error("ERROR: (gcloud.container.clusters.create) ResponseError: code=403, message=\n        (1) insufficient regional quota to satisfy request: resource \"CPUS\": request requires '12.0' and is short '4.0'."));
         // The procedure's own finding (gcloud 528's wrapper for a missing cluster).
         assert!(!platform_error("ERROR: (gcloud.container.clusters.delete) Some requests did not succeed:\n - args: [\"ResponseError: code=404, message=Not found: projects/p/zones/us-central1-a/clusters/c.\\nNo cluster named 'c' in p.\"]\n   exit_code: 1\n"));
+    }
+
+    #[test]
+    fn a_feature_that_is_not_enabled_is_told_from_other_errors() {
+        // What the real gcloud 528 printed against the rehearsal's stand-in after `mesh disable`.
+        assert!(feature_not_enabled("exit Some(1): ERROR: (gcloud.container.fleet.mesh.describe) Service Mesh Feature for project [demo] is not enabled\n"));
+        assert!(!feature_not_enabled("ERROR: (gcloud.container.fleet.mesh.describe) ResponseError: code=403, message=Permission denied"));
+        // The API (not the feature) not enabled: a platform error, not this.
+        assert!(!feature_not_enabled("ResponseError: code=403, message=Kubernetes Engine API is not enabled for this project."));
     }
 
     #[test]

@@ -235,6 +235,23 @@ impl<'a> Commands<'a> {
         )
     }
 
+    /// Writes a cluster's context into the kubeconfig again (A2, C2, when its creation's entry
+    /// was lost: two `clusters create` ending together each rewrite the whole kubeconfig, and
+    /// the later one can drop the other's context, as the GKE rehearsal showed).
+    pub fn get_credentials(&self, name: &str) -> Cmd {
+        Cmd::new(
+            "gcloud",
+            [
+                "container".to_string(),
+                "clusters".into(),
+                "get-credentials".into(),
+                self.cluster(name),
+                format!("--zone={}", self.zone(name)),
+                self.p(),
+            ],
+        )
+    }
+
     /// A2, C2.
     pub fn rename_context(&self, name: &str) -> Cmd {
         Cmd::new(
@@ -625,6 +642,8 @@ pub fn gcloud_commands(cfg: &GkeConfig, s: &Scenario) -> Vec<Cmd> {
             all.extend(action_commands(&c, s, a, cfg.dns_zone.as_deref()));
         }
     }
+    // A2 and C2 when a creation's kubeconfig entry was lost.
+    all.extend(s.clusters.iter().map(|k| c.get_credentials(&k.name)));
     // Inventory, teardown and the leak check.
     all.extend([
         c.list_clusters(false),
@@ -816,6 +835,8 @@ pub struct Gke {
     cloud_dns_created: Mutex<bool>,
     mesh_enabled_before: bool,
     mesh_enabled_by_run: Mutex<bool>,
+    /// Stopped after teardown (a rehearsal's Google Cloud stand-in).
+    companion: Option<Arc<dyn super::Companion>>,
 }
 
 impl Gke {
@@ -883,7 +904,14 @@ impl Gke {
             cloud_dns_created: Mutex::new(false),
             mesh_enabled_before,
             mesh_enabled_by_run: Mutex::new(false),
+            companion: None,
         })
+    }
+
+    /// The backend with something to stop after its teardown (unless `--keep`).
+    pub fn with_companion(mut self, companion: Arc<dyn super::Companion>) -> Self {
+        self.companion = Some(companion);
+        self
     }
 
     fn cmds(&self) -> Commands<'_> {
@@ -893,6 +921,21 @@ impl Gke {
     /// Strips the run suffix from names in gcloud output.
     fn to_procedure_names(&self, text: &str) -> String {
         text.replace(&format!("-{}", self.cfg.run_id), "")
+    }
+
+    /// `mesh describe`'s YAML; empty when gcloud answers that the project's mesh feature is not
+    /// enabled ([`crate::gcloud::feature_not_enabled`]: after `mesh disable`, that is the answer
+    /// H3 expects, not a failure).
+    async fn describe(&self) -> Result<String, BackendError> {
+        match self.run(self.cmds().mesh_describe()).await {
+            Ok(out) => Ok(out.stdout),
+            Err(BackendError::Procedure { message, .. })
+                if crate::gcloud::feature_not_enabled(&message) =>
+            {
+                Ok(String::new())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs a command, read as [`gcloud_answer`] says.
@@ -918,6 +961,13 @@ impl Gke {
     /// controller then deletes their forwarding rules, target pools and firewall rules, which
     /// deleting the cluster alone can leave behind.
     async fn delete_load_balancers(&self, cluster: &str, report: &mut TeardownReport) {
+        // The run reaches a cluster only through its renamed context (A2, C2): without it (a run
+        // interrupted while the clusters were being created) the run made no Service there.
+        if let Ok(contexts) = self.contexts().await {
+            if !contexts.iter().any(|c| c == cluster) {
+                return;
+            }
+        }
         let svcs = match self.ops.list(cluster, None, "Service").await {
             Ok(s) => s,
             Err(e) => {
@@ -1079,6 +1129,13 @@ impl Backend for Gke {
         "gke"
     }
 
+    /// After an apply returns, istiod still has to push the routes to the gateway, and a new
+    /// Google Cloud load balancer takes a while to pass traffic after its IP appears: checks
+    /// that read the data plane once ask again for up to two minutes.
+    fn convergence(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+
     /// The first creation starts every cluster's (A1 and C1 overlap, as on kind).
     async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {
         let all = self
@@ -1111,7 +1168,18 @@ impl Backend for Gke {
     /// After every creation has ended: each writes the kubeconfig when it ends.
     async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError> {
         self.creations.settle().await;
-        self.run(self.cmds().rename_context(cluster)).await
+        let c = self.cmds();
+        let mut before = String::new();
+        if !self.contexts().await?.contains(&c.gcloud_context(cluster)) {
+            // Concurrent creations' kubeconfig writes can lose an entry; gcloud writes it again.
+            let got = self.run(c.get_credentials(cluster)).await?;
+            before = format!("$ {}\n{}", got.command, got.stdout);
+        }
+        let renamed = self.run(c.rename_context(cluster)).await?;
+        Ok(Output {
+            stdout: format!("{before}{}", renamed.stdout),
+            ..renamed
+        })
     }
 
     async fn contexts(&self) -> Result<Vec<String>, BackendError> {
@@ -1145,8 +1213,7 @@ impl Backend for Gke {
     }
 
     async fn mesh_describe(&self) -> Result<String, BackendError> {
-        let out = self.run(self.cmds().mesh_describe()).await?;
-        Ok(self.to_procedure_names(&out.stdout))
+        Ok(self.to_procedure_names(&self.describe().await?))
     }
 
     async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError> {
@@ -1233,7 +1300,7 @@ impl Backend for Gke {
         for l in self.load_balancer_leaks().await {
             load_balancers.extend(l.map_err(|m| BackendError::infra("taking the inventory", m))?);
         }
-        let describe = self.run(self.cmds().mesh_describe()).await?.stdout;
+        let describe = self.describe().await?;
         Ok(Inventory {
             clusters,
             memberships,
@@ -1375,6 +1442,9 @@ impl Backend for Gke {
             d.stop().await;
         }
         self.report_leaks(&mut report).await;
+        if let Some(c) = &self.companion {
+            report.removed.extend(c.stop().await);
+        }
         let _ = self.scratch.remove();
         report
     }

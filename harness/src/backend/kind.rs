@@ -880,6 +880,12 @@ impl Backend for Kind {
         "kind"
     }
 
+    /// After an apply returns, istiod still has to push the routes to the gateway: checks that
+    /// read the data plane once ask again for up to a minute.
+    fn convergence(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
     async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {
         self.checked(async {
             let all = self
