@@ -9,6 +9,8 @@
 //! `cargo test --features gke` runs the same trials on real GKE (see the `gke` feature in
 //! Cargo.toml): it needs MESHMIG_GKE_PROJECT and fails at once without it. `--features kwok`
 //! runs them on real control planes on this machine (`meshmig tools install` first).
+//! `--features gke-rehearsal` runs them on the GKE backend with the real gcloud against the local
+//! Google Cloud stand-in, whose clusters are kwok clusters (`meshmig::rehearsal`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +31,12 @@ fn root() -> PathBuf {
 }
 
 /// The real manifests a real-cluster run needs (the fixtures are for the emulated backend).
-#[cfg(any(feature = "gke", feature = "kind", feature = "kwok"))]
+#[cfg(any(
+    feature = "gke",
+    feature = "kind",
+    feature = "kwok",
+    feature = "gke-rehearsal"
+))]
 fn real_manifests() -> Result<PathBuf, String> {
     let manifests = std::env::var_os("MESHMIG_MANIFESTS")
         .map(PathBuf::from)
@@ -45,7 +52,7 @@ fn real_manifests() -> Result<PathBuf, String> {
 }
 
 /// The backend the suite runs on, its options, and the manifests folder (None: the fixtures).
-#[cfg(all(feature = "kind", not(feature = "gke")))]
+#[cfg(all(feature = "kind", not(any(feature = "gke", feature = "gke-rehearsal"))))]
 fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
     // Real clusters: needs a container engine; `meshmig doctor --backend kind` says what is missing.
     let engine = std::process::Command::new("docker").arg("info").output();
@@ -61,14 +68,22 @@ fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
 }
 
 /// The backend the suite runs on, its options, and the manifests folder (None: the fixtures).
-#[cfg(not(any(feature = "gke", feature = "kind", feature = "kwok")))]
+#[cfg(not(any(
+    feature = "gke",
+    feature = "kind",
+    feature = "kwok",
+    feature = "gke-rehearsal"
+)))]
 fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
     Ok((BackendKind::Emulated, BackendOptions::default(), None))
 }
 
 /// The kwok backend: real control planes built by `meshmig tools install`, in the network
 /// namespace `main` entered before any thread started.
-#[cfg(all(feature = "kwok", not(any(feature = "gke", feature = "kind"))))]
+#[cfg(all(
+    feature = "kwok",
+    not(any(feature = "gke", feature = "kind", feature = "gke-rehearsal"))
+))]
 fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
     let tools = meshmig::tools::Tools::from_env();
     for b in [
@@ -89,7 +104,28 @@ fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
     ))
 }
 
-#[cfg(feature = "gke")]
+/// What `main` prepared for a rehearsal before the process had threads.
+#[cfg(feature = "gke-rehearsal")]
+static PREPARED: std::sync::OnceLock<meshmig::rehearsal::Prepared> = std::sync::OnceLock::new();
+
+/// The GKE backend, rehearsed: the real gcloud against the local Google Cloud stand-in, whose
+/// clusters are kwok clusters (the components of `meshmig tools install`), in the network
+/// namespace `main` entered.
+#[cfg(feature = "gke-rehearsal")]
+fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
+    let prepared = PREPARED
+        .get()
+        .cloned()
+        .ok_or("the rehearsal was not prepared (main does it before any thread starts)")?;
+    let opts = BackendOptions {
+        project: Some("demo".into()),
+        rehearsal: Some(prepared),
+        ..BackendOptions::default()
+    };
+    Ok((BackendKind::Gke, opts, Some(real_manifests()?)))
+}
+
+#[cfg(all(feature = "gke", not(feature = "gke-rehearsal")))]
 fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
     let project = std::env::var("MESHMIG_GKE_PROJECT")
         .map_err(|_| "the gke feature runs on real Google Cloud: set MESHMIG_GKE_PROJECT to a project ID (gcloud authenticated, kubectl and istioctl on PATH)".to_string())?;
@@ -103,7 +139,7 @@ fn backend() -> Result<(BackendKind, BackendOptions, Option<PathBuf>), String> {
 
 /// The backend this build of the suite runs on.
 fn kind() -> BackendKind {
-    if cfg!(feature = "gke") {
+    if cfg!(any(feature = "gke", feature = "gke-rehearsal")) {
         BackendKind::Gke
     } else if cfg!(feature = "kind") {
         BackendKind::Kind
@@ -193,21 +229,54 @@ fn main() -> std::process::ExitCode {
     // The real backends run one scenario at a time: kwok runs share the process's network
     // namespace (addresses and ports), kind runs share cloud-provider-kind, GKE runs one
     // project's mesh feature.
-    #[cfg(any(feature = "gke", feature = "kind", feature = "kwok"))]
+    #[cfg(any(
+        feature = "gke",
+        feature = "kind",
+        feature = "kwok",
+        feature = "gke-rehearsal"
+    ))]
     {
         args.test_threads = Some(1);
     }
     // kwok: this process's own network namespace, entered while it still has one thread.
-    #[cfg(all(feature = "kwok", not(any(feature = "gke", feature = "kind"))))]
+    #[cfg(all(
+        feature = "kwok",
+        not(any(feature = "gke", feature = "kind", feature = "gke-rehearsal"))
+    ))]
     if !args.list && !meshmig::netns::inside() {
         if let Err(e) = meshmig::netns::enter() {
             eprintln!("conformance: {}", meshmig::error_chain(&e));
             return std::process::ExitCode::from(2);
         }
     }
+    // A rehearsal: the same namespace (its clusters are kwok clusters), and gcloud's
+    // environment set while the process has one thread.
+    #[cfg(feature = "gke-rehearsal")]
+    if !args.list {
+        if !meshmig::netns::inside() {
+            if let Err(e) = meshmig::netns::enter() {
+                eprintln!("conformance: {}", meshmig::error_chain(&e));
+                return std::process::ExitCode::from(2);
+            }
+        }
+        match meshmig::rehearsal::prepare() {
+            Ok(p) => {
+                let _ = PREPARED.set(p);
+            }
+            Err(e) => {
+                eprintln!("conformance: {}", meshmig::error_chain(&e));
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     // Emulated: as an ordinary user, a network namespace of its own (through a user namespace)
     // so the gateways can listen on port 80, else shifted ports (see meshmig::preflight).
-    #[cfg(not(any(feature = "gke", feature = "kind", feature = "kwok")))]
+    #[cfg(not(any(
+        feature = "gke",
+        feature = "kind",
+        feature = "kwok",
+        feature = "gke-rehearsal"
+    )))]
     if !args.list && !meshmig::netns::inside() {
         use meshmig::preflight::{self, Listening};
         match preflight::prepare_emulated(&preflight::Host) {
@@ -233,7 +302,12 @@ fn main() -> std::process::ExitCode {
             let name = meshmig::scenario::trial_name(&dir, &path);
             // The emulated backend binds 127.RUN.x.y loopback addresses, which only Linux
             // routes to `lo` by default: elsewhere its trials are listed as ignored.
-            let emulated = !cfg!(any(feature = "gke", feature = "kind", feature = "kwok"));
+            let emulated = !cfg!(any(
+                feature = "gke",
+                feature = "kind",
+                feature = "kwok",
+                feature = "gke-rehearsal"
+            ));
             // Fault scenarios need the stand-ins' data plane (emulated, kwok): listed as
             // ignored on kind and GKE, where nothing can inject them.
             let cannot_inject =

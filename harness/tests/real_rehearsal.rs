@@ -172,3 +172,77 @@ fn gcloud_creates_a_kwok_cluster_and_the_auth_plugin_reaches_it() {
 fn which(tool: &str) -> std::path::PathBuf {
     meshmig::backend::exec::on_path(tool).unwrap_or_else(|| panic!("{tool} is not on PATH"))
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+/// A rehearsal interrupted (SIGINT) while gcloud is creating the clusters exits 3 after
+/// teardown: the creations' operations are waited for, the clusters deleted through gcloud, and
+/// no kwok process or scratch folder of the run is left.
+#[test]
+fn a_rehearsal_interrupted_during_cluster_creation_leaves_nothing() {
+    use std::io::{BufRead, BufReader};
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let upstream = meshmig::testdata::shared("upstream");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshmig"))
+        .args([
+            "run",
+            "scenarios/canary-cluster.yaml",
+            "--backend",
+            "gke",
+            "--rehearsal",
+            "--project",
+            "demo",
+            "--run-id",
+            "intr1",
+            "--manifests",
+        ])
+        .arg(&upstream)
+        .current_dir(&project)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once gcloud is creating the first cluster.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while processes_mentioning("clusters create cluster-with-istio-intr1").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gcloud never started creating the cluster"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let mut seen = String::new();
+    for l in BufReader::new(child.stdout.take().unwrap()).lines() {
+        seen.push_str(&l.unwrap());
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{seen}");
+    assert!(seen.contains("INTERRUPTED"), "{seen}");
+    assert!(!seen.contains("NOT REMOVED"), "{seen}");
+    assert!(!seen.contains("LEAK"), "{seen}");
+    let scratch = seen
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("removed rehearsal scratch folder "))
+        .unwrap_or_else(|| panic!("teardown names the rehearsal's folder: {seen}"))
+        .to_string();
+    assert!(!Path::new(&scratch).exists(), "{scratch}");
+    assert_eq!(processes_mentioning(&scratch), Vec::<String>::new());
+    assert_eq!(processes_mentioning("-intr1"), Vec::<String>::new());
+}
