@@ -128,7 +128,10 @@ const RULES_JSON: &str = r#"[
 // api_adapter.py's CheckClusterOtherZones (NO_SUCH_CLUSTER_ERROR_MSG), printed as a list of the
 // error's attributes (reproduced with the installed SDK's own code); the server's 404 message is
 // as quoted in kubernetes-sigs/gcp-filestore-csi-driver#109.
-const NOT_FOUND: &str = "ERROR: (gcloud.container.clusters.delete) Some requests did not succeed:\n - args: [\"ResponseError: code=404, message=Not found: projects/demo-project/zones/us-central1-a/clusters/cluster-with-managed-asm-r2d2x9.\\nNo cluster named 'cluster-with-managed-asm-r2d2x9' in demo-project.\"]\n   exit_code: 1\n";
+// gcloud 528 adds the credential it used to a 404's message (seen in the GKE rehearsal against the
+// real gcloud 528, with the token-file credential the rehearsal gives it; with a user account
+// the sentence names the account).
+const NOT_FOUND: &str = "ERROR: (gcloud.container.clusters.delete) Some requests did not succeed:\n - args: [\"ResponseError: code=404, message=Not found: projects/demo-project/zones/us-central1-a/clusters/cluster-with-managed-asm-r2d2x9. This command is authenticated with an access token from /tmp/meshmig-rehearsal-css47h/gcloud/gcp-stand-in-token specified by the [auth/access_token_file] property.\\nNo cluster named 'cluster-with-managed-asm-r2d2x9' in demo-project.\"]\n   exit_code: 1\n";
 
 // What gcloud 528's progress tracker writes to a pipe (stderr not a terminal): the message and
 // `...`, then the dots and `done.` on the next line (core/console/progress_tracker.py,
