@@ -33,7 +33,7 @@
 //! there, and pods' IPs are reachable from it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -449,6 +449,18 @@ struct Target {
     shared: Arc<Shared>,
 }
 
+/// Connects to `backend` from `source` (any port), or from the kernel's choice without one.
+async fn connect_from(source: Option<IpAddr>, backend: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match backend {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = source.filter(|ip| ip.is_ipv4() == backend.is_ipv4()) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(backend).await
+}
+
 impl Target {
     /// The ready backends, read now.
     async fn backends(&self) -> Vec<SocketAddr> {
@@ -497,11 +509,17 @@ impl Target {
     async fn forward(&self, mut client: TcpStream) {
         let backends = self.backends().await;
         let n = backends.len();
+        // Connections to backends leave from the load balancer's own address (the one the client
+        // reached), as a cloud load balancer's do. Left to the kernel, the source could be any
+        // address on `lo`, such as another cluster's, and deleting that cluster's addresses
+        // would strand the connection: its replies no longer reach a local address, and the
+        // client waits until its timeout.
+        let source = client.local_addr().ok().map(|a| a.ip());
         if n > 0 {
             let start = self.next.fetch_add(1, Ordering::Relaxed);
             for i in 0..n {
                 let backend = backends[(start + i) % n];
-                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend)).await {
+                match tokio::time::timeout(CONNECT_TIMEOUT, connect_from(source, backend)).await {
                     Ok(Ok(mut upstream)) => {
                         let _ = client.set_nodelay(true);
                         let _ = upstream.set_nodelay(true);
@@ -855,6 +873,21 @@ async fn sync_listeners(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The forwarder's connection to a backend leaves from the given source address (on
+    /// Linux every 127/8 address is local, so 127.0.0.2 stands for a load balancer's address).
+    #[tokio::test]
+    async fn backends_see_the_load_balancers_address() {
+        let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = backend.local_addr().unwrap();
+        let lb: IpAddr = "127.0.0.2".parse().unwrap();
+        let (conn, accepted) = tokio::join!(connect_from(Some(lb), at), backend.accept());
+        conn.unwrap();
+        assert_eq!(accepted.unwrap().1.ip(), lb);
+        let (conn, accepted) = tokio::join!(connect_from(None, at), backend.accept());
+        conn.unwrap();
+        assert_ne!(accepted.unwrap().1.ip(), lb);
+    }
 
     #[test]
     fn the_range_is_bounded_by_its_24() {
