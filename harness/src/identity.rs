@@ -160,15 +160,6 @@ pub struct Identifier {
 }
 
 impl Identifier {
-    /// The footer extractor with these names and pods.
-    pub fn footer(names: BTreeMap<String, String>, pods: BTreeMap<String, String>) -> Self {
-        Self {
-            extractor: Extractor::Footer,
-            names,
-            pods,
-        }
-    }
-
     /// The value the extractor reads from a page.
     pub fn value(&self, page: &Page) -> Result<String, Unattributed> {
         let header = |h: &HeaderName| -> Result<String, Unattributed> {
@@ -347,14 +338,15 @@ mod tests {
             .replace("cluster-with-csm<", "cluster-with-csm-run42<");
         let kind = std::fs::read_to_string(dir.join("kind-pod-only.html")).unwrap();
         let pod = footer::parse(&kind).unwrap().pod.unwrap();
-        let id = Identifier::footer(
-            [(
+        let id = Identifier {
+            names: [(
                 "cluster-with-csm-run42".to_string(),
                 "cluster-with-csm".to_string(),
             )]
             .into(),
-            [(pod, "cluster-with-istio".to_string())].into(),
-        );
+            pods: [(pod, "cluster-with-istio".to_string())].into(),
+            ..Default::default()
+        };
         assert_eq!(id.identify(&page(&[], &gke)).unwrap(), "cluster-with-csm");
         assert_eq!(
             id.identify(&page(&[], &kind)).unwrap(),

@@ -38,6 +38,22 @@ fn gcloud(env: &[(String, String)], kubeconfig: &Path, args: &[&str]) -> (i32, S
     )
 }
 
+/// [`gcloud`] on a blocking thread, so the stand-in keeps answering on the runtime meanwhile.
+async fn gcloud_off_runtime(
+    env: &[(String, String)],
+    kubeconfig: &Path,
+    args: &[&str],
+) -> (i32, String) {
+    let (env, kubeconfig) = (env.to_vec(), kubeconfig.to_path_buf());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        gcloud(&env, &kubeconfig, &args)
+    })
+    .await
+    .unwrap()
+}
+
 #[test]
 fn gcloud_creates_a_kwok_cluster_and_the_auth_plugin_reaches_it() {
     meshmig::netns::run_test_in_own_namespace(
@@ -92,28 +108,22 @@ fn gcloud_creates_a_kwok_cluster_and_the_auth_plugin_reaches_it() {
                 std::env::set_var(k, v);
             }
             let kubeconfig = dir.path().join("kubeconfig");
-            let (code, out) = tokio::task::spawn_blocking({
-                let (env, kc) = (env.clone(), kubeconfig.clone());
-                move || {
-                    gcloud(
-                        &env,
-                        &kc,
-                        &[
-                            "container",
-                            "clusters",
-                            "create",
-                            "cluster-with-csm-r1",
-                            "--zone=us-central1-a",
-                            "--project=demo",
-                            "--workload-pool",
-                            "demo.svc.id.goog",
-                            "--labels=meshmig-run=r1",
-                        ],
-                    )
-                }
-            })
-            .await
-            .unwrap();
+            let (code, out) = gcloud_off_runtime(
+                &env,
+                &kubeconfig,
+                &[
+                    "container",
+                    "clusters",
+                    "create",
+                    "cluster-with-csm-r1",
+                    "--zone=us-central1-a",
+                    "--project=demo",
+                    "--workload-pool",
+                    "demo.svc.id.goog",
+                    "--labels=meshmig-run=r1",
+                ],
+            )
+            .await;
             assert_eq!(code, 0, "{out}");
             assert!(
                 out.contains("kubeconfig entry generated for cluster-with-csm-r1."),
@@ -140,26 +150,20 @@ fn gcloud_creates_a_kwok_cluster_and_the_auth_plugin_reaches_it() {
                 .collect();
             assert!(ns.iter().any(|n| n == "kube-system"), "{ns:?}");
 
-            let (code, out) = tokio::task::spawn_blocking({
-                let (env, kc) = (env.clone(), kubeconfig.clone());
-                move || {
-                    gcloud(
-                        &env,
-                        &kc,
-                        &[
-                            "container",
-                            "clusters",
-                            "delete",
-                            "cluster-with-csm-r1",
-                            "--zone=us-central1-a",
-                            "--project=demo",
-                            "--quiet",
-                        ],
-                    )
-                }
-            })
-            .await
-            .unwrap();
+            let (code, out) = gcloud_off_runtime(
+                &env,
+                &kubeconfig,
+                &[
+                    "container",
+                    "clusters",
+                    "delete",
+                    "cluster-with-csm-r1",
+                    "--zone=us-central1-a",
+                    "--project=demo",
+                    "--quiet",
+                ],
+            )
+            .await;
             assert_eq!(code, 0, "{out}");
             assert!(clusters.names().await.is_empty());
             assert!(kube.list("Namespace", None).await.is_err());

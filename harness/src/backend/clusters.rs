@@ -424,6 +424,15 @@ async fn join(name: &str, h: &mut Creation) -> Result<Output, BackendError> {
 /// The revision of the managed-mesh stand-in.
 pub const MANAGED_REVISION: &str = "asm-managed";
 
+/// Whether `istio-system`'s Deployments include the managed control plane
+/// (`istiod-asm-managed`), Available: when the managed mesh stand-ins report ACTIVE.
+pub fn managed_control_plane_available(deployments: &[Value]) -> bool {
+    let name = format!("istiod-{MANAGED_REVISION}");
+    deployments
+        .iter()
+        .any(|d| d["metadata"]["name"] == name.as_str() && crate::manifest::deployment_available(d))
+}
+
 /// The istioctl arguments that install the managed-mesh stand-in into a cluster: revision
 /// asm-managed, no gateways, and tagged `default` so that `istio-injection=enabled` injects it
 /// too, as managed CSM documents its "default injection label" (Provision a managed Cloud
@@ -562,10 +571,7 @@ impl FleetStandIn {
                     .list(cluster, Some("istio-system"), "Deployment")
                     .await
                     .unwrap_or_default();
-                ds.iter().any(|d| {
-                    d["metadata"]["name"] == format!("istiod-{MANAGED_REVISION}").as_str()
-                        && crate::manifest::deployment_available(d)
-                })
+                managed_control_plane_available(&ds)
             };
             let since = ready.then(|| {
                 f.first_ready

@@ -405,12 +405,7 @@ fn create_membership(
     project: &str,
     location: &str,
 ) -> Result<Value, ApiError> {
-    let id = req
-        .query
-        .get("membershipId")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid_argument("membership_id must be set."))?
-        .clone();
+    let id = req.required_query("membershipId", "membership_id must be set.")?;
     let body: MembershipBody = req.json()?;
     let full = format!("projects/{project}/locations/{location}/memberships/{id}");
     let mut st = shared.lock();
@@ -522,12 +517,7 @@ fn create_feature(
     project: &str,
     location: &str,
 ) -> Result<Value, ApiError> {
-    let id = req
-        .query
-        .get("featureId")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid_argument("feature_id must be set."))?
-        .clone();
+    let id = req.required_query("featureId", "feature_id must be set.")?;
     let body: FeatureBody = req.json()?;
     let full = format!("projects/{project}/locations/{location}/features/{id}");
     let mut st = shared.lock();

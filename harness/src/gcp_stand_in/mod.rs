@@ -454,6 +454,15 @@ pub(crate) struct Req<'a> {
 }
 
 impl Req<'_> {
+    /// A query parameter that must be set and not empty, else Google's 400 with `message`.
+    pub fn required_query(&self, key: &str, message: &str) -> Result<String, ApiError> {
+        self.query
+            .get(key)
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .ok_or_else(|| ApiError::invalid_argument(message))
+    }
+
     /// The body parsed as `T`; a body that is not gives Google's 400.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
         let body: &[u8] = if self.body.is_empty() {

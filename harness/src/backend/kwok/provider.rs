@@ -116,14 +116,11 @@ impl KwokClusters {
             None => return false,
         };
         let Ok(kube) = kube else { return false };
-        let name = format!("istiod-{}", crate::backend::clusters::MANAGED_REVISION);
-        kube.list("Deployment", Some("istio-system"))
+        let deployments = kube
+            .list("Deployment", Some("istio-system"))
             .await
-            .unwrap_or_default()
-            .iter()
-            .any(|d| {
-                d["metadata"]["name"] == name.as_str() && crate::manifest::deployment_available(d)
-            })
+            .unwrap_or_default();
+        crate::backend::clusters::managed_control_plane_available(&deployments)
     }
 
     /// Stops every cluster still up (teardown after the stand-in, whatever gcloud did).
