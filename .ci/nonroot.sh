@@ -24,8 +24,10 @@ for line in sys.stdin:
         print(m["executable"])
 ' "$1"
 }
-conformance="$(cargo test --locked -p meshmig-conformance --test conformance --no-run --message-format=json | executable conformance)"
-meshmig="$(cargo build --locked --release -p meshmig --message-format=json | executable meshmig)"
+# The test build's binaries (the feature set .ci/run builds, so nothing is compiled again); the
+# meshmig binary may be given as the first argument.
+conformance="$(cargo test --workspace --locked --features meshmig/real --no-run --message-format=json | executable conformance)"
+meshmig="${1:-$(cargo build --locked -p meshmig --message-format=json | executable meshmig)}"
 
 # The checkout may sit where the user cannot read (under /root, say): the user runs copies of
 # the binaries, Envoy (pip may have put it under root's 0700 home), the scenarios and fixtures,

@@ -207,13 +207,20 @@ pub struct Built {
     pub build_seconds: f64,
 }
 
+/// The project's cache folder: `~/.cache/meshmig` (the tools, the Go caches `.ci/run` keeps, the
+/// fuzz corpora, and the Python environment `.ci/setup` makes where the system refuses user
+/// installs).
+pub fn cache_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache/meshmig")
+}
+
 /// The tools folder: `MESHMIG_TOOLS_DIR`, else `~/.cache/meshmig/tools`.
 pub fn default_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("MESHMIG_TOOLS_DIR") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache/meshmig/tools")
+    cache_dir().join("tools")
 }
 
 /// Where the tools of one set of versions are.

