@@ -259,7 +259,7 @@ impl PortShift {
     /// The deviation a check records when it requested `shifted` instead of `url`.
     pub fn deviation(&self, url: &str, shifted: &str) -> String {
         format!(
-            "requested {shifted} instead of the procedure's {url}: {} (ports below 1024 are served at port + {PORT_SHIFT}; see README, \"The two commands\")",
+            "requested {shifted} instead of the procedure's {url}: {} (ports below 1024 are served at port + {PORT_SHIFT}; see docs/commands.md, \"Before A1: preflight, and running without root\")",
             self.why
         )
     }

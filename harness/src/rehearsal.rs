@@ -13,7 +13,7 @@
 //!   the managed control plane (`istiod-asm-managed`) is installed on its cluster, and the
 //!   membership reports ACTIVE once that Deployment is Available, PROVISIONING until then.
 //!
-//! What a rehearsal proves and what it cannot: see the README ("GKE rehearsal").
+//! What a rehearsal proves and what it cannot: see docs/gke.md ("GKE rehearsal").
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -26,7 +26,7 @@ use meshmig::backend::kwok::pods::{router_bootstrap, GatewayPod, Sandbox};
 use super::Env;
 
 /// Differences between the emulated translation and istiod that are kept on purpose (each
-/// listed in the README with its reason): (case, what differs).
+/// listed in docs/backends.md with its reason): (case, what differs).
 const KEPT: &[(&str, &str)] = &[];
 
 fn parse(name: &str, yaml: &str) -> Vec<Object> {
