@@ -853,7 +853,7 @@ async fn demo(split: &str, abort_percent: f64, listen: SocketAddr) -> anyhow::Re
         eprintln!("meshmig: --listen must be an IPv4 address");
         return Ok(exit::INVALID_INPUT);
     };
-    let envoy = meshmig::backend::emulated::find_envoy()?;
+    let envoy = meshmig::tools::find_envoy()?;
     let d = meshmig::backend::emulated::demo::Demo::start(
         &envoy,
         ip,
@@ -971,7 +971,7 @@ fn doctor_kwok(tools: &meshmig::tools::Tools) -> i32 {
             }
         }
     }
-    match meshmig::backend::emulated::find_envoy() {
+    match meshmig::tools::find_envoy() {
         Ok(p) => println!("ok      envoy: {}", p.display()),
         Err(e) => {
             missing += 1;
@@ -995,7 +995,7 @@ fn doctor_kwok(tools: &meshmig::tools::Tools) -> i32 {
 /// What the kind backend needs: a reachable container engine, kind, kubectl, istioctl (or
 /// network access to fetch it), cloud-provider-kind.
 fn doctor_kind() -> i32 {
-    use meshmig::backend::exec::on_path;
+    use meshmig::tools::on_path;
     let mut missing = 0;
     match std::process::Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
@@ -1054,8 +1054,9 @@ fn doctor_kind() -> i32 {
 /// What the GKE backend needs: gcloud with an active account, the project, its APIs, kubectl and
 /// istioctl. Accounts and credentials are checked, never printed.
 async fn doctor_gke(project: Option<String>) -> i32 {
-    use meshmig::backend::exec::{on_path, Cmd, Exec, Process};
+    use meshmig::backend::exec::{Cmd, Exec, Process};
     use meshmig::backend::gke::{Commands, GkeConfig};
+    use meshmig::tools::on_path;
     let mut missing = 0;
     for (tool, install) in [
         ("gcloud", "https://cloud.google.com/sdk/docs/install (or apt-get install google-cloud-cli from Google's apt repository)"),
@@ -1168,7 +1169,7 @@ async fn doctor_gke(project: Option<String>) -> i32 {
 
 fn doctor() -> i32 {
     let mut missing = 0;
-    match meshmig::backend::emulated::find_envoy() {
+    match meshmig::tools::find_envoy() {
         Ok(p) => {
             let v = std::process::Command::new(&p).arg("--version").output();
             match v {

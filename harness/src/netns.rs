@@ -161,7 +161,7 @@ pub fn reexec_command(program: &std::path::Path, args: &[&str]) -> Command {
 /// Whether a namespace can be made here: runs `ip link set lo up` in a fresh one (through
 /// `unshare`), and says how.
 pub fn probe() -> Result<String, NetnsError> {
-    let ip_path = crate::backend::exec::on_path("ip").ok_or_else(|| NetnsError::Ip {
+    let ip_path = crate::tools::on_path("ip").ok_or_else(|| NetnsError::Ip {
         args: "link set lo up".into(),
         message: "ip was not found (install iproute2: apt-get install iproute2)".into(),
     })?;

@@ -20,14 +20,13 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+
+use crate::backend::kwok::KWOK_BINARIES;
+use crate::backend::ports::{set_shift_reason, PORT_SHIFT};
 
 /// Set to `1` to never make a user namespace for the emulated backend (the run then uses
 /// shifted ports when it may not bind port 80).
 pub const NO_USERNS_ENV: &str = "MESHMIG_NO_USERNS";
-
-/// What is added to a port below 1024 when such ports cannot be bound (80 → 10080).
-pub const PORT_SHIFT: u16 = 10_000;
 
 /// An address the probes bind port 80 on (an emulated run's range is `127.64–250.x.y`; this is
 /// outside it).
@@ -109,12 +108,7 @@ impl Probe for Host {
     }
     fn envoy(&self) -> Result<PathBuf, String> {
         // The fix is in [`PreflightError::NoEnvoy`]'s message; the search's error carries it too.
-        crate::backend::emulated::find_envoy().map_err(|e| match e {
-            crate::backend::BackendError::MissingTool { tool, .. } => {
-                format!("{tool} was not found")
-            }
-            e => crate::error_chain(&e),
-        })
+        crate::tools::find_envoy().map_err(|e| format!("{} was not found", e.tool))
     }
     fn no_userns(&self) -> bool {
         std::env::var_os(NO_USERNS_ENV).is_some_and(|v| v == "1")
@@ -186,17 +180,6 @@ pub fn listening(probe: &dyn Probe) -> Result<Listening, PreflightError> {
     })
 }
 
-/// The kwok backend's binaries, as `meshmig tools install` builds them.
-pub const KWOK_BINARIES: [&str; 7] = [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kwok",
-    "istioctl",
-    "pilot-discovery",
-];
-
 /// Checks what the kwok backend needs: Envoy, every real component built, and a network
 /// namespace (it has no fallback: its API servers and gateways live in one).
 pub fn kwok(
@@ -217,65 +200,6 @@ pub fn kwok(
             fix: USERNS_FIX.into(),
         })?;
     Ok(())
-}
-
-/// Ports below 1024 moved up by [`PORT_SHIFT`] because they cannot be bound, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortShift {
-    /// Why (for the report).
-    pub why: String,
-}
-
-impl PortShift {
-    /// The port actually bound for `port`.
-    pub fn port(&self, port: u16) -> u16 {
-        if port < 1024 {
-            port + PORT_SHIFT
-        } else {
-            port
-        }
-    }
-
-    /// `addr` with its port shifted.
-    pub fn addr(&self, addr: SocketAddr) -> SocketAddr {
-        SocketAddr::new(addr.ip(), self.port(addr.port()))
-    }
-
-    /// `url` with its (explicit or default) port shifted, and whether it changed.
-    pub fn url(&self, url: &str) -> (String, bool) {
-        let Ok(mut u) = reqwest::Url::parse(url) else {
-            return (url.to_string(), false);
-        };
-        let Some(port) = u.port_or_known_default() else {
-            return (url.to_string(), false);
-        };
-        let shifted = self.port(port);
-        if shifted == port || u.set_port(Some(shifted)).is_err() {
-            return (url.to_string(), false);
-        }
-        (u.to_string(), true)
-    }
-
-    /// The deviation a check records when it requested `shifted` instead of `url`.
-    pub fn deviation(&self, url: &str, shifted: &str) -> String {
-        format!(
-            "requested {shifted} instead of the procedure's {url}: {} (ports below 1024 are served at port + {PORT_SHIFT}; see docs/commands.md, \"Before A1: preflight, and running without root\")",
-            self.why
-        )
-    }
-}
-
-static FALLBACK_WHY: OnceLock<String> = OnceLock::new();
-
-/// Records why this process uses shifted ports (set by `meshmig run` after [`emulated`]), for
-/// the emulated backend's report.
-pub fn set_shift_reason(why: String) {
-    let _ = FALLBACK_WHY.set(why);
-}
-
-/// Why ports are shifted, when [`set_shift_reason`] recorded it.
-pub fn shift_reason() -> Option<&'static str> {
-    FALLBACK_WHY.get().map(String::as_str)
 }
 
 /// Prepares this (still single-threaded) process for emulated runs: checks the preconditions,
@@ -448,15 +372,5 @@ mod tests {
         probe.namespace = false;
         let e = kwok(&probe, &all_built).unwrap_err();
         assert!(e.to_string().contains("user.max_user_namespaces"), "{e}");
-    }
-
-    #[rstest]
-    #[case("http://127.80.0.1/", "http://127.80.0.1:10080/", true)]
-    #[case("http://www.example.com/", "http://www.example.com:10080/", true)]
-    #[case("http://127.80.0.1:8080/", "http://127.80.0.1:8080/", false)]
-    #[case("http://127.80.0.1:443/x", "http://127.80.0.1:10443/x", true)]
-    fn urls_follow_the_shift(#[case] url: &str, #[case] want: &str, #[case] changed: bool) {
-        let s = PortShift { why: "w".into() };
-        assert_eq!(s.url(url), (want.to_string(), changed));
     }
 }

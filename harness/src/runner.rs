@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::emulated::{find_envoy, Emulated, EmulatedOptions};
+use crate::backend::emulated::{Emulated, EmulatedOptions};
 use crate::backend::gke::{Gke, GkeConfig};
 use crate::backend::istioctl::IstioctlSource;
 use crate::backend::kind::{Kind, KindConfig};
@@ -13,6 +13,7 @@ use crate::backend::{Backend, BackendError};
 use crate::engine::{self, RunOptions, RunReport};
 use crate::manifest::ManifestSource;
 use crate::scenario::{self, Scenario, ScenarioError};
+use crate::tools::{find_envoy, MissingTool};
 
 /// Errors before a run starts.
 #[derive(Debug, thiserror::Error)]
@@ -172,10 +173,12 @@ impl BackendOptions {
             .project
             .clone()
             .or_else(|| std::env::var("MESHMIG_GKE_PROJECT").ok())
-            .ok_or_else(|| BackendError::MissingTool {
-                doing: "choosing the Google Cloud project".into(),
-                tool: "a project".into(),
-                hint: "pass --project ID or set MESHMIG_GKE_PROJECT".into(),
+            .ok_or_else(|| {
+                BackendError::MissingTool(MissingTool {
+                    doing: "choosing the Google Cloud project".into(),
+                    tool: "a project".into(),
+                    hint: "pass --project ID or set MESHMIG_GKE_PROJECT".into(),
+                })
             })?;
         let mut cfg = GkeConfig::new(&project);
         cfg.zone = self.zone.clone();
@@ -231,7 +234,9 @@ pub async fn start_backend_with(
     };
     match kind {
         BackendKind::Emulated => {
-            let envoy = find_envoy().map_err(backend_err)?;
+            let envoy = find_envoy()
+                .map_err(BackendError::from)
+                .map_err(backend_err)?;
             let b = Emulated::start(EmulatedOptions {
                 envoy,
                 domain: s.dns.domain.clone(),
@@ -246,19 +251,21 @@ pub async fn start_backend_with(
         }
         BackendKind::Kind => {
             for tool in ["docker", "kind", "kubectl"] {
-                if crate::backend::exec::on_path(tool).is_none() {
-                    return Err(backend_err(BackendError::MissingTool {
+                if crate::tools::on_path(tool).is_none() {
+                    return Err(backend_err(BackendError::MissingTool(MissingTool {
                         doing: "starting the kind backend".into(),
                         tool: tool.into(),
                         hint: "see `meshmig doctor --backend kind`".into(),
-                    }));
+                    })));
                 }
             }
             let cfg = opts.kind(&s.path).await.map_err(backend_err)?;
             Ok(Arc::new(Kind::start(cfg, s).await.map_err(backend_err)?))
         }
         BackendKind::Kwok => {
-            let envoy = find_envoy().map_err(backend_err)?;
+            let envoy = find_envoy()
+                .map_err(BackendError::from)
+                .map_err(backend_err)?;
             let cfg = crate::backend::kwok::backend::KwokConfig {
                 tools: crate::tools::Tools::from_env(),
                 envoy,
@@ -289,19 +296,21 @@ pub async fn start_backend_with(
                 &["gcloud", "kubectl", "istioctl"]
             };
             for tool in needed.iter().copied() {
-                if crate::backend::exec::on_path(tool).is_none() {
-                    return Err(backend_err(BackendError::MissingTool {
+                if crate::tools::on_path(tool).is_none() {
+                    return Err(backend_err(BackendError::MissingTool(MissingTool {
                         doing: "starting the gke backend".into(),
                         tool: tool.into(),
                         hint: "see `meshmig doctor --backend gke`".into(),
-                    }));
+                    })));
                 }
             }
             let Some(prepared) = &opts.rehearsal else {
                 return Ok(Arc::new(Gke::start(cfg, s).await.map_err(backend_err)?));
             };
             let tools = crate::tools::Tools::from_env();
-            let envoy = find_envoy().map_err(backend_err)?;
+            let envoy = find_envoy()
+                .map_err(BackendError::from)
+                .map_err(backend_err)?;
             if opts.istio_version.is_none() {
                 cfg.istioctl = tools
                     .binary("istioctl")

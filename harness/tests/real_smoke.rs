@@ -183,7 +183,7 @@ fn name_of(pod: &Value) -> String {
 /// Brings the environment up: cluster, Istio, istiod, gateway Envoy, frontend.
 pub async fn up() -> Env {
     let tools = Tools::from_env();
-    let envoy = meshmig::backend::emulated::find_envoy().expect("envoy");
+    let envoy = meshmig::tools::find_envoy().expect("envoy");
     let upstream = meshmig::testdata::shared("upstream");
     let dir = tempfile::Builder::new()
         .prefix("meshmig-smoke-")

@@ -120,15 +120,6 @@ impl Exec for Process {
     }
 }
 
-/// Whether `program` is on PATH.
-pub fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|ps| {
-        std::env::split_paths(&ps)
-            .map(|d| d.join(program))
-            .find(|p| p.is_file())
-    })
-}
-
 /// The long-running child processes of one run (Envoys), so that teardown can make sure every
 /// one has exited, including those whose handle was dropped unwaited: a step aborted by Ctrl-C
 /// while it started one (`kill_on_drop` sends SIGKILL, but nobody waits for the exit).

@@ -29,6 +29,7 @@ use super::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, Teardown
 use crate::dns::DnsServer;
 use crate::manifest::Object;
 use crate::scenario::{Action, ClusterSpec, Scenario};
+use crate::tools::MissingTool;
 
 /// The Compute Engine resources GKE makes for a LoadBalancer Service (as `gcloud compute KIND
 /// list` names them): what the leak inventory lists after teardown.
@@ -849,13 +850,13 @@ impl Gke {
         let exec: Arc<dyn Exec> = Arc::new(Process {
             env: [("KUBECONFIG".to_string(), kubeconfig.clone())].into(),
         });
-        if super::exec::on_path("gke-gcloud-auth-plugin").is_none() {
-            return Err(BackendError::MissingTool {
+        if crate::tools::on_path("gke-gcloud-auth-plugin").is_none() {
+            return Err(BackendError::MissingTool(MissingTool {
                 doing: "reaching GKE clusters (kubectl and the harness authenticate through it)"
                     .into(),
                 tool: "gke-gcloud-auth-plugin".into(),
                 hint: "gcloud components install gke-gcloud-auth-plugin, or apt-get install google-cloud-cli-gke-gcloud-auth-plugin".into(),
-            });
+            }));
         }
         check_credentials(exec.as_ref()).await?;
         Self::with_exec(cfg, s, exec, scratch).await

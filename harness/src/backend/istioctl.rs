@@ -175,7 +175,7 @@ pub fn unpack(archive: &[u8], dir: &Path) -> Result<PathBuf, IstioctlError> {
 /// The istioctl to run: from the cache (fetching it once), or from PATH.
 pub async fn resolve(source: &IstioctlSource) -> Result<PathBuf, IstioctlError> {
     match source {
-        IstioctlSource::Path => super::exec::on_path("istioctl").ok_or(IstioctlError::NotFound),
+        IstioctlSource::Path => crate::tools::on_path("istioctl").ok_or(IstioctlError::NotFound),
         IstioctlSource::Version(v) => {
             let dir = cache_dir().join(format!("istio-{v}"));
             let cached = dir.join("istioctl");

@@ -12,6 +12,7 @@ pub mod istioctl;
 pub mod kind;
 pub mod kube;
 pub mod kwok;
+pub mod ports;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -47,15 +48,8 @@ pub enum BackendError {
         message: String,
     },
     /// A tool the backend needs is missing.
-    #[error("{doing}: {tool} was not found ({hint})")]
-    MissingTool {
-        /// What was being done.
-        doing: String,
-        /// The tool.
-        tool: String,
-        /// How to install it.
-        hint: String,
-    },
+    #[error(transparent)]
+    MissingTool(#[from] crate::tools::MissingTool),
 }
 
 impl BackendError {
@@ -397,7 +391,7 @@ pub trait Backend: Send + Sync {
     /// Ports below 1024 this backend serves elsewhere because it may not bind them (the
     /// emulated backend run by an ordinary user with no user namespace): checks request the
     /// shifted port and record the change as a deviation.
-    fn port_shift(&self) -> Option<crate::preflight::PortShift> {
+    fn port_shift(&self) -> Option<ports::PortShift> {
         None
     }
     /// Real cluster names that differ from the procedure's (what a footer prints) → the

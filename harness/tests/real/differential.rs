@@ -439,7 +439,7 @@ async fn e2(env: &Env, frontend: &[Object]) -> (&'static str, String) {
         &meshmig::tools::Tools::from_env().versions.istio,
         std::net::SocketAddr::new(env.istiod.ip.into(), 15010),
     );
-    let envoy = meshmig::backend::emulated::find_envoy().unwrap();
+    let envoy = meshmig::tools::find_envoy().unwrap();
     let mut gateway = GatewayPod::start(sandbox, &envoy, &boot, &env.dir.path().join("asm-gw"))
         .await
         .unwrap();

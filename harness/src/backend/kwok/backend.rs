@@ -88,10 +88,7 @@ impl Kwok {
                 "the process is not in a network namespace of its own (meshmig run enters one before anything starts)",
             ));
         }
-        for b in crate::preflight::KWOK_BINARIES
-            .into_iter()
-            .chain(["kubectl"])
-        {
+        for b in super::KWOK_BINARIES.into_iter().chain(["kubectl"]) {
             cfg.tools
                 .binary(b)
                 .map_err(|e| infra("finding the real components", crate::error_chain(&e)))?;

@@ -16,3 +16,14 @@ pub mod pods;
 pub mod proc;
 pub mod provider;
 pub mod stand_ins;
+
+/// The kwok backend's binaries, as `meshmig tools install` builds them.
+pub const KWOK_BINARIES: [&str; 7] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "istioctl",
+    "pilot-discovery",
+];

@@ -109,8 +109,7 @@ impl Sandbox {
             pod: pod.into(),
             source,
         };
-        let unshare =
-            crate::backend::exec::on_path("unshare").unwrap_or_else(|| PathBuf::from("unshare"));
+        let unshare = crate::tools::on_path("unshare").unwrap_or_else(|| PathBuf::from("unshare"));
         let holder = Proc::start(
             "sandbox",
             &unshare,
@@ -329,8 +328,7 @@ impl GatewayPod {
             "--drain-time-s".into(),
             "1".into(),
         ]);
-        let nsenter =
-            crate::backend::exec::on_path("nsenter").unwrap_or_else(|| PathBuf::from("nsenter"));
+        let nsenter = crate::tools::on_path("nsenter").unwrap_or_else(|| PathBuf::from("nsenter"));
         let proc = Proc::start("envoy", &nsenter, &args, &[], None, dir).map_err(|source| {
             PodError::Proc {
                 pod: pod.clone(),
