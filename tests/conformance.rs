@@ -28,7 +28,8 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use meshmig::backend::Backend;
-use meshmig::engine::{self, Outcome, RunOptions};
+use meshmig::engine::{self, RunOptions};
+use meshmig::outcome::Outcome;
 use meshmig::runner::{self, BackendKind, BackendOptions};
 use meshmig::scenario::ExpectedOutcome;
 

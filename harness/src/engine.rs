@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use crate::backend::{Backend, BackendError, FleetOp, Output, TeardownReport};
-use crate::checks::{self, CheckResult, Ctx};
-use crate::report::Printer;
+use crate::backend::{Backend, BackendError, FleetOp, Output};
+use crate::checks::{self, Ctx};
+use crate::outcome::{NotRun, Outcome, RunObserver, RunReport, StepReport, StepStatus};
 use crate::sampler::Pace;
 use crate::scenario::{substitute, Action, Scenario, Step};
 use crate::stats::SplitParams;
@@ -37,146 +35,8 @@ pub struct RunOptions {
     pub params: SplitParams,
     /// Sampling pace (concurrency, rate limit).
     pub pace: Pace,
-    /// Print steps as they finish, with progress bars.
-    pub print: bool,
-}
-
-/// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StepStatus {
-    /// Its action and checks passed.
-    Passed,
-    /// Its action failed as the procedure's tool fails, or a check did not hold.
-    Failed,
-    /// The harness could not carry it out.
-    Error,
-}
-
-impl StepStatus {
-    /// The mark reports print before the step (`PASS`, `FAIL`, `ERROR`).
-    pub fn mark(self) -> &'static str {
-        match self {
-            StepStatus::Passed => "PASS",
-            StepStatus::Failed => "FAIL",
-            StepStatus::Error => "ERROR",
-        }
-    }
-}
-
-/// A step's record.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepReport {
-    /// Step id.
-    pub id: String,
-    /// Title.
-    pub title: String,
-    /// Outcome.
-    pub status: StepStatus,
-    /// Seconds taken.
-    pub seconds: f64,
-    /// Faults the scenario injected at the step's start: what was done, and to what.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub injected: Vec<Output>,
-    /// The command run, and what it printed.
-    pub output: Option<Output>,
-    /// The action's error, if it failed.
-    pub error: Option<String>,
-    /// The checks.
-    pub checks: Vec<CheckResult>,
-}
-
-impl StepReport {
-    /// The failure's summary: the action error and the failed checks' messages.
-    pub fn failure(&self) -> String {
-        let mut parts: Vec<String> = self.error.iter().cloned().collect();
-        parts.extend(self.checks.iter().filter(|c| !c.ok).map(|c| c.message()));
-        parts.join("\n")
-    }
-}
-
-/// How the run ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Every step passed.
-    Passed,
-    /// A step's assertion failed.
-    AssertionFailed {
-        /// The step.
-        step: String,
-    },
-    /// The harness could not carry a step out.
-    Infrastructure {
-        /// The step.
-        step: String,
-        /// Why.
-        message: String,
-    },
-    /// Ctrl-C or SIGTERM.
-    Interrupted,
-    /// The harness panicked.
-    Panicked {
-        /// The panic message.
-        message: String,
-    },
-}
-
-impl Outcome {
-    /// The run's verdict, as the reports' last line begins (`PASSED`, `FAILED at step F3`…).
-    pub fn verdict(&self) -> String {
-        match self {
-            Outcome::Passed => "PASSED".to_string(),
-            Outcome::AssertionFailed { step } => format!("FAILED at step {step}"),
-            Outcome::Infrastructure { step, message } => {
-                format!("INFRASTRUCTURE FAILURE at step {step}: {message}")
-            }
-            Outcome::Interrupted => "INTERRUPTED".to_string(),
-            Outcome::Panicked { message } => format!("HARNESS PANIC: {message}"),
-        }
-    }
-
-    /// The process exit code: 0 pass, 1 assertion failed, 3 infrastructure failure.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Outcome::Passed => 0,
-            Outcome::AssertionFailed { .. } => 1,
-            Outcome::Infrastructure { .. } | Outcome::Interrupted | Outcome::Panicked { .. } => 3,
-        }
-    }
-}
-
-/// The record of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    /// Scenario name.
-    pub scenario: String,
-    /// Backend name.
-    pub backend: String,
-    /// Steps run.
-    pub steps: Vec<StepReport>,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// What teardown did.
-    pub teardown: TeardownReport,
-    /// Seconds in all.
-    pub seconds: f64,
-    /// How fast DNS time ran (`dns.ttl_scale`: 0.02 holds a 300 s TTL for 6 s; 1 is real time).
-    pub dns_ttl_scale: f64,
-    /// The continuous load's record, when the scenario has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub continuous_load: Option<crate::load::LoadReport>,
-    /// The scenario's steps that did not run because the run stopped before them, in order.
-    pub not_run: Vec<NotRun>,
-}
-
-/// A scenario step the run never reached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NotRun {
-    /// Step id.
-    pub id: String,
-    /// Title.
-    pub title: String,
+    /// Draw progress bars while split checks sample (for a terminal).
+    pub progress: bool,
 }
 
 /// The id under which a continuous load beyond its error budget fails a run.
@@ -192,7 +52,7 @@ struct Shared {
     scenario: Arc<Scenario>,
     backend: Arc<dyn Backend>,
     opts: RunOptions,
-    printer: Printer,
+    observer: Arc<dyn RunObserver>,
     reports: Mutex<Vec<StepReport>>,
     /// The users' resolver, for the whole run (split checks through the domain, DNS waits).
     clients: Arc<crate::dns::ClientResolver>,
@@ -253,19 +113,29 @@ impl Shared {
 }
 
 /// Runs a scenario and tears down; never returns without having called the backend's teardown.
+/// Nobody watches: see [`run_observed`].
 pub async fn run(
     scenario: Arc<Scenario>,
     backend: Arc<dyn Backend>,
     opts: RunOptions,
 ) -> RunReport {
+    run_observed(scenario, backend, opts, Arc::new(())).await
+}
+
+/// As [`run`], telling `observer` what happens as it happens (see [`RunObserver`]).
+pub async fn run_observed(
+    scenario: Arc<Scenario>,
+    backend: Arc<dyn Backend>,
+    opts: RunOptions,
+    observer: Arc<dyn RunObserver>,
+) -> RunReport {
     let started = Instant::now();
-    let printer = Printer::new(opts.print);
-    printer.header(&scenario, backend.name());
+    observer.run_started(&scenario, backend.name());
     let shared = Arc::new(Shared {
         scenario: scenario.clone(),
         backend: backend.clone(),
         opts: opts.clone(),
-        printer,
+        observer,
         reports: Mutex::new(Vec::new()),
         clients: Arc::new(crate::dns::ClientResolver::new(
             backend.dns_server(),
@@ -305,7 +175,7 @@ pub async fn run(
     if let Some(l) = &continuous_load {
         let failed = !l.ok && outcome == Outcome::Passed;
         let report = load_step(l, failed);
-        shared.printer.step(&report);
+        shared.observer.step_finished(&report);
         Shared::lock(&shared.reports).push(report);
         if failed {
             outcome = Outcome::AssertionFailed {
@@ -313,7 +183,7 @@ pub async fn run(
             };
         }
     }
-    shared.printer.teardown_start(opts.keep);
+    shared.observer.teardown_started(opts.keep);
     let teardown = backend.teardown(opts.keep).await;
     let steps = shared
         .reports
@@ -340,7 +210,7 @@ pub async fn run(
         dns_ttl_scale: scenario.dns.ttl_scale,
         continuous_load,
     };
-    shared.printer.footer(&report);
+    shared.observer.run_finished(&report);
     report
 }
 
@@ -371,7 +241,7 @@ async fn execute(shared: Arc<Shared>) -> Outcome {
         let mut stop = None;
         for (report, effects) in results {
             vars.extend(effects.vars);
-            shared.printer.step(&report);
+            shared.observer.step_finished(&report);
             let status = report.status;
             let id = report.id.clone();
             let message = report.failure();
@@ -406,6 +276,7 @@ async fn run_step(
     step: &Step,
     vars: &BTreeMap<String, String>,
 ) -> (StepReport, Effects) {
+    shared.observer.step_started(step);
     let started = Instant::now();
     let mut effects = Effects::default();
     let mut report = StepReport {
@@ -475,7 +346,7 @@ async fn run_step(
             output: report.output.as_ref(),
             params: &shared.opts.params,
             pace: shared.opts.pace,
-            progress: shared.opts.print,
+            progress: shared.opts.progress,
             clients: &shared.clients,
         };
         for c in &step.check {

@@ -19,6 +19,7 @@ pub mod istio;
 pub mod load;
 pub mod manifest;
 pub mod netns;
+pub mod outcome;
 pub mod plan;
 pub mod preflight;
 pub mod redact;

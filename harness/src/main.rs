@@ -462,7 +462,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
                 keep,
                 params: split.params(),
                 pace: split.pace(),
-                print: true,
+                progress: true,
             };
             match runner::run_file(
                 &scenario,
@@ -470,6 +470,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<i32> {
                 backend,
                 &cloud.options(),
                 opts,
+                std::sync::Arc::new(report::Printer::new(true)),
             )
             .await
             {

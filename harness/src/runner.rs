@@ -10,8 +10,9 @@ use crate::backend::gke::{Gke, GkeConfig};
 use crate::backend::istioctl::IstioctlSource;
 use crate::backend::kind::{Kind, KindConfig};
 use crate::backend::{Backend, BackendError};
-use crate::engine::{self, RunOptions, RunReport};
+use crate::engine::{self, RunOptions};
 use crate::manifest::ManifestSource;
+use crate::outcome::{RunObserver, RunReport};
 use crate::scenario::{self, Scenario, ScenarioError};
 use crate::tools::{find_envoy, MissingTool};
 
@@ -344,13 +345,14 @@ pub async fn start_backend_with(
     }
 }
 
-/// Loads, starts, runs and tears down.
+/// Loads, starts, runs and tears down, telling `observer` how the run goes.
 pub async fn run_file(
     path: &Path,
     manifests: Option<&Path>,
     kind: BackendKind,
     backend_opts: &BackendOptions,
     opts: RunOptions,
+    observer: Arc<dyn RunObserver>,
 ) -> Result<RunReport, RunnerError> {
     let mut s = load(path, manifests)?;
     if let Some(d) = &backend_opts.domain {
@@ -359,7 +361,7 @@ pub async fn run_file(
     kind.check_faults(&s)?;
     let s = Arc::new(s);
     let backend = start_backend_with(kind, &s, backend_opts).await?;
-    Ok(engine::run(s, backend, opts).await)
+    Ok(engine::run_observed(s, backend, opts, observer).await)
 }
 
 #[cfg(test)]

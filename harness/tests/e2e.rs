@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use meshmig::backend::Backend;
-use meshmig::engine::{self, Outcome, RunOptions};
+use meshmig::engine::{self, RunOptions};
+use meshmig::outcome::Outcome;
 use meshmig::runner::{self, BackendKind};
 
 fn project() -> PathBuf {

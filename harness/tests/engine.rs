@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use meshmig::backend::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
-use meshmig::engine::{self, Outcome, RunOptions, StepStatus};
+use meshmig::engine::{self, RunOptions};
 use meshmig::manifest::{ManifestSource, Object};
+use meshmig::outcome::{NotRun, Outcome, RunReport, StepStatus};
 use meshmig::scenario::ClusterSpec;
 use serde_json::Value;
 
@@ -126,7 +127,7 @@ impl Backend for Scripted {
 
 const HEAD: &str = "clusters:\n  - name: a\n  - name: b\ndns:\n  domain: example.com\nsteps:\n";
 
-async fn run(steps: &str) -> (engine::RunReport, Arc<Scripted>, Duration) {
+async fn run(steps: &str) -> (RunReport, Arc<Scripted>, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.yaml");
     std::fs::write(&path, format!("{HEAD}{steps}")).unwrap();
@@ -168,7 +169,7 @@ async fn the_first_failed_check_stops_the_run_and_teardown_follows() {
     assert_eq!(r.steps.len(), 1);
     assert_eq!(
         r.not_run,
-        [engine::NotRun {
+        [NotRun {
             id: "A2".into(),
             title: "never".into()
         }]

@@ -1070,7 +1070,7 @@ async fn credentials_appear_in_no_report_or_error() {
         s,
         b,
         meshmig::engine::RunOptions {
-            print: false,
+            progress: false,
             ..Default::default()
         },
     )

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use meshmig::backend::{Output, TeardownReport};
 use meshmig::checks::CheckResult;
-use meshmig::engine::{NotRun, Outcome, RunReport, StepReport, StepStatus};
+use meshmig::outcome::{NotRun, Outcome, RunReport, StepReport, StepStatus};
 use serde_json::{json, Value};
 
 fn project() -> PathBuf {

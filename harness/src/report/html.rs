@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use quick_xml::escape::escape;
 
 use crate::checks::CheckResult;
-use crate::engine::{RunReport, StepReport, StepStatus};
+use crate::outcome::{RunReport, StepReport, StepStatus};
 use crate::stats::SplitTrace;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:72em;color:#222}\

@@ -2,7 +2,7 @@
 //! `schema/report.schema.json` (draft 2020-12); `harness/tests/report_formats.rs` validates real
 //! runs against it.
 
-use crate::engine::RunReport;
+use crate::outcome::RunReport;
 
 /// The report as pretty-printed JSON, scrubbed of credentials.
 pub fn render(r: &RunReport) -> String {

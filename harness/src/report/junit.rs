@@ -11,7 +11,7 @@ use std::io;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use quick_xml::Writer;
 
-use crate::engine::{Outcome, RunReport, StepReport, StepStatus};
+use crate::outcome::{Outcome, RunReport, StepReport, StepStatus};
 
 /// Errors rendering JUnit XML.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ pub mod junit;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::engine::{RunReport, StepReport, StepStatus};
+use crate::outcome::{RunObserver, RunReport, StepReport, StepStatus};
 use crate::scenario::Scenario;
 
 /// Errors writing a report.
@@ -33,7 +33,7 @@ pub enum ReportError {
     },
 }
 
-/// Prints a run as it goes (or stays silent).
+/// Prints a run on stdout as it goes (or stays silent); a [`RunObserver`] for a terminal.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
     on: bool,
@@ -58,9 +58,11 @@ impl Printer {
             let _ = writeln!(o, "{s}");
         }
     }
+}
 
+impl RunObserver for Printer {
     /// The run's first lines.
-    pub fn header(&self, s: &Scenario, backend: &str) {
+    fn run_started(&self, s: &Scenario, backend: &str) {
         self.out(&format!(
             "meshmig: scenario {} ({}) on backend {backend}{}",
             s.name,
@@ -78,12 +80,12 @@ impl Printer {
     }
 
     /// A finished step.
-    pub fn step(&self, r: &StepReport) {
+    fn step_finished(&self, r: &StepReport) {
         self.out(&render_step(r));
     }
 
     /// Teardown begins.
-    pub fn teardown_start(&self, keep: bool) {
+    fn teardown_started(&self, keep: bool) {
         self.out(if keep {
             "teardown: --keep, leaving the run's resources"
         } else {
@@ -92,7 +94,7 @@ impl Printer {
     }
 
     /// The run's last lines.
-    pub fn footer(&self, r: &RunReport) {
+    fn run_finished(&self, r: &RunReport) {
         self.out(&render_end(r));
     }
 }
