@@ -466,7 +466,7 @@ async fn act(
                 .step_locations
                 .get(&step.id)
                 .cloned()
-                .unwrap_or(crate::scenario::Location {
+                .unwrap_or(crate::yaml::Location {
                     file: s.path.clone(),
                     line: 1,
                     column: 1,

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::istio::{Gateway, ServiceEntry, VirtualService};
-use crate::scenario::Location;
+use crate::yaml::Location;
 
 /// Errors met while reading manifests.
 #[derive(Debug, thiserror::Error)]
@@ -142,13 +143,22 @@ pub fn deployment_available(d: &Value) -> bool {
     })
 }
 
+/// One object's edit (`kubectl patch --type=json`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectPatch {
+    /// The object's kind.
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// RFC 6902 operations (`op`, `path`, `value`).
+    pub ops: json_patch::Patch,
+}
+
 /// Applies each patch to the object of its kind and name (as `kubectl patch --type=json` would),
 /// keeping the objects' identity fields in step with their bodies. Fails, saying which, when no
 /// object matches or an operation does not apply.
-pub fn patch_objects(
-    objects: &mut [Object],
-    patches: &[crate::scenario::ObjectPatch],
-) -> Result<(), String> {
+pub fn patch_objects(objects: &mut [Object], patches: &[ObjectPatch]) -> Result<(), String> {
     for p in patches {
         let Some(o) = objects
             .iter_mut()

@@ -9,29 +9,12 @@
 //! binary exits 2 for it, before any cluster is created.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{self, ManifestSet, ManifestSource};
-
-/// Where in a file something is (1-based line and column).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Location {
-    /// The file.
-    pub file: PathBuf,
-    /// Line, counted from 1.
-    pub line: usize,
-    /// Column, counted from 1.
-    pub column: usize,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
-    }
-}
+use crate::manifest::{self, ManifestSet, ManifestSource, ObjectPatch};
+use crate::yaml::Location;
 
 /// Errors met while loading and validating a scenario.
 #[derive(Debug, thiserror::Error)]
@@ -499,18 +482,6 @@ pub struct Replacement {
     pub from: String,
     /// What replaces it (may use variables).
     pub to: String,
-}
-
-/// One object's edit (`kubectl patch --type=json`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ObjectPatch {
-    /// The object's kind.
-    pub kind: String,
-    /// The object's name.
-    pub name: String,
-    /// RFC 6902 operations (`op`, `path`, `value`).
-    pub ops: json_patch::Patch,
 }
 
 /// A Service in a cluster.

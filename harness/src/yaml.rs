@@ -1,11 +1,32 @@
 //! YAML in and out, through serde-saphyr (the YAML crate kube-rs itself uses; serde_yaml is no
 //! longer maintained): the limits every document the harness reads is held to, and an error's
-//! place and message apart, so callers report them as `file:line:column: message`.
+//! place and message apart, so callers report them as `file:line:column: message` (the place
+//! a [`Location`], which scenarios and manifests both use).
 //!
 //! Nothing here fails on its own: the functions return serde-saphyr's errors, which each caller
 //! wraps in its module's error with what it was reading.
 
+use std::fmt;
+use std::path::PathBuf;
+
 use serde::{de::DeserializeOwned, Serialize};
+
+/// Where in a file something is (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// The file.
+    pub file: PathBuf,
+    /// Line, counted from 1.
+    pub line: usize,
+    /// Column, counted from 1.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
 
 /// How deep a document may nest. Scenarios and manifests nest about ten levels (a Deployment's
 /// container ports); serde-saphyr's default (64) is kept, and nesting past it is an error with

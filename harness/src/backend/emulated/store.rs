@@ -609,7 +609,7 @@ pub fn namespace_object(name: &str, labels: &BTreeMap<String, String>) -> Value 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Location;
+    use crate::yaml::Location;
 
     fn obj(kind: &str, body: Value) -> Object {
         Object {
