@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::backend::{Backend, BackendError, Output};
 use crate::footer::{self, FooterState};
-use crate::identity::{Extractor, Identifier};
+use crate::identity::{Extractor, Identifier, Identify};
 use crate::manifest::string_map;
 use crate::sampler::{self, Pace, Target};
 use crate::scenario::{substitute, Check, Scenario};
@@ -197,7 +197,7 @@ pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
             let how = SplitHow {
                 via_domain: *via_domain,
                 error_budget: *error_budget,
-                identify: identify.as_deref(),
+                identify: identify.as_ref(),
                 names,
             };
             Ok(split(ctx, &url, expect, how)
@@ -1086,8 +1086,8 @@ pub struct SplitHow<'a> {
     pub via_domain: bool,
     /// Share of failed answers tolerated (None: the run's).
     pub error_budget: Option<f64>,
-    /// The identity extractor (None: the footer).
-    pub identify: Option<&'a str>,
+    /// The identity extractor, parsed when the scenario was read (None: the footer).
+    pub identify: Option<&'a Identify>,
     /// Values read → cluster names.
     pub names: &'a BTreeMap<String, String>,
 }
@@ -1095,11 +1095,13 @@ pub struct SplitHow<'a> {
 /// Who served an answer, as a split check reads it: the extractor, the scenario's names, and for
 /// the footer the backend's real cluster names and the run's pods.
 async fn identifier(ctx: &Ctx<'_>, how: &SplitHow<'_>) -> Result<Identifier, BackendError> {
-    let extractor: Extractor = how
-        .identify
-        .unwrap_or("footer")
-        .parse()
-        .map_err(|e| BackendError::infra("reading the split's identity extractor", e))?;
+    let extractor: Extractor = match how.identify {
+        None => Extractor::Footer,
+        Some(i) => i
+            .extractor()
+            .map_err(|e| BackendError::infra("reading the split's identity extractor", e))?
+            .clone(),
+    };
     let (mut names, pods) = match extractor {
         Extractor::Footer => (ctx.backend.real_cluster_names(), pod_map(ctx).await?),
         _ => (BTreeMap::new(), BTreeMap::new()),

@@ -18,9 +18,11 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use regex::Regex;
 use reqwest::header::{HeaderMap, HeaderName};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::footer::{self, FooterInfo, FooterState};
 
@@ -113,6 +115,55 @@ impl std::fmt::Display for Extractor {
             Self::BodyRegex(r) => write!(f, "regex:{}", r.as_str()),
             Self::UpstreamHost(h) => write!(f, "upstream-host:{h}"),
         }
+    }
+}
+
+/// A split check's `identify:` in a scenario: the text as written, and the extractor it names,
+/// parsed once, when the scenario is read. A text that names none is kept with its error, which
+/// loading reports at the step (as invalid input) and which a check run without loading fails on.
+#[derive(Debug, Clone)]
+pub struct Identify {
+    written: String,
+    parsed: Result<Extractor, Arc<IdentityError>>,
+}
+
+impl Identify {
+    /// Parses `written`; never fails (the error is kept, see [`Identify::extractor`]).
+    pub fn new(written: impl Into<String>) -> Self {
+        let written = written.into();
+        let parsed = written.parse().map_err(Arc::new);
+        Self { written, parsed }
+    }
+
+    /// The text as written.
+    pub fn as_str(&self) -> &str {
+        &self.written
+    }
+
+    /// The extractor, or why the text names none.
+    pub fn extractor(&self) -> Result<&Extractor, &IdentityError> {
+        self.parsed.as_ref().map_err(|e| e.as_ref())
+    }
+}
+
+/// Equal when written alike.
+impl PartialEq for Identify {
+    fn eq(&self, other: &Self) -> bool {
+        self.written == other.written
+    }
+}
+
+/// Written back as it was read.
+impl Serialize for Identify {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.written)
+    }
+}
+
+/// Read as a string, then parsed (see [`Identify::new`]).
+impl<'de> Deserialize<'de> for Identify {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
     }
 }
 
@@ -273,6 +324,21 @@ mod tests {
     fn bad_forms_are_refused(#[case] given: &str, #[case] says: &str) {
         let e = given.parse::<Extractor>().unwrap_err();
         assert!(e.to_string().contains(says), "{e}");
+    }
+
+    /// A scenario's `identify:` is parsed once, when read, and written back as it was written.
+    #[test]
+    fn identify_is_parsed_when_read_and_written_as_written() {
+        let i: Identify = serde_json::from_str(r#""upstream-host""#).unwrap();
+        assert_eq!(
+            i.extractor().unwrap().to_string(),
+            "upstream-host:x-upstream-host"
+        );
+        assert_eq!(serde_json::to_string(&i).unwrap(), r#""upstream-host""#);
+        let bad: Identify = serde_json::from_str(r#""regex:(unclosed""#).unwrap();
+        let e = bad.extractor().unwrap_err();
+        assert!(e.to_string().contains("compiling the pattern"), "{e}");
+        assert_eq!(bad.as_str(), "regex:(unclosed");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::Identify;
 use crate::manifest::{self, ManifestSet, ManifestSource, ObjectPatch};
 use crate::yaml::Location;
 
@@ -680,9 +681,9 @@ pub enum Check {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error_budget: Option<f64>,
         /// Who served an answer: `footer` (default), `header:NAME`, `regex:PATTERN`,
-        /// `upstream-host[:NAME]` (see [`crate::identity`]).
+        /// `upstream-host[:NAME]` (see [`crate::identity`]); parsed as the scenario is read.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        identify: Option<String>,
+        identify: Option<Identify>,
         /// Values the extractor reads → cluster names (e.g. an upstream address → its cluster).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         names: BTreeMap<String, String>,
@@ -1235,9 +1236,8 @@ fn validate(mut s: Scenario, source: &ManifestSource) -> Result<Scenario, Scenar
                     identify,
                     names,
                 } => {
-                    if let Some(e) = identify {
-                        e.parse::<crate::identity::Extractor>()
-                            .map_err(|e| fail(crate::error_chain(&e)))?;
+                    if let Some(Err(e)) = identify.as_ref().map(Identify::extractor) {
+                        return Err(fail(crate::error_chain(e)));
                     }
                     for c in names.values() {
                         clusters_named.push(c);
