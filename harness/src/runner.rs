@@ -143,6 +143,18 @@ pub struct BackendOptions {
     pub rehearsal: Option<crate::rehearsal::Prepared>,
 }
 
+/// The kind cluster configurations for a scenario: the nearest `kind-configs/` folder among the
+/// scenario's ancestors (`scenarios/canary-cluster.yaml` and `scenarios/mistakes/X.yaml` both
+/// find the project's `kind-configs/`), else `kind-configs` in the working folder.
+pub fn kind_configs_for(scenario: &Path) -> PathBuf {
+    scenario
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join("kind-configs"))
+        .find(|candidate| candidate.is_dir())
+        .unwrap_or_else(|| PathBuf::from("kind-configs"))
+}
+
 impl BackendOptions {
     /// The kind configuration these options give (istioctl resolved, fetched if pinned).
     pub async fn kind(&self, scenario: &Path) -> Result<KindConfig, BackendError> {
@@ -153,13 +165,10 @@ impl BackendOptions {
         let istioctl = crate::backend::istioctl::resolve(&source)
             .await
             .map_err(|e| BackendError::infra("finding istioctl", crate::error_chain(&e)))?;
-        let configs = self.kind_configs.clone().unwrap_or_else(|| {
-            scenario
-                .parent()
-                .and_then(Path::parent)
-                .map(|p| p.join("kind-configs"))
-                .unwrap_or_else(|| PathBuf::from("kind-configs"))
-        });
+        let configs = self
+            .kind_configs
+            .clone()
+            .unwrap_or_else(|| kind_configs_for(scenario));
         let mut cfg = KindConfig::new(&configs, &istioctl);
         cfg.metadata_image = self.metadata_image.clone();
         if let Some(r) = &self.run_id {
@@ -370,6 +379,25 @@ mod tests {
 
     fn faults_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/faults")
+    }
+
+    /// Issue 22: a scenario in a subfolder (`scenarios/mistakes/`, `scenarios/faults/`) finds the
+    /// project's kind-configs; taking the scenario's grandparent gave `scenarios/kind-configs`,
+    /// so kind stopped at A1 with "error reading file".
+    #[rstest::rstest]
+    #[case("scenarios/canary-cluster.yaml")]
+    #[case("scenarios/mistakes/weights-reversed.yaml")]
+    #[case("scenarios/faults/frontend-replica-503.yaml")]
+    fn every_scenario_finds_the_projects_kind_configs(#[case] scenario: &str) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let found = kind_configs_for(&root.join(scenario));
+        assert_eq!(
+            found.canonicalize().unwrap(),
+            root.join("kind-configs").canonicalize().unwrap(),
+            "{scenario} found {}",
+            found.display()
+        );
+        assert!(found.join("cluster-with-istio.yaml").is_file());
     }
 
     /// Issue 14: fault scenarios run where stand-ins can inject them, and are refused as invalid
