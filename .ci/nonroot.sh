@@ -2,7 +2,7 @@
 # The emulated backend as an ordinary user (README, "The two commands"): the conformance suite and
 # the main job run as a user this script creates (meshmigci), not as root. The binaries are built
 # as root (cargo's JSON messages say where); the user needs only to read the project, ../shared
-# and the binaries, and to run Envoy. Called by .ci/run with MESHMIG_ENVOY set; may run alone.
+# and the binaries, and to run Envoy. Called by .ci/run; may run alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,9 @@ for line in sys.stdin:
 # meshmig binary may be given as the first argument.
 conformance="$(cargo test --workspace --locked --features meshmig/real --no-run --message-format=json | executable conformance)"
 meshmig="${1:-$(cargo build --locked -p meshmig --message-format=json | executable meshmig)}"
+# Envoy: MESHMIG_ENVOY, else wherever meshmig itself finds it (`meshmig doctor`'s envoy line).
+envoy="${MESHMIG_ENVOY:-$("$meshmig" doctor 2>/dev/null | sed -n 's/^ok *envoy: \([^ ]*\) .*/\1/p' || true)}"
+[ -x "$envoy" ] || { echo "nonroot: no Envoy (meshmig doctor says why; or set MESHMIG_ENVOY)" >&2; exit 1; }
 
 # The checkout may sit where the user cannot read (under /root, say): the user runs copies of
 # the binaries, Envoy (pip may have put it under root's 0700 home), the scenarios and fixtures,
@@ -36,7 +39,7 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 chmod 755 "$stage"
 mkdir -p "$stage/bin" "$stage/project"
-install -m 755 "${MESHMIG_ENVOY:?set MESHMIG_ENVOY to the envoy binary}" "$stage/bin/envoy"
+install -m 755 "$envoy" "$stage/bin/envoy"
 install -m 755 "$conformance" "$stage/bin/conformance"
 install -m 755 "$meshmig" "$stage/bin/meshmig"
 cp -r scenarios fixtures "$stage/project/"
