@@ -412,25 +412,23 @@ pub fn recipe(
                 &v.kubernetes,
                 kubernetes_go_mod.ok_or("k8s.io/kubernetes' go.mod was not downloaded")?,
             )?;
-            let ld = format!("-ldflags={}", kubernetes_ldflags(&v.kubernetes));
-            let commands = [
-                ("kube-apiserver", "cmd/kube-apiserver"),
-                ("kube-controller-manager", "cmd/kube-controller-manager"),
-                ("kube-scheduler", "cmd/kube-scheduler"),
-                ("kubectl", "cmd/kubectl"),
-            ]
-            .iter()
-            .map(|(name, pkg)| {
-                vec![
-                    "build".into(),
-                    "-trimpath".into(),
-                    ld.clone(),
-                    "-o".into(),
-                    o(name),
-                    format!("k8s.io/kubernetes/{pkg}"),
-                ]
-            })
-            .collect();
+            // One `go build` for the four commands (`-o` a folder): go compiles their shared
+            // packages once and links the four binaries concurrently, where four builds in a
+            // row left a core idle through each link.
+            let mut command: Vec<String> = vec![
+                "build".into(),
+                "-trimpath".into(),
+                format!("-ldflags={}", kubernetes_ldflags(&v.kubernetes)),
+                "-o".into(),
+                format!("{bin_s}/"),
+            ];
+            command.extend(
+                Component::Kubernetes
+                    .binaries()
+                    .iter()
+                    .map(|name| format!("k8s.io/kubernetes/cmd/{name}")),
+            );
+            let commands = vec![command];
             Recipe {
                 go_mod: Some(go_mod),
                 commands,
