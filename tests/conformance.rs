@@ -22,15 +22,17 @@
 //! clusters: a container engine, kind, kubectl, istioctl); `gke` (real GKE: needs
 //! MESHMIG_GKE_PROJECT, and fails at once without it).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use meshmig::backend::entry::BackendEntry;
+use meshmig::backend::registry;
 use meshmig::backend::Backend;
 use meshmig::engine::{self, RunOptions};
 use meshmig::outcome::Outcome;
-use meshmig::runner::{self, BackendKind, BackendOptions};
+use meshmig::runner::{self, BackendOptions};
 use meshmig::scenario::ExpectedOutcome;
 
 /// The project's root: where the suite was built, unless `MESHMIG_CONFORMANCE_ROOT` names a copy
@@ -57,120 +59,26 @@ fn real_manifests() -> Result<PathBuf, String> {
     }
 }
 
-/// A backend the suite runs trials on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Suite {
-    Emulated,
-    Kwok,
-    GkeRehearsal,
-    Kind,
-    Gke,
-}
+/// A backend the suite runs trials on, from the registry.
+type Suite = &'static dyn BackendEntry;
 
-impl Suite {
-    const ALL: [Suite; 5] = [
-        Suite::Emulated,
-        Suite::Kwok,
-        Suite::GkeRehearsal,
-        Suite::Kind,
-        Suite::Gke,
-    ];
-
-    /// The name in `MESHMIG_BACKEND` and in front of its trials' names.
-    fn name(self) -> &'static str {
-        match self {
-            Suite::Emulated => "emulated",
-            Suite::Kwok => "kwok",
-            Suite::GkeRehearsal => "gke-rehearsal",
-            Suite::Kind => "kind",
-            Suite::Gke => "gke",
-        }
-    }
-
-    /// The harness's backend.
-    fn kind(self) -> BackendKind {
-        match self {
-            Suite::Emulated => BackendKind::Emulated,
-            Suite::Kwok => BackendKind::Kwok,
-            Suite::GkeRehearsal | Suite::Gke => BackendKind::Gke,
-            Suite::Kind => BackendKind::Kind,
-        }
-    }
-
-    /// Real backends run one scenario at a time in a process: kwok runs (and the rehearsal's
-    /// kwok clusters) share the process's network namespace (addresses and ports), kind runs
-    /// share cloud-provider-kind, GKE runs one project's mesh feature. Under nextest each trial
-    /// is a process of its own, with a namespace of its own.
-    fn one_at_a_time(self) -> bool {
-        self != Suite::Emulated
-    }
-
-    /// Whether its clusters live in a network namespace the process enters first.
-    fn in_namespace(self) -> bool {
-        matches!(self, Suite::Kwok | Suite::GkeRehearsal)
-    }
-
-    /// Its options and manifests folder (None: the fixtures), or why it cannot run here.
-    fn backend(self) -> Result<(BackendOptions, Option<PathBuf>), String> {
-        match self {
-            Suite::Emulated => Ok((BackendOptions::default(), None)),
-            Suite::Kwok => {
-                let tools = meshmig::tools::Tools::from_env();
-                for b in [
-                    "kube-apiserver",
-                    "etcd",
-                    "kwok",
-                    "istioctl",
-                    "pilot-discovery",
-                ] {
-                    tools
-                        .binary(b)
-                        .map_err(|e| format!("the kwok trials run on the real components: {e}"))?;
-                }
-                Ok((BackendOptions::default(), Some(real_manifests()?)))
-            }
-            Suite::GkeRehearsal => {
-                let prepared = PREPARED.get().cloned().ok_or(
-                    "the rehearsal was not prepared (main does it before any thread starts)",
-                )?;
-                let opts = BackendOptions {
-                    project: Some("demo".into()),
-                    rehearsal: Some(prepared),
-                    ..BackendOptions::default()
-                };
-                Ok((opts, Some(real_manifests()?)))
-            }
-            Suite::Kind => {
-                // Real clusters: needs a container engine; `meshmig doctor --backend kind` says
-                // what is missing.
-                let engine = std::process::Command::new("docker").arg("info").output();
-                if !engine.is_ok_and(|o| o.status.success()) {
-                    return Err("the kind trials run on real kind clusters: no container engine is reachable (docker info failed)".into());
-                }
-                let opts = BackendOptions {
-                    istio_version: std::env::var("MESHMIG_ISTIO_VERSION").ok(),
-                    metadata_image: std::env::var("MESHMIG_METADATA_IMAGE").ok(),
-                    ..BackendOptions::default()
-                };
-                Ok((opts, Some(real_manifests()?)))
-            }
-            Suite::Gke => {
-                let project = std::env::var("MESHMIG_GKE_PROJECT")
-                    .map_err(|_| "the gke trials run on real Google Cloud: set MESHMIG_GKE_PROJECT to a project ID (gcloud authenticated, kubectl and istioctl on PATH)".to_string())?;
-                let opts = BackendOptions {
-                    project: Some(project),
-                    istio_version: std::env::var("MESHMIG_ISTIO_VERSION").ok(),
-                    ..BackendOptions::default()
-                };
-                Ok((opts, Some(real_manifests()?)))
-            }
-        }
-    }
+/// Its options and manifests folder (None: the fixtures), or why it cannot run here.
+fn backend_options(suite: Suite) -> Result<(BackendOptions, Option<PathBuf>), String> {
+    let opts = match PREPARED.get().and_then(|p| p.get(suite.name())) {
+        Some(prepared) => prepared.clone(),
+        None => suite.conformance_options()?,
+    };
+    let manifests = if suite.capabilities().real_manifests {
+        Some(real_manifests()?)
+    } else {
+        None
+    };
+    Ok((opts, manifests))
 }
 
 /// The backends whose trials run unless asked for: `MESHMIG_BACKEND`, else `gke` in a build with
 /// the `gke` feature (`cargo test --features gke`), else `emulated`.
-fn selected() -> Result<BTreeSet<Suite>, String> {
+fn selected() -> Result<BTreeSet<&'static str>, String> {
     let default = if cfg!(feature = "gke") {
         "gke"
     } else {
@@ -187,26 +95,23 @@ fn selected() -> Result<BTreeSet<Suite>, String> {
         .map(str::trim)
         .filter(|w| !w.is_empty())
         .map(|w| {
-            Suite::ALL
-                .into_iter()
-                .find(|s| s.name() == w)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = Suite::ALL.iter().map(|s| s.name()).collect();
-                    format!(
-                        "MESHMIG_BACKEND={wanted}: {w:?} is not a backend (one or more of {}, comma-separated)",
-                        names.join(", ")
-                    )
-                })
+            registry::lookup(w).map(|b| b.name()).ok_or_else(|| {
+                format!(
+                    "MESHMIG_BACKEND={wanted}: {w:?} is not a backend (one or more of {}, comma-separated)",
+                    registry::names().join(", ")
+                )
+            })
         })
         .collect()
 }
 
-/// What `main` prepared for a rehearsal before the process had threads.
-static PREPARED: std::sync::OnceLock<meshmig::rehearsal::Prepared> = std::sync::OnceLock::new();
+/// The options each running backend's preflight prepared before the process had threads, by
+/// backend name.
+static PREPARED: std::sync::OnceLock<BTreeMap<&'static str, BackendOptions>> =
+    std::sync::OnceLock::new();
 
 fn run_trial(suite: Suite, path: &Path) -> Result<(), Failed> {
-    let kind = suite.kind();
-    let (backend_opts, manifests) = suite.backend()?;
+    let (backend_opts, manifests) = backend_options(suite)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -216,7 +121,7 @@ fn run_trial(suite: Suite, path: &Path) -> Result<(), Failed> {
         let scenario = Arc::new(
             runner::load(path, manifests.as_deref()).map_err(|e| meshmig::error_chain(&e))?,
         );
-        let backend: Arc<dyn Backend> = runner::start_backend_with(kind, &scenario, &backend_opts)
+        let backend: Arc<dyn Backend> = runner::start_backend_with(suite, &scenario, &backend_opts)
             .await
             .map_err(|e| meshmig::error_chain(&e))?;
         let scratch = backend.scratch_paths();
@@ -296,32 +201,24 @@ fn would_run(args: &Arguments, name: &str, ignored: bool) -> bool {
     by_flag && args.filter.as_deref().is_none_or(matches) && !args.skip.iter().any(|s| matches(s))
 }
 
-/// Prepares the process for the backends whose trials run, while it still has one thread: the
-/// network namespace (kwok, the rehearsal's kwok clusters), gcloud's environment for a
-/// rehearsal, and for the emulated backend as an ordinary user a network namespace through a
-/// user namespace so the gateways can listen on port 80, else shifted ports (see
-/// meshmig::preflight).
-fn prepare(args: &mut Arguments, running: &BTreeSet<Suite>) -> Result<(), String> {
-    if running.iter().any(|s| s.one_at_a_time()) {
+/// Prepares the process for the backends whose trials run, while it still has one thread: each
+/// backend's preflight (the network namespace of kwok and the rehearsal's kwok clusters,
+/// gcloud's environment for a rehearsal, and for the emulated backend as an ordinary user a
+/// network namespace through a user namespace so the gateways can listen on port 80, else
+/// shifted ports: see meshmig::preflight). The options they prepared go to [`PREPARED`].
+fn prepare(args: &mut Arguments, running: &[Suite]) -> Result<(), String> {
+    if running.iter().any(|s| s.capabilities().one_at_a_time) {
         args.test_threads = Some(1);
     }
-    if running.iter().any(|s| s.in_namespace()) && !meshmig::netns::inside() {
-        meshmig::netns::enter().map_err(|e| meshmig::error_chain(&e))?;
-    }
-    if running.contains(&Suite::GkeRehearsal) {
-        let prepared = meshmig::rehearsal::prepare().map_err(|e| meshmig::error_chain(&e))?;
-        let _ = PREPARED.set(prepared);
-    }
-    if running.contains(&Suite::Emulated) && !meshmig::netns::inside() {
-        use meshmig::preflight::{self, Listening};
-        match preflight::prepare_emulated(&preflight::Host).map_err(|e| e.to_string())? {
-            Listening::Host => {}
-            l => eprintln!("conformance: {}", preflight::describe(&l)),
-        }
-    }
+    let mut prepared = BTreeMap::new();
     for suite in running {
-        suite.backend()?;
+        let mut opts = suite.conformance_options()?;
+        if let Some(note) = suite.preflight(&mut opts).map_err(|e| e.to_string())? {
+            eprintln!("conformance: {note}");
+        }
+        prepared.insert(suite.name(), opts);
     }
+    let _ = PREPARED.set(prepared);
     Ok(())
 }
 
@@ -349,7 +246,7 @@ fn main() -> std::process::ExitCode {
     let mut trials = Vec::new();
     for path in paths {
         let scenario = runner::load(&path, None).ok();
-        for suite in Suite::ALL {
+        for suite in registry::BACKENDS {
             let name = format!(
                 "{}::{}",
                 suite.name(),
@@ -359,11 +256,12 @@ fn main() -> std::process::ExitCode {
             // to `lo` by default: elsewhere its trials are listed as ignored. Fault scenarios
             // need the stand-ins' data plane (emulated, kwok): listed as ignored on kind and
             // GKE, where nothing can inject them.
-            let cannot_run = (suite == Suite::Emulated && !cfg!(target_os = "linux"))
+            let caps = suite.capabilities();
+            let cannot_run = (caps.host_loopback_range && !cfg!(target_os = "linux"))
                 || scenario
                     .as_ref()
-                    .is_some_and(|s| suite.kind().unsupported_fault(s).is_some());
-            let ignored = cannot_run || !selected.contains(&suite);
+                    .is_some_and(|s| caps.unsupported_fault(s).is_some());
+            let ignored = cannot_run || !selected.contains(suite.name());
             let path = path.clone();
             trials.push((
                 suite,
@@ -372,11 +270,13 @@ fn main() -> std::process::ExitCode {
         }
     }
     if !args.list {
-        let running: BTreeSet<Suite> = trials
-            .iter()
-            .filter(|(_, t)| would_run(&args, t.name(), t.has_ignored_flag()))
-            .map(|(s, _)| *s)
-            .collect();
+        let mut running: Vec<Suite> = Vec::new();
+        for (suite, t) in &trials {
+            let runs = would_run(&args, t.name(), t.has_ignored_flag());
+            if runs && !running.iter().any(|r| r.name() == suite.name()) {
+                running.push(*suite);
+            }
+        }
         if let Err(why) = prepare(&mut args, &running) {
             eprintln!("conformance: {why}");
             return std::process::ExitCode::from(2);

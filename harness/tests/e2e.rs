@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+use meshmig::backend::emulated::entry::ENTRY as EMULATED;
 use meshmig::backend::Backend;
 use meshmig::engine::{self, RunOptions};
 use meshmig::outcome::Outcome;
-use meshmig::runner::{self, BackendKind};
+use meshmig::runner;
 
 fn project() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -214,9 +215,7 @@ async fn run_and_check_nothing_remains(manifests: Option<&Path>) -> Outcome {
     let s = Arc::new(
         runner::load(&project().join("scenarios/canary-cluster.yaml"), manifests).unwrap(),
     );
-    let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &s)
-        .await
-        .unwrap();
+    let backend: Arc<dyn Backend> = runner::start_backend(&EMULATED, &s).await.unwrap();
     let scratch = backend.scratch_paths()[0].clone();
     let report = engine::run(s, backend.clone(), RunOptions::default()).await;
     let run = run_octet(&backend);
@@ -458,9 +457,7 @@ fn doctor_for_kind_without_a_container_engine_exits_non_zero_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_ranges_are_reused_and_bounded() {
     let s = runner::load(&project().join("scenarios/canary-cluster.yaml"), None).unwrap();
-    let b = runner::start_backend(BackendKind::Emulated, &s)
-        .await
-        .unwrap();
+    let b = runner::start_backend(&EMULATED, &s).await.unwrap();
     let mut spec = s.clusters[0].clone();
     // Forty creations and deletions: each reuses the range the previous one freed.
     for i in 0..40 {
@@ -488,9 +485,7 @@ async fn cluster_ranges_are_reused_and_bounded() {
 )]
 async fn an_envoy_whose_start_was_aborted_has_exited_when_teardown_returns() {
     let s = runner::load(&project().join("scenarios/canary-cluster.yaml"), None).unwrap();
-    let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &s)
-        .await
-        .unwrap();
+    let backend: Arc<dyn Backend> = runner::start_backend(&EMULATED, &s).await.unwrap();
     let scratch = backend.scratch_paths()[0].to_str().unwrap().to_string();
     let spec = s.cluster("cluster-with-istio").unwrap();
     backend.create_cluster(spec).await.unwrap();
@@ -555,9 +550,7 @@ async fn a_rollback_that_does_not_happen_fails_at_the_rollback_step() {
         ),
     ] {
         let s = Arc::new(runner::load(&scenario, Some(&upstream())).unwrap());
-        let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &s)
-            .await
-            .unwrap();
+        let backend: Arc<dyn Backend> = runner::start_backend(&EMULATED, &s).await.unwrap();
         let r = engine::run(s, backend, RunOptions::default()).await;
         let failure: String = r.steps.iter().map(|s| s.failure()).collect();
         assert_eq!(r.outcome, want, "{failure}");
@@ -597,9 +590,7 @@ async fn split_checks_attribute_answers_by_the_scenarios_extractor() {
         let path = dir.path().join("canary-cluster.yaml");
         std::fs::write(&path, copy).unwrap();
         let s = Arc::new(runner::load(&path, Some(&upstream())).unwrap());
-        let backend: Arc<dyn Backend> = runner::start_backend(BackendKind::Emulated, &s)
-            .await
-            .unwrap();
+        let backend: Arc<dyn Backend> = runner::start_backend(&EMULATED, &s).await.unwrap();
         let r = engine::run(s, backend, RunOptions::default()).await;
         let failure: String = r.steps.iter().map(|s| s.failure()).collect();
         assert_eq!(r.outcome, want, "{identify}: {failure}");

@@ -31,6 +31,8 @@ use crate::manifest::Object;
 use crate::scenario::{Action, ClusterSpec, Scenario};
 use crate::tools::MissingTool;
 
+pub mod entry;
+
 /// The Compute Engine resources GKE makes for a LoadBalancer Service (as `gcloud compute KIND
 /// list` names them): what the leak inventory lists after teardown.
 pub const LOAD_BALANCER_KINDS: [&str; 6] = [

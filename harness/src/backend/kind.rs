@@ -53,6 +53,8 @@ use crate::scenario::{Action, ClusterSpec, Scenario};
 
 pub use super::clusters::MANAGED_REVISION;
 
+pub mod entry;
+
 /// Errors of the kind backend's own machinery (cloud-provider-kind's container).
 #[derive(Debug, thiserror::Error)]
 pub enum KindError {

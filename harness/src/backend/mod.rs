@@ -1,18 +1,24 @@
 //! Backends: where the procedure's commands really happen.
 //!
-//! The engine knows only this trait. Each backend (emulated, and later kind and GKE) lives in its
-//! own module and knows nothing of the others. Reads return Kubernetes objects as JSON in the
+//! The engine knows only this trait. Each backend (emulated, kwok, kind, gke, gke-rehearsal)
+//! lives in a folder of its own, declares itself in its `entry.rs` ([`entry::BackendEntry`]),
+//! and is listed once in [`registry`]. Reads return Kubernetes objects as JSON in the
 //! shape the API server returns them (with `status`), so the checks read every backend alike.
 
 pub mod clusters;
 pub mod emulated;
+pub mod entry;
 pub mod exec;
 pub mod gke;
+pub mod gke_rehearsal;
 pub mod istioctl;
 pub mod kind;
 pub mod kube;
 pub mod kwok;
+pub mod options;
 pub mod ports;
+pub mod preflight;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

@@ -11,6 +11,7 @@
 //! `istio.io/rev=asm-managed` namespaces.
 
 pub mod demo;
+pub mod entry;
 pub mod envoy;
 pub mod frontend;
 pub mod store;
@@ -138,15 +139,16 @@ impl Emulated {
                 }));
         }
         // A run owns 127.RUN.0.0/16; the claim socket keeps parallel runs apart.
-        let mut rng = rand::rng();
-        let mut claimed = None;
-        for _ in 0..64 {
-            let run: u8 = rng.random_range(64..=250);
-            if let Ok(s) = std::net::UdpSocket::bind((Ipv4Addr::new(127, run, 0, 1), 47_001)) {
-                claimed = Some((run, s));
-                break;
-            }
-        }
+        // (The thread's generator is not Send: it is dropped before the first await.)
+        let claimed = {
+            let mut rng = rand::rng();
+            (0..64).find_map(|_| {
+                let run: u8 = rng.random_range(64..=250);
+                std::net::UdpSocket::bind((Ipv4Addr::new(127, run, 0, 1), 47_001))
+                    .ok()
+                    .map(|s| (run, s))
+            })
+        };
         let (run, claim) = claimed.ok_or_else(|| {
             BackendError::infra(
                 "claiming a loopback address range",

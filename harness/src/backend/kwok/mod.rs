@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod cluster;
+pub mod entry;
 pub mod lb;
 pub mod pods;
 pub mod proc;

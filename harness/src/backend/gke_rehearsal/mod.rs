@@ -1,4 +1,5 @@
-//! A GKE rehearsal (`meshmig run --backend gke --rehearsal`): the GKE backend's own code,
+//! The `gke-rehearsal` backend (`meshmig run --backend gke-rehearsal`, or `--backend gke
+//! --rehearsal`): the GKE backend's own code,
 //! unchanged, with the real gcloud pointed at the Google Cloud stand-in
 //! ([`crate::gcp_stand_in`]), whose "GKE clusters" are kwok clusters
 //! ([`crate::backend::kwok::provider`]).
@@ -15,8 +16,9 @@
 //!
 //! What a rehearsal proves and what it cannot: see docs/gke.md ("GKE rehearsal").
 
+pub mod entry;
+
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,14 +54,7 @@ pub enum RehearsalError {
     },
 }
 
-/// What [`prepare`] set up before the process had threads.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    /// Where the stand-in will serve.
-    pub addr: SocketAddr,
-    /// The rehearsal's scratch folder (gcloud's configuration, the token, the kwok clusters).
-    pub dir: PathBuf,
-}
+pub use crate::backend::options::Prepared;
 
 /// Chooses the stand-in's port and sets the gcloud environment in this process. Call it while
 /// the process has one thread (setting the environment later could race other threads' reads).

@@ -21,8 +21,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 
-use crate::backend::kwok::KWOK_BINARIES;
-use crate::backend::ports::{set_shift_reason, PORT_SHIFT};
+use super::ports::{set_shift_reason, PORT_SHIFT};
 
 /// Set to `1` to never make a user namespace for the emulated backend (the run then uses
 /// shifted ports when it may not bind port 80).
@@ -58,6 +57,15 @@ pub enum PreflightError {
         detail: String,
         /// What to do.
         fix: String,
+    },
+    /// A backend could not prepare this process for its run (the GKE rehearsal's scratch
+    /// folder, port and gcloud environment).
+    #[error("preparing this process for the {backend} backend: {detail}")]
+    Prepare {
+        /// The backend.
+        backend: &'static str,
+        /// What went wrong.
+        detail: String,
     },
     /// A real component the kwok backend runs is not built.
     #[error("the kwok backend's {binary} is not built: {detail}")]
@@ -180,16 +188,17 @@ pub fn listening(probe: &dyn Probe) -> Result<Listening, PreflightError> {
     })
 }
 
-/// Checks what the kwok backend needs: Envoy, every real component built, and a network
-/// namespace (it has no fallback: its API servers and gateways live in one).
+/// Checks what the kwok backend needs: Envoy, every real component it runs (`binaries`) built,
+/// and a network namespace (it has no fallback: its API servers and gateways live in one).
 pub fn kwok(
     probe: &dyn Probe,
+    binaries: &[&'static str],
     built: &dyn Fn(&'static str) -> Result<PathBuf, String>,
 ) -> Result<(), PreflightError> {
     probe
         .envoy()
         .map_err(|detail| PreflightError::NoEnvoy { detail })?;
-    for binary in KWOK_BINARIES {
+    for &binary in binaries {
         built(binary).map_err(|detail| PreflightError::NotBuilt { binary, detail })?;
     }
     probe
@@ -356,7 +365,7 @@ mod tests {
             no_userns: false,
         };
         let all_built = |_: &'static str| Ok(PathBuf::from("/x"));
-        kwok(&probe, &all_built).unwrap();
+        kwok(&probe, &crate::backend::kwok::KWOK_BINARIES, &all_built).unwrap();
         let no_istiod = |b: &'static str| {
             if b == "pilot-discovery" {
                 Err("build it with: meshmig tools install --only istio".to_string())
@@ -364,13 +373,13 @@ mod tests {
                 Ok(PathBuf::from("/x"))
             }
         };
-        let e = kwok(&probe, &no_istiod).unwrap_err();
+        let e = kwok(&probe, &crate::backend::kwok::KWOK_BINARIES, &no_istiod).unwrap_err();
         assert!(
             e.to_string().contains("pilot-discovery") && e.to_string().contains("tools install"),
             "{e}"
         );
         probe.namespace = false;
-        let e = kwok(&probe, &all_built).unwrap_err();
+        let e = kwok(&probe, &crate::backend::kwok::KWOK_BINARIES, &all_built).unwrap_err();
         assert!(e.to_string().contains("user.max_user_namespaces"), "{e}");
     }
 }
