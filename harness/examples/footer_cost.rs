@@ -27,7 +27,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
-    let dir = meshmig::testdata::footers();
+    let dir = meshmig_testsupport::footers();
     let mut pages = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();

@@ -112,7 +112,7 @@ mod tests {
     use rstest::rstest;
 
     fn sample(name: &str) -> String {
-        std::fs::read_to_string(crate::testdata::footers().join(name)).unwrap()
+        std::fs::read_to_string(meshmig_testsupport::footers().join(name)).unwrap()
     }
 
     #[rstest]

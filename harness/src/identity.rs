@@ -358,9 +358,10 @@ mod tests {
 
     #[test]
     fn a_pattern_takes_its_first_group_or_the_whole_match() {
-        let real =
-            std::fs::read_to_string(crate::testdata::footers().join("gke-cluster-zone-pod.html"))
-                .unwrap();
+        let real = std::fs::read_to_string(
+            meshmig_testsupport::footers().join("gke-cluster-zone-pod.html"),
+        )
+        .unwrap();
         let id = Identifier {
             extractor: "regex:Cluster: </b>([^<]+)".parse().unwrap(),
             ..Default::default()
@@ -398,7 +399,7 @@ mod tests {
 
     #[test]
     fn the_footer_maps_real_names_and_pods() {
-        let dir = crate::testdata::footers();
+        let dir = meshmig_testsupport::footers();
         let gke = std::fs::read_to_string(dir.join("gke-cluster-zone-pod.html"))
             .unwrap()
             .replace("cluster-with-csm<", "cluster-with-csm-run42<");

@@ -409,7 +409,7 @@ mod tests {
     use rstest::rstest;
 
     fn upstream(rel: &str) -> PathBuf {
-        crate::testdata::shared("upstream").join(rel)
+        meshmig_testsupport::shared("upstream").join(rel)
     }
 
     #[rstest]

@@ -17,7 +17,7 @@ fn project() -> PathBuf {
 }
 
 fn upstream() -> PathBuf {
-    meshmig::testdata::shared("upstream")
+    meshmig_testsupport::shared("upstream")
 }
 
 fn meshmig(args: &[&str]) -> Output {
@@ -330,7 +330,7 @@ fn published_cleanup_fails_at_h1_naming_what_is_left() {
 
 #[test]
 fn footer_command_reads_a_sample_and_exits_1_without_a_footer() {
-    let footers = meshmig::testdata::footers();
+    let footers = meshmig_testsupport::footers();
     let o = meshmig(&[
         "footer",
         footers.join("gke-cluster-zone-pod.html").to_str().unwrap(),

@@ -198,7 +198,7 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 fn a_rehearsal_interrupted_during_cluster_creation_leaves_nothing() {
     use std::io::{BufRead, BufReader};
     let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let upstream = meshmig::testdata::shared("upstream");
+    let upstream = meshmig_testsupport::shared("upstream");
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshmig"))
         .args([
             "run",

@@ -184,7 +184,7 @@ fn name_of(pod: &Value) -> String {
 pub async fn up() -> Env {
     let tools = Tools::from_env();
     let envoy = meshmig::tools::find_envoy().expect("envoy");
-    let upstream = meshmig::testdata::shared("upstream");
+    let upstream = meshmig_testsupport::shared("upstream");
     let dir = tempfile::Builder::new()
         .prefix("meshmig-smoke-")
         .tempdir()

@@ -21,7 +21,7 @@ fn metadata_overlay_under_server_side_apply() {
 }
 
 async fn run() {
-    let upstream = meshmig::testdata::shared("upstream");
+    let upstream = meshmig_testsupport::shared("upstream");
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start("cluster-with-istio", 0, dir.path(), &Tools::from_env())
         .await

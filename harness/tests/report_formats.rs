@@ -27,7 +27,7 @@ fn real_run() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let up = meshmig::testdata::shared("upstream");
+        let up = meshmig_testsupport::shared("upstream");
         let o = Command::new(env!("CARGO_BIN_EXE_meshmig"))
             .args(["run", "scenarios/canary-cluster.yaml", "--manifests"])
             .arg(&up)

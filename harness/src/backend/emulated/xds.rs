@@ -507,7 +507,7 @@ mod tests {
     use std::path::Path;
 
     fn upstream(rel: &str) -> Vec<crate::manifest::Object> {
-        let p = crate::testdata::shared("upstream").join(rel);
+        let p = meshmig_testsupport::shared("upstream").join(rel);
         parse_manifest(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
     }
 
