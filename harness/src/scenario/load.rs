@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::manifest::{ManifestSet, ManifestSource};
 use crate::yaml::Location;
 
-use super::model::{default_provisioning, FleetSpec, Scenario, ScenarioFile};
+use super::model::{default_provisioning, FleetSpec, Scenario, ScenarioFile, Step};
 use super::validate::validate;
 use super::{locate, ScenarioError};
 
@@ -103,33 +103,57 @@ pub fn load_bytes(
     };
 
     let (mut merged, base_steps) = match &file.base {
-        Some(base) => {
-            let base_path = path.parent().unwrap_or(Path::new(".")).join(base);
-            if !base_path.exists() {
-                return Err(invalid(
-                    "base:",
-                    format!("base scenario {} does not exist", base_path.display()),
-                ));
-            }
-            let (base_file, base_text) = read_file(&base_path)?;
-            if base_file.base.is_some() {
-                return Err(invalid(
-                    "base:",
-                    "a base scenario may not have a base itself".into(),
-                ));
-            }
-            for s in &base_file.steps {
-                let at = locate(&base_path, &base_text, &format!("id: {}", s.id));
-                step_locations.insert(s.id.clone(), at);
-            }
-            let steps = base_file.steps.clone();
-            (base_file, steps)
-        }
+        Some(base) => read_base(path, base, &invalid, &mut step_locations)?,
         None => (file.clone(), Vec::new()),
     };
+    let steps = merge_steps(&file, base_steps, &invalid)?;
+    if file.base.is_some() {
+        override_settings(&file, &mut merged);
+    }
+    for s in &file.steps {
+        step_locations.insert(s.id.clone(), locate(path, &text, &format!("id: {}", s.id)));
+    }
+    let scenario = assemble(path, &file, &merged, steps, step_locations, &invalid)?;
+    validate(scenario, manifests)
+}
 
-    // Override the base with what this file says.
-    let mut steps = base_steps;
+/// Reads the base scenario (`base`, relative to `path`), which may not have a base itself, and
+/// notes where its steps are written.
+fn read_base(
+    path: &Path,
+    base: &Path,
+    invalid: &impl Fn(&str, String) -> ScenarioError,
+    step_locations: &mut BTreeMap<String, Location>,
+) -> Result<(ScenarioFile, Vec<Step>), ScenarioError> {
+    let base_path = path.parent().unwrap_or(Path::new(".")).join(base);
+    if !base_path.exists() {
+        return Err(invalid(
+            "base:",
+            format!("base scenario {} does not exist", base_path.display()),
+        ));
+    }
+    let (base_file, base_text) = read_file(&base_path)?;
+    if base_file.base.is_some() {
+        return Err(invalid(
+            "base:",
+            "a base scenario may not have a base itself".into(),
+        ));
+    }
+    for s in &base_file.steps {
+        let at = locate(&base_path, &base_text, &format!("id: {}", s.id));
+        step_locations.insert(s.id.clone(), at);
+    }
+    let steps = base_file.steps.clone();
+    Ok((base_file, steps))
+}
+
+/// The scenario's steps: the base's (`steps`) less `drop_steps`, with the file's steps replacing
+/// those of the same id or placed `after` one; without a base, the file's own steps.
+fn merge_steps(
+    file: &ScenarioFile,
+    mut steps: Vec<Step>,
+    invalid: &impl Fn(&str, String) -> ScenarioError,
+) -> Result<Vec<Step>, ScenarioError> {
     if file.base.is_none() && !file.drop_steps.is_empty() {
         return Err(invalid(
             "drop_steps:",
@@ -167,20 +191,6 @@ pub fn load_bytes(
                 (None, None) => steps.push(s.clone()),
             }
         }
-        if file.clusters.is_some() {
-            merged.clusters = file.clusters.clone();
-        }
-        if file.fleet.is_some() {
-            merged.fleet = file.fleet.clone();
-        }
-        if file.dns.is_some() {
-            merged.dns = file.dns.clone();
-        }
-        if file.continuous_load.is_some() {
-            merged.continuous_load = file.continuous_load.clone();
-        }
-        merged.expect = file.expect.clone();
-        merged.description = file.description.clone().or(merged.description);
     } else {
         if let Some(s) = file.steps.iter().find(|s| s.after.is_some()) {
             return Err(invalid(
@@ -190,10 +200,36 @@ pub fn load_bytes(
         }
         steps = file.steps.clone();
     }
-    for s in &file.steps {
-        step_locations.insert(s.id.clone(), locate(path, &text, &format!("id: {}", s.id)));
-    }
+    Ok(steps)
+}
 
+/// Overrides the base's settings (`merged`) with those the file sets.
+fn override_settings(file: &ScenarioFile, merged: &mut ScenarioFile) {
+    if file.clusters.is_some() {
+        merged.clusters = file.clusters.clone();
+    }
+    if file.fleet.is_some() {
+        merged.fleet = file.fleet.clone();
+    }
+    if file.dns.is_some() {
+        merged.dns = file.dns.clone();
+    }
+    if file.continuous_load.is_some() {
+        merged.continuous_load = file.continuous_load.clone();
+    }
+    merged.expect = file.expect.clone();
+    merged.description = file.description.clone().or(merged.description.take());
+}
+
+/// The scenario the merged file describes, its settings checked, ready for validation.
+fn assemble(
+    path: &Path,
+    file: &ScenarioFile,
+    merged: &ScenarioFile,
+    steps: Vec<Step>,
+    step_locations: BTreeMap<String, Location>,
+    invalid: &impl Fn(&str, String) -> ScenarioError,
+) -> Result<Scenario, ScenarioError> {
     let name = file.name.clone().unwrap_or_else(|| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -212,6 +248,36 @@ pub fn load_bytes(
         fault: None,
         flap: None,
     });
+    check_fleet(&fleet, invalid)?;
+    let scale = dns.ttl_scale;
+    if !(scale.is_finite() && scale > 0.0 && scale <= 1.0) {
+        return Err(invalid(
+            "ttl_scale",
+            format!("dns.ttl_scale must be more than 0 and at most 1, not {scale}"),
+        ));
+    }
+    let expect = merged.expect.clone().unwrap_or_default();
+
+    Ok(Scenario {
+        name,
+        path: path.to_path_buf(),
+        description: merged.description.clone().unwrap_or_default(),
+        expect,
+        clusters,
+        fleet,
+        dns,
+        steps,
+        manifests: ManifestSet::default(),
+        step_locations,
+        continuous_load: merged.continuous_load.clone(),
+    })
+}
+
+/// The fleet settings are in range: provisioning time, the stand-in's fault state and flap.
+fn check_fleet(
+    fleet: &FleetSpec,
+    invalid: &impl Fn(&str, String) -> ScenarioError,
+) -> Result<(), ScenarioError> {
     let p = fleet.provisioning_seconds;
     if !(p.is_finite() && (0.0..=3600.0).contains(&p)) {
         return Err(invalid(
@@ -251,29 +317,7 @@ pub fn load_bytes(
             }
         }
     }
-    let scale = dns.ttl_scale;
-    if !(scale.is_finite() && scale > 0.0 && scale <= 1.0) {
-        return Err(invalid(
-            "ttl_scale",
-            format!("dns.ttl_scale must be more than 0 and at most 1, not {scale}"),
-        ));
-    }
-    let expect = merged.expect.clone().unwrap_or_default();
-
-    let scenario = Scenario {
-        name,
-        path: path.to_path_buf(),
-        description: merged.description.clone().unwrap_or_default(),
-        expect,
-        clusters,
-        fleet,
-        dns,
-        steps,
-        manifests: ManifestSet::default(),
-        step_locations,
-        continuous_load: merged.continuous_load.clone(),
-    };
-    validate(scenario, manifests)
+    Ok(())
 }
 
 #[cfg(test)]
