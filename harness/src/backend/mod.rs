@@ -4,6 +4,7 @@
 //! own module and knows nothing of the others. Reads return Kubernetes objects as JSON in the
 //! shape the API server returns them (with `status`), so the checks read every backend alike.
 
+pub mod cli_commands;
 pub mod clusters;
 pub mod emulated;
 pub mod exec;
@@ -13,6 +14,7 @@ pub mod kind;
 pub mod kube;
 pub mod kwok;
 pub mod ports;
+pub mod run_id;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
