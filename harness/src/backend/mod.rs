@@ -5,6 +5,7 @@
 //! and is listed once in [`registry`]. Reads return Kubernetes objects as JSON in the
 //! shape the API server returns them (with `status`), so the checks read every backend alike.
 
+pub mod cli_commands;
 pub mod clusters;
 pub mod emulated;
 pub mod entry;
@@ -19,6 +20,7 @@ pub mod options;
 pub mod ports;
 pub mod preflight;
 pub mod registry;
+pub mod run_id;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
