@@ -119,7 +119,7 @@ impl BackendEntry for Entry {
     }
 
     async fn doctor(&self, opts: &BackendOptions) -> i32 {
-        doctor(opts.project.clone()).await
+        doctor(project(opts)).await
     }
 
     fn plan(&self, s: &Scenario, opts: &BackendOptions) -> Result<String, EntryError> {
@@ -274,8 +274,9 @@ async fn doctor_apis(exec: &Process, project: &str) -> usize {
     missing
 }
 
-/// What the GKE backend needs: gcloud with an active account, the project, its APIs, kubectl and
-/// istioctl. Accounts and credentials are checked, never printed.
+/// What the GKE backend needs: gcloud with an active account, the project (`--project` or
+/// `MESHMIG_GKE_PROJECT`), its APIs, kubectl and istioctl. Accounts and credentials are
+/// checked, never printed.
 async fn doctor(project: Option<String>) -> i32 {
     let mut missing = doctor_tools();
     if on_path("gcloud").is_none() {
@@ -285,7 +286,7 @@ async fn doctor(project: Option<String>) -> i32 {
         env: Default::default(),
     };
     missing += doctor_gcloud(&exec).await;
-    let Some(project) = project.or_else(|| std::env::var("MESHMIG_GKE_PROJECT").ok()) else {
+    let Some(project) = project else {
         println!("MISSING project: pass --project ID or set MESHMIG_GKE_PROJECT");
         return crate::exit::INFRASTRUCTURE;
     };

@@ -48,12 +48,16 @@ pub async fn config(opts: &BackendOptions, scenario: &Path) -> Result<KindConfig
         .kind_configs
         .clone()
         .unwrap_or_else(|| kind_configs_for(scenario));
-    let mut cfg = KindConfig::new(&configs, &istioctl);
+    Ok(with_options(KindConfig::new(&configs, &istioctl), opts))
+}
+
+/// A kind configuration with the run id and metadata image the options give.
+fn with_options(mut cfg: KindConfig, opts: &BackendOptions) -> KindConfig {
     cfg.metadata_image = opts.metadata_image.clone();
     if let Some(r) = &opts.run_id {
         cfg.run_id = r.clone();
     }
-    Ok(cfg)
+    cfg
 }
 
 #[async_trait]
@@ -104,11 +108,7 @@ impl BackendEntry for Entry {
             Some(v) => PathBuf::from(format!("~/.cache/meshmig/istio-{v}/istioctl")),
             None => PathBuf::from("istioctl"),
         };
-        let mut cfg = KindConfig::new(&dir, &istioctl);
-        if let Some(r) = &opts.run_id {
-            cfg.run_id = r.clone();
-        }
-        cfg.metadata_image = opts.metadata_image.clone();
+        let cfg = with_options(KindConfig::new(&dir, &istioctl), opts);
         Ok(super::plan(&cfg, s))
     }
 
