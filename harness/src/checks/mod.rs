@@ -1,0 +1,256 @@
+//! The assertions of the steps: each a small named function that states what it expected, what
+//! it observed, and the evidence it observed it in.
+
+//!
+//! One room per thing observed: the clusters themselves ([`cluster`]), what a step's command
+//! printed ([`output`]), a cluster's objects ([`kube`]), the routes bound to a gateway
+//! ([`routes`]), the fleet ([`fleet`]), DNS ([`dns`]) and the data plane ([`traffic`]). This
+//! module holds the result type, what checks read from, and [`run`], which dispatches a
+//! scenario's check to its function.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::backend::{Backend, BackendError, Output};
+use crate::sampler::Pace;
+use crate::scenario::{substitute, Check, Scenario};
+use crate::stats::SplitParams;
+
+mod cluster;
+mod dns;
+mod fleet;
+mod kube;
+mod output;
+mod routes;
+mod traffic;
+
+pub use cluster::{cluster_absent, cluster_exists, context_listed, nothing_left};
+pub use dns::{clients_hold, clients_resolve, dns_record};
+pub use fleet::{membership_listed, mesh_active, mesh_feature_enabled};
+pub use kube::{
+    deployments_available, first_service_ip, first_service_is, injection_disabled,
+    namespace_labels, no_public_service, object_presence, pod_injection, pods_injected,
+    service_entry_address,
+};
+pub use output::{istio_installed, output_contains};
+pub use routes::routes;
+pub use traffic::{
+    continuous_load, describe_decision, describe_shares, home_page, parse_ip, pods_by_cluster,
+    progress_bar, split, SplitHow,
+};
+
+/// The result of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// The check's name (its function).
+    pub check: &'static str,
+    /// Whether it held.
+    pub ok: bool,
+    /// What was expected.
+    pub expected: String,
+    /// What was observed.
+    pub observed: String,
+    /// The evidence (objects, counts, outputs) the observation was read from.
+    pub evidence: Value,
+    /// Where what was observed differs from what the published procedure shows, without
+    /// failing the check (shown in the report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deviations: Vec<String>,
+}
+
+impl CheckResult {
+    fn new(
+        check: &'static str,
+        ok: bool,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+        evidence: Value,
+    ) -> Self {
+        Self {
+            check,
+            ok,
+            expected: expected.into(),
+            observed: observed.into(),
+            evidence,
+            deviations: Vec::new(),
+        }
+    }
+
+    /// The result with `deviation` recorded, if any.
+    fn with_deviation(mut self, deviation: Option<String>) -> Self {
+        self.deviations.extend(deviation);
+        self
+    }
+
+    /// The failure message: expected, observed, evidence.
+    pub fn message(&self) -> String {
+        format!(
+            "{}: expected {}; observed {}; evidence: {}",
+            self.check, self.expected, self.observed, self.evidence
+        )
+    }
+}
+
+/// What checks read from: the backend, the scenario, the run's variables, the step's output.
+pub struct Ctx<'a> {
+    /// The backend.
+    pub backend: &'a dyn Backend,
+    /// The scenario.
+    pub scenario: &'a Scenario,
+    /// Variables saved by earlier steps.
+    pub vars: &'a BTreeMap<String, String>,
+    /// The step's action output.
+    pub output: Option<&'a Output>,
+    /// Split-test parameters.
+    pub params: &'a SplitParams,
+    /// Sampling pace.
+    pub pace: Pace,
+    /// Whether to draw progress bars.
+    pub progress: bool,
+    /// The users' resolver, for the whole run.
+    pub clients: &'a Arc<crate::dns::ClientResolver>,
+}
+
+pub(crate) type R = Result<CheckResult, BackendError>;
+
+/// Runs one check.
+pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
+    let v = |s: &str| substitute(s, ctx.vars);
+    match check {
+        Check::ClusterExists { cluster } => cluster_exists(ctx, cluster).await,
+        Check::ClusterAbsent { cluster } => cluster_absent(ctx, cluster).await,
+        Check::ContextListed { cluster } => context_listed(ctx, cluster).await,
+        Check::OutputContains { lines } => Ok(output_contains(ctx.output, lines)),
+        Check::DeploymentsAvailable {
+            cluster,
+            namespace,
+            count,
+            names,
+        } => deployments_available(ctx, cluster, namespace, *count, names).await,
+        Check::ObjectExists {
+            cluster,
+            namespace,
+            kind,
+            name,
+        } => object_presence(ctx, cluster, namespace, kind, name, true).await,
+        Check::ObjectAbsent {
+            cluster,
+            namespace,
+            kind,
+            name,
+        } => object_presence(ctx, cluster, namespace, kind, name, false).await,
+        Check::FirstServiceIs {
+            cluster,
+            namespace,
+            name,
+        } => first_service_is(ctx, cluster, namespace, name).await,
+        Check::HomePage { url, status } => {
+            let (url, deviation) = requested_url(ctx, &v(url));
+            Ok(home_page(ctx, &url, *status)
+                .await?
+                .with_deviation(deviation))
+        }
+        Check::MeshActive { membership } => mesh_active(ctx, membership).await,
+        Check::NamespaceLabels {
+            cluster,
+            name,
+            labels,
+        } => namespace_labels(ctx, cluster, name, labels).await,
+        Check::PodsInjected {
+            cluster,
+            namespace,
+            selector,
+            revision,
+        } => pods_injected(ctx, cluster, namespace, selector, revision.as_deref()).await,
+        Check::ServiceEntryAddress {
+            cluster,
+            namespace,
+            name,
+            gateway,
+        } => service_entry_address(ctx, cluster, namespace, name, gateway).await,
+        Check::DnsRecord { address, ttl } => dns_record(ctx, &v(address), *ttl).await,
+        Check::Routes {
+            cluster,
+            namespace,
+            gateway,
+            expect,
+        } => {
+            let vss = ctx.backend.list(cluster, None, "VirtualService").await?;
+            Ok(routes(&vss, namespace, gateway, expect))
+        }
+        Check::InjectionDisabled { cluster, name } => {
+            let nss = ctx.backend.list(cluster, None, "Namespace").await?;
+            Ok(injection_disabled(&nss, name))
+        }
+        Check::NoPublicService { cluster, namespace } => {
+            let svcs = ctx
+                .backend
+                .list(cluster, Some(namespace), "Service")
+                .await?;
+            Ok(no_public_service(&svcs, namespace))
+        }
+        Check::MeshFeatureEnabled => {
+            let yaml = ctx.backend.mesh_describe().await?;
+            mesh_feature_enabled(&yaml)
+        }
+        Check::MembershipListed {
+            membership,
+            management,
+        } => {
+            let yaml = ctx.backend.mesh_describe().await?;
+            membership_listed(&yaml, membership, management.as_deref())
+        }
+        Check::ClientsResolve { address, max_ttl } => {
+            clients_resolve(ctx, &v(address), *max_ttl).await
+        }
+        Check::Split {
+            url,
+            via_domain,
+            expect,
+            error_budget,
+            identify,
+            names,
+        } => {
+            let url = match (url, via_domain) {
+                (Some(u), _) => v(u),
+                (None, _) => format!("http://{}/", ctx.scenario.dns.domain),
+            };
+            let (url, deviation) = requested_url(ctx, &url);
+            let how = SplitHow {
+                via_domain: *via_domain,
+                error_budget: *error_budget,
+                identify: identify.as_ref(),
+                names,
+            };
+            Ok(split(ctx, &url, expect, how)
+                .await?
+                .with_deviation(deviation))
+        }
+        Check::NothingLeft => nothing_left(ctx).await,
+        Check::IstioInstalled { profile, published } => Ok(istio_installed(
+            ctx.output,
+            profile,
+            published,
+            ctx.backend.istio_version().as_deref(),
+        )),
+    }
+}
+
+/// The URL a check requests on this backend: the procedure's, or with its port shifted where
+/// the backend may not bind ports below 1024 ([`Backend::port_shift`]), with the deviation that
+/// says so.
+fn requested_url(ctx: &Ctx<'_>, url: &str) -> (String, Option<String>) {
+    match ctx.backend.port_shift() {
+        Some(shift) => match shift.url(url) {
+            (shifted, true) => {
+                let d = shift.deviation(url, &shifted);
+                (shifted, Some(d))
+            }
+            (same, false) => (same, None),
+        },
+        None => (url.to_string(), None),
+    }
+}
