@@ -184,10 +184,15 @@ pub fn probe() -> Result<String, NetnsError> {
     })
 }
 
+/// The variable naming the file where a test re-run in a namespace records that its body ran.
+const RAN_FILE_VAR: &str = "MESHMIG_NETNS_RAN_FILE";
+
 /// Runs `body` on a tokio runtime in a network namespace of its own, for a test of a libtest
 /// binary (which already runs threads, so cannot enter one itself): the binary runs itself
 /// again under `unshare` for test `test` alone (`--exact`), and inside brings `lo` up and runs
-/// the body. Panics (fails the test) when the run in the namespace fails.
+/// the body. Panics (fails the test) when the run in the namespace fails, and when the body did
+/// not run there: libtest passes `--exact NAME` with 0 tests when no test is called NAME, so
+/// the body writes `test` to a file the caller reads back.
 pub fn run_test_in_own_namespace<F: std::future::Future<Output = ()>>(
     test: &str,
     body: impl FnOnce() -> F,
@@ -200,11 +205,22 @@ pub fn run_test_in_own_namespace<F: std::future::Future<Output = ()>>(
             .build()
             .expect("a runtime for the test");
         rt.block_on(body());
+        if let Some(ran) = std::env::var_os(RAN_FILE_VAR) {
+            std::fs::write(&ran, test).expect("recording that the test's body ran");
+        }
         return;
     }
     let exe = std::env::current_exe().expect("the test binary's path");
+    let ran = tempfile::NamedTempFile::new().expect("a file for the namespace's run to record in");
     let status = reexec_command(&exe, &[test, "--exact", "--nocapture"])
+        .env(RAN_FILE_VAR, ran.path())
         .status()
         .expect("running the test under unshare");
     assert!(status.success(), "{test} in its namespace failed: {status}");
+    let recorded = std::fs::read_to_string(ran.path()).unwrap_or_default();
+    assert!(
+        recorded == test,
+        "{test} did not run in its namespace: `{} {test} --exact` ran no test of that name (is the name passed to run_test_in_own_namespace the test function's?)",
+        exe.display()
+    );
 }

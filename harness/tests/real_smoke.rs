@@ -27,6 +27,14 @@ fn real_components_smoke() {
     meshmig::netns::run_test_in_own_namespace("real_components_smoke", smoke);
 }
 
+/// A test that names another test (or none) to run in its namespace fails, where libtest alone
+/// would pass `--exact` with 0 tests run.
+#[test]
+#[should_panic(expected = "did not run in its namespace")]
+fn netns_rerun_of_a_misnamed_test_fails() {
+    meshmig::netns::run_test_in_own_namespace("no_test_is_called_this", || async {});
+}
+
 #[test]
 fn emulated_translation_matches_real_istiod() {
     meshmig::netns::run_test_in_own_namespace(

@@ -71,3 +71,18 @@ pub mod chrono_like {
         parse(ts).map(|t| Duration::from_secs(now.0.saturating_sub(t)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::new_run_id;
+
+    /// A scenario's longest cluster name, suffixed with `-RUNID`, is GKE's longest (40).
+    #[test]
+    fn longest_scenario_cluster_name_fits_gke_once_suffixed() {
+        let run = new_run_id();
+        assert_eq!(crate::scenario::MAX_CLUSTER_NAME + 1 + run.len(), 40);
+        let longest = "a".repeat(crate::scenario::MAX_CLUSTER_NAME);
+        assert_eq!(crate::scenario::cluster_name_problem(&longest), None);
+        assert!(crate::scenario::cluster_name_problem(&format!("{longest}a")).is_some());
+    }
+}

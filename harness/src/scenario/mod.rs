@@ -24,7 +24,10 @@ pub use model::{
     Action, Check, ClusterSpec, ContinuousLoad, DnsSpec, Expectation, ExpectedOutcome, Fault,
     FleetSpec, FooterVariant, Replacement, Scenario, ScenarioFile, ServiceRef, Step,
 };
-pub use validate::{substitute, variables_in, MAX_TTL, MAX_WAIT_SECONDS, MAX_WAIT_TTL};
+pub use validate::{
+    cluster_name_problem, substitute, url_problem, variables_in, MAX_CLUSTER_NAME, MAX_TTL,
+    MAX_WAIT_SECONDS, MAX_WAIT_TTL,
+};
 
 /// Errors met while loading and validating a scenario.
 #[derive(Debug, thiserror::Error)]

@@ -689,3 +689,42 @@ impl Scenario {
         self.clusters.iter().find(|c| c.name == name)
     }
 }
+
+impl Check {
+    /// Every check's name as scenarios write it (`home_page`, `split`, …): the variants serde
+    /// knows, read from its answer to a name that is none of them.
+    pub fn names() -> Vec<String> {
+        let err = serde_json::from_value::<Check>(serde_json::Value::String(String::new()))
+            .expect_err("the empty name is no check");
+        let text = err.to_string();
+        let listed = text.split_once("expected one of").map_or("", |(_, l)| l);
+        listed
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod check_name_tests {
+    use super::Check;
+
+    #[test]
+    fn every_check_name_is_known() {
+        let names = Check::names();
+        for n in [
+            "home_page",
+            "split",
+            "routes",
+            "pods_injected",
+            "nothing_left",
+            "mesh_feature_enabled",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+        }
+        // Each name deserializes as a check (with or without fields): serde listed variants.
+        assert!(names.len() >= 20, "{names:?}");
+    }
+}

@@ -7,7 +7,7 @@ use crate::identity::Identify;
 use crate::manifest::ManifestSource;
 use crate::yaml::Location;
 
-use super::model::{Action, Check, ContinuousLoad, Fault, Scenario, Step};
+use super::model::{Action, Check, ContinuousLoad, ExpectedOutcome, Fault, Scenario, Step};
 use super::{locate_in_file, ScenarioError};
 
 /// Checks references between the parts of a scenario and parses its manifests.
@@ -35,7 +35,7 @@ pub(super) fn validate(
         let at_step = step_at(&s, &id);
         s.manifests.load(source, &m, &at_step)?;
     }
-    check_failed_step(&s)?;
+    check_expectation(&s)?;
     check_namespaces(&s)?;
     check_patches(&s, &pending.to_patch)?;
     Ok(s)
@@ -69,10 +69,65 @@ struct Named<'a> {
     texts: Vec<&'a str>,
 }
 
-/// The declared clusters: a node count from 1 to 1000, no name declared twice.
+/// The longest cluster name a scenario may give: GKE's limit of 40 characters (the Cluster
+/// resource's `name`, GKE API reference: "can be up to 40 characters") less the `-RUNID` (7)
+/// that the GKE and kind backends append to make a run's clusters its own.
+pub const MAX_CLUSTER_NAME: usize = 33;
+
+/// What is wrong with a cluster name, by the stricter of kind's and GKE's rules:
+/// - GKE: lowercase letters, digits and hyphens; a letter first; a letter or digit last; up to
+///   40 characters (here [`MAX_CLUSTER_NAME`], the run id's suffix taken off);
+/// - kind v0.30.0: `^[a-z0-9.-]+$` (pkg/internal/apis/config/validate.go), which every name GKE
+///   takes matches.
+pub fn cluster_name_problem(name: &str) -> Option<String> {
+    let why = if name.is_empty() {
+        "it is empty".to_string()
+    } else if name.len() > MAX_CLUSTER_NAME {
+        format!(
+            "it has {} characters; GKE allows 40, and the backends append -RUNID (7)",
+            name.len()
+        )
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        format!("{c:?} is not a lowercase letter, digit or hyphen")
+    } else if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        "it does not start with a lowercase letter".to_string()
+    } else if name.ends_with('-') {
+        "it ends with a hyphen".to_string()
+    } else {
+        return None;
+    };
+    Some(format!(
+        "cluster name {name:?} is refused by GKE or kind: {why} (GKE: lowercase letters, digits and hyphens, a letter first, not a hyphen last, at most {MAX_CLUSTER_NAME} here)"
+    ))
+}
+
+/// What is wrong with a URL the harness requests: it must be http:// or https:// (variables may
+/// follow the scheme, not stand for it).
+pub fn url_problem(url: &str) -> Option<String> {
+    let lower = url.trim_start().to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        None
+    } else {
+        Some(format!(
+            "url {url:?} is not an http:// or https:// URL (the harness requests it over HTTP)"
+        ))
+    }
+}
+
+/// The declared clusters: names GKE and kind both accept, a node count from 1 to 1000, no name
+/// declared twice.
 fn check_clusters(s: &Scenario) -> Result<(), ScenarioError> {
     let mut names = BTreeSet::new();
     for c in &s.clusters {
+        if let Some(message) = cluster_name_problem(&c.name) {
+            return Err(ScenarioError::Invalid {
+                at: locate_in_file(&s.path, &c.name),
+                message,
+            });
+        }
         if let Some(n) = c.nodes.filter(|n| !(1..=1000).contains(n)) {
             return Err(ScenarioError::Invalid {
                 at: locate_in_file(&s.path, "nodes:"),
@@ -331,6 +386,9 @@ fn check_checks<'a>(
             }
             Check::HomePage { url, status } => {
                 named.texts.push(url);
+                if let Some(m) = url_problem(url) {
+                    return Err(fail(format!("home_page: {m}")));
+                }
                 if !(100..=599).contains(status) {
                     return Err(fail(format!(
                         "home_page status must be an HTTP status (100 to 599), not {status}"
@@ -365,6 +423,9 @@ fn check_checks<'a>(
                 }
                 if let Some(u) = url {
                     named.texts.push(u);
+                    if let Some(m) = url_problem(u) {
+                        return Err(fail(format!("split: {m}")));
+                    }
                 }
                 check_percentages(expect).map_err(|m| fail(format!("split: {m}")))?;
                 for c in expect.keys() {
@@ -408,14 +469,55 @@ fn check_load_variables(
     Ok(())
 }
 
-/// `expect.failed_step` names a step of the scenario.
-fn check_failed_step(s: &Scenario) -> Result<(), ScenarioError> {
-    if let Some(want) = &s.expect.failed_step {
-        if !s.steps.iter().any(|st| &st.id == want) {
-            return Err(ScenarioError::Invalid {
-                at: locate_in_file(&s.path, "failed_step"),
-                message: format!("expect.failed_step names no step: {want}"),
-            });
+/// `expect`: a scenario expected to fail names the step that fails (one of its own) and evidence
+/// that only its failure produces: at least one word that is not merely a check's name, since
+/// any failure of that check (a refused connection, a harness bug) would carry the name. A
+/// scenario expected to pass names neither.
+fn check_expectation(s: &Scenario) -> Result<(), ScenarioError> {
+    let e = &s.expect;
+    let invalid = |needle: &str, message: String| ScenarioError::Invalid {
+        at: locate_in_file(&s.path, needle),
+        message,
+    };
+    match e.outcome {
+        ExpectedOutcome::Pass => {
+            if e.failed_step.is_some() || !e.evidence_contains.is_empty() {
+                return Err(invalid(
+                    "expect:",
+                    "expect: outcome pass takes neither failed_step nor evidence_contains".into(),
+                ));
+            }
+        }
+        ExpectedOutcome::Fail => {
+            let Some(want) = &e.failed_step else {
+                return Err(invalid(
+                    "expect:",
+                    "expect: outcome fail needs failed_step, the step that must fail".into(),
+                ));
+            };
+            if !s.steps.iter().any(|st| &st.id == want) {
+                return Err(invalid(
+                    "failed_step",
+                    format!("expect.failed_step names no step: {want}"),
+                ));
+            }
+            let names = Check::names();
+            if e.evidence_contains
+                .iter()
+                .all(|w| names.iter().any(|n| n == w.trim()))
+            {
+                return Err(invalid(
+                    if e.evidence_contains.is_empty() {
+                        "expect:"
+                    } else {
+                        "evidence_contains"
+                    },
+                    format!(
+                        "expect: outcome fail needs evidence_contains with words only this failure produces, not just a check's name (got {:?})",
+                        e.evidence_contains
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -494,6 +596,9 @@ fn check_load(s: &Scenario, l: &ContinuousLoad) -> Result<(), ScenarioError> {
             .position(|st| st.id == id)
             .ok_or_else(|| fail(format!("{field}: the scenario has no step {id}")))
     };
+    if let Some(m) = url_problem(&l.url) {
+        return Err(fail(m));
+    }
     let start = index(&l.start_after, "start_after")?;
     if let Some(d) = &l.via_domain_after {
         if index(d, "via_domain_after")? < start {
