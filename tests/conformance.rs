@@ -11,6 +11,10 @@
 //! `cargo nextest run --run-ignored all -E 'test(/^kwok::/)'`: a trial's name decides its
 //! backend.
 //!
+//! Every check of a trial must name its witness (who observed it: a real component, a stand-in
+//! or the harness), and `MESHMIG_MIN_REAL_CHECKS=kwok=N,…` asks a passing trial of a backend for
+//! at least N checks observed by real components.
+//!
 //! A libtest-mimic binary (`harness = false`), so it works under `cargo test` and
 //! `cargo nextest run` (one process per trial): `--list` prints only `name: test` lines, filters
 //! and `--exact` work.
@@ -105,6 +109,22 @@ fn selected() -> Result<BTreeSet<&'static str>, String> {
         .collect()
 }
 
+/// The fewest trials each backend must be able to run (not listed as ignored because it cannot):
+/// fewer means a scenario folder went missing or a capability stopped matching, and the suite
+/// would pass on less than it claims. Raise a floor when scenarios are added.
+const MIN_TRIALS: &[(&str, usize)] = &[
+    ("emulated", 26),
+    ("kwok", 26),
+    ("gke-rehearsal", 0),
+    ("kind", 0),
+    ("gke", 0),
+];
+
+/// Whether a backend's trials can run only on Linux (its loopback range).
+fn backend_needs_linux(name: &str) -> bool {
+    registry::lookup(name).is_some_and(|b| b.capabilities().host_loopback_range)
+}
+
 /// The options each running backend's preflight prepared before the process had threads, by
 /// backend name.
 static PREPARED: std::sync::OnceLock<BTreeMap<&'static str, BackendOptions>> =
@@ -171,6 +191,7 @@ fn run_trial(suite: Suite, path: &Path) -> Result<(), Failed> {
                 return Err(format!("expected outcome {want:?}, got {got:?}\n{transcript}").into());
             }
         }
+        witnessed(suite, expect.outcome, &report)?;
         if !report.teardown.failed.is_empty() {
             return Err(format!("teardown left {:?}", report.teardown.failed).into());
         }
@@ -181,6 +202,59 @@ fn run_trial(suite: Suite, path: &Path) -> Result<(), Failed> {
         }
         Ok(())
     })
+}
+
+/// Every check names its witness, and a trial expected to pass had at least the number of
+/// checks observed by real components that `MESHMIG_MIN_REAL_CHECKS` asks of its backend
+/// (`kwok=25,gke-rehearsal=20`; `.ci/run` sets it).
+fn witnessed(
+    suite: Suite,
+    outcome: ExpectedOutcome,
+    report: &meshmig::outcome::RunReport,
+) -> Result<(), Failed> {
+    let unattributed: Vec<String> = report
+        .steps
+        .iter()
+        .flat_map(|s| s.checks.iter().map(move |c| (s, c)))
+        .filter(|(_, c)| c.witness.component == "not attributed")
+        .map(|(s, c)| format!("{} {}", s.id, c.check))
+        .collect();
+    if !unattributed.is_empty() {
+        return Err(format!("checks without a witness: {unattributed:?}").into());
+    }
+    let wanted = std::env::var("MESHMIG_MIN_REAL_CHECKS").unwrap_or_default();
+    let min = min_real_checks(&wanted, suite.name())?;
+    if let (Some(min), ExpectedOutcome::Pass) = (min, outcome) {
+        if report.witnesses.real < min {
+            return Err(format!(
+                "MESHMIG_MIN_REAL_CHECKS asks {min} checks observed by real components on {}; {}",
+                suite.name(),
+                report.witnesses.sentence(suite.name())
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The minimum `MESHMIG_MIN_REAL_CHECKS` (`BACKEND=N,…`) sets for `backend`.
+fn min_real_checks(wanted: &str, backend: &str) -> Result<Option<usize>, String> {
+    for part in wanted.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (b, n) = part
+            .split_once('=')
+            .ok_or_else(|| format!("MESHMIG_MIN_REAL_CHECKS: {part:?} is not BACKEND=N"))?;
+        let n: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("MESHMIG_MIN_REAL_CHECKS: {n:?} is not a count"))?;
+        if registry::lookup(b.trim()).is_none() {
+            return Err(format!("MESHMIG_MIN_REAL_CHECKS: {b:?} is not a backend"));
+        }
+        if b.trim() == backend {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether libtest-mimic would run a trial of this name and ignored flag with these arguments
@@ -231,6 +305,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if let Err(why) = min_real_checks(
+        &std::env::var("MESHMIG_MIN_REAL_CHECKS").unwrap_or_default(),
+        "",
+    ) {
+        eprintln!("conformance: {why}");
+        return std::process::ExitCode::from(2);
+    }
     let dir = root().join("scenarios");
     let paths = match meshmig::scenario::discover(&dir) {
         Ok(p) if !p.is_empty() => p,
@@ -244,8 +325,21 @@ fn main() -> std::process::ExitCode {
         }
     };
     let mut trials = Vec::new();
+    let mut runnable: BTreeMap<&str, usize> = BTreeMap::new();
     for path in paths {
-        let scenario = runner::load(&path, None).ok();
+        // A scenario that does not load fails the suite, listing included (nextest lists first),
+        // whichever backends run: it would otherwise only fail the trials that happen to run.
+        let scenario = match runner::load(&path, None) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "conformance: {} does not load: {}",
+                    path.display(),
+                    meshmig::error_chain(&e)
+                );
+                return std::process::ExitCode::from(2);
+            }
+        };
         for suite in registry::BACKENDS {
             let name = format!(
                 "{}::{}",
@@ -258,15 +352,25 @@ fn main() -> std::process::ExitCode {
             // GKE, where nothing can inject them.
             let caps = suite.capabilities();
             let cannot_run = (caps.host_loopback_range && !cfg!(target_os = "linux"))
-                || scenario
-                    .as_ref()
-                    .is_some_and(|s| caps.unsupported_fault(s).is_some());
+                || caps.unsupported_fault(&scenario).is_some();
+            if !cannot_run {
+                *runnable.entry(suite.name()).or_default() += 1;
+            }
             let ignored = cannot_run || !selected.contains(suite.name());
             let path = path.clone();
             trials.push((
                 suite,
                 Trial::test(name, move || run_trial(suite, &path)).with_ignored_flag(ignored),
             ));
+        }
+    }
+    for (backend, floor) in MIN_TRIALS {
+        let n = runnable.get(backend).copied().unwrap_or(0);
+        if n < *floor && !(backend_needs_linux(backend) && !cfg!(target_os = "linux")) {
+            eprintln!(
+                "conformance: {backend} has {n} trials it can run, fewer than its floor of {floor}: a scenario folder was lost or a capability stopped matching (tests/conformance.rs, MIN_TRIALS)"
+            );
+            return std::process::ExitCode::from(2);
         }
     }
     if !args.list {

@@ -174,7 +174,11 @@ pub async fn run_observed(
     let mut outcome = outcome;
     if let Some(l) = &continuous_load {
         let failed = !l.ok && outcome == Outcome::Passed;
-        let report = load_step(l, failed);
+        let witness = shared
+            .backend
+            .witnesses()
+            .of(&crate::backend::witness::Source::DataPlane);
+        let report = load_step(l, failed, witness);
         shared.observer.step_finished(&report);
         Shared::lock(&shared.reports).push(report);
         if failed {
@@ -200,6 +204,7 @@ pub async fn run_observed(
         })
         .collect();
     let report = RunReport {
+        witnesses: crate::outcome::WitnessCounts::of(&steps),
         not_run,
         scenario: scenario.name.clone(),
         backend: backend.name().to_string(),
@@ -734,8 +739,12 @@ fn shifted(shared: &Shared, url: String) -> String {
 
 /// The continuous load as a step of the report: its check states the errors against the budget,
 /// the error windows and each change's time to effect.
-fn load_step(l: &crate::load::LoadReport, failed: bool) -> StepReport {
-    let check = crate::checks::continuous_load(l);
+fn load_step(
+    l: &crate::load::LoadReport,
+    failed: bool,
+    witness: crate::backend::witness::Witness,
+) -> StepReport {
+    let check = crate::checks::continuous_load(l).witnessed_by(witness);
     StepReport {
         id: LOAD_STEP.into(),
         title: "Continuous load: users' requests through the whole migration".into(),

@@ -136,6 +136,46 @@ pub struct RunReport {
     pub continuous_load: Option<crate::load::LoadReport>,
     /// The scenario's steps that did not run because the run stopped before them, in order.
     pub not_run: Vec<NotRun>,
+    /// How many of the run's checks each kind of witness observed.
+    pub witnesses: WitnessCounts,
+}
+
+/// How many checks a real component, a stand-in and the harness observed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WitnessCounts {
+    /// Observed by a real component.
+    pub real: usize,
+    /// Observed by a stand-in.
+    pub stand_in: usize,
+    /// The harness's own records or reading.
+    pub harness: usize,
+    /// Every check of the run.
+    pub total: usize,
+}
+
+impl WitnessCounts {
+    /// The counts over these steps' checks.
+    pub fn of(steps: &[StepReport]) -> Self {
+        use crate::backend::witness::WitnessKind;
+        let mut c = WitnessCounts::default();
+        for check in steps.iter().flat_map(|s| &s.checks) {
+            c.total += 1;
+            match check.witness.kind {
+                WitnessKind::Real => c.real += 1,
+                WitnessKind::StandIn => c.stand_in += 1,
+                WitnessKind::Harness => c.harness += 1,
+            }
+        }
+        c
+    }
+
+    /// "N of M checks observed real components", as the run's last lines say it.
+    pub fn sentence(&self, backend: &str) -> String {
+        format!(
+            "{} of {} checks observed real components on {backend} ({} a stand-in, {} the harness's own records)",
+            self.real, self.total, self.stand_in, self.harness
+        )
+    }
 }
 
 /// A scenario step the run never reached.

@@ -46,6 +46,15 @@ impl Backend for World {
     fn name(&self) -> &'static str {
         "frozen"
     }
+    fn witnesses(&self) -> &meshmig::backend::witness::Witnesses {
+        static W: std::sync::LazyLock<meshmig::backend::witness::Witnesses> =
+            std::sync::LazyLock::new(|| {
+                meshmig::backend::witness::Witnesses::uniform(
+                    meshmig::backend::witness::Witness::harness("the test's frozen backend"),
+                )
+            });
+        &W
+    }
     async fn create_cluster(&self, _: &ClusterSpec) -> Result<Output, BackendError> {
         Ok(Output::default())
     }

@@ -34,6 +34,15 @@ impl Backend for Scripted {
     fn name(&self) -> &'static str {
         "scripted"
     }
+    fn witnesses(&self) -> &meshmig::backend::witness::Witnesses {
+        static W: std::sync::LazyLock<meshmig::backend::witness::Witnesses> =
+            std::sync::LazyLock::new(|| {
+                meshmig::backend::witness::Witnesses::uniform(
+                    meshmig::backend::witness::Witness::harness("the test's scripted backend"),
+                )
+            });
+        &W
+    }
     async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);

@@ -101,6 +101,7 @@ fn check(name: &'static str, ok: bool, evidence: Value) -> CheckResult {
         observed: "cluster-with-istio 3 <b>& \"quoted\"</b>\u{1b}[31m".into(),
         evidence,
         deviations: Vec::new(),
+        witness: meshmig::backend::witness::Witness::real("kube-apiserver 1.35.4 <&>"),
     }
 }
 
@@ -156,6 +157,7 @@ fn mixed_report() -> RunReport {
         },
         seconds: 1.5,
         dns_ttl_scale: 1.0,
+        witnesses: Default::default(),
         not_run: vec![
             NotRun {
                 id: "G1".into(),
@@ -193,6 +195,17 @@ fn a_real_runs_json_is_valid_against_the_published_schema() {
         .filter(|c| c["check"] == "split")
         .collect();
     assert!(splits.len() >= 4, "{}", splits.len());
+    // Every check names its witness, and the run counts them.
+    let checks: Vec<&Value> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["checks"].as_array().unwrap())
+        .collect();
+    assert_eq!(doc["witnesses"]["total"], checks.len());
+    for c in &checks {
+        assert_ne!(c["witness"]["component"], "not attributed", "{c}");
+    }
     for c in splits {
         let t = &c["evidence"]["trace"];
         assert_eq!(t["decided_at"], c["evidence"]["requests"], "{t}");
@@ -208,7 +221,16 @@ fn the_schema_rejects_broken_reports_and_accepts_the_mixed_one() {
     let v = schema();
     let good = serde_json::to_value(mixed_report()).unwrap();
     assert_eq!(errors(&v, &good), Vec::<String>::new());
-    let breaks: [(&str, Break); 5] = [
+    let breaks: [(&str, Break); 7] = [
+        ("a check without its witness", |d| {
+            d["steps"][0]["checks"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("witness");
+        }),
+        ("a witness of an unknown kind", |d| {
+            d["steps"][0]["checks"][0]["witness"]["kind"] = json!("trusted")
+        }),
         ("no outcome", |d| {
             d.as_object_mut().unwrap().remove("outcome");
         }),
@@ -288,6 +310,15 @@ fn junit_has_failure_error_and_skipped_and_rejects_a_broken_document() {
     // The failure names expected, observed and the evidence, escaped; ESC is replaced.
     assert!(xml.contains("<failure message=\"routes: expected cluster-with-csm 100% of requests; observed cluster-with-istio 3 &lt;b&gt;&amp; &quot;quoted&quot;&lt;/b&gt;\u{fffd}[31m\" type=\"assertion\">"), "{xml}");
     assert!(xml.contains("evidence: {"), "{xml}");
+    // Each check's witness, escaped; the suite counts them.
+    assert!(
+        xml.contains("witness: kube-apiserver 1.35.4 &lt;&amp;&gt; (real)"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<property name=\"checks_observed_by_real_components\""),
+        "{xml}"
+    );
     assert!(xml.contains("a&lt;b"), "{xml}");
     assert!(!xml.contains('\u{1b}'));
     assert!(xml.contains("<error message=\"sampling http://127.0.0.1/: connection refused\" type=\"infrastructure\">"), "{xml}");
@@ -389,6 +420,10 @@ fn the_html_page_loads_nothing_and_shows_every_step() {
     assert!(
         html.contains("&lt;b&gt;&amp;"),
         "markup in observations is escaped"
+    );
+    assert!(
+        html.contains("<dd class=\"witness real\">kube-apiserver 1.35.4 &lt;&amp;&gt; (real)</dd>"),
+        "each check shows its witness"
     );
     // The check can fail.
     let bad = html.replace(

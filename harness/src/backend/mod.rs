@@ -21,6 +21,7 @@ pub mod ports;
 pub mod preflight;
 pub mod registry;
 pub mod run_id;
+pub mod witness;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -416,6 +417,9 @@ pub trait Backend: Send + Sync {
     fn mesh_wait(&self, timeout: Duration, poll: Duration) -> (Duration, Duration) {
         (timeout, poll)
     }
+    /// Who answers each kind of question a check asks on this backend: a real component (with
+    /// its version where known), a stand-in, or the harness's own records.
+    fn witnesses(&self) -> &witness::Witnesses;
 }
 
 #[cfg(test)]

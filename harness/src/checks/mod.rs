@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::backend::witness::{Source, Witness};
 use crate::backend::{Backend, BackendError, Output};
 use crate::sampler::Pace;
 use crate::scenario::{substitute, Check, Scenario};
@@ -59,6 +60,9 @@ pub struct CheckResult {
     /// failing the check (shown in the report).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deviations: Vec<String>,
+    /// Who made the observation: a real component, a stand-in, or the harness ([`run`] and the
+    /// engine set it from the backend's [`Witnesses`](crate::backend::witness::Witnesses)).
+    pub witness: Witness,
 }
 
 impl CheckResult {
@@ -76,7 +80,14 @@ impl CheckResult {
             observed: observed.into(),
             evidence,
             deviations: Vec::new(),
+            witness: Witness::harness("not attributed"),
         }
+    }
+
+    /// The result with its witness.
+    pub fn witnessed_by(mut self, witness: Witness) -> Self {
+        self.witness = witness;
+        self
     }
 
     /// The result with `deviation` recorded, if any.
@@ -116,8 +127,45 @@ pub struct Ctx<'a> {
 
 pub(crate) type R = Result<CheckResult, BackendError>;
 
-/// Runs one check.
+/// What a check reads from (the step's command output: the program that printed it).
+pub fn source(check: &Check, output: Option<&Output>) -> Source {
+    match check {
+        Check::ClusterExists { .. } | Check::ClusterAbsent { .. } => Source::ClusterList,
+        Check::ContextListed { .. } => Source::Kubeconfig,
+        Check::OutputContains { .. } => Source::Command(
+            output
+                .and_then(|o| o.command.split_whitespace().next())
+                .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+                .unwrap_or_default(),
+        ),
+        Check::IstioInstalled { .. } => Source::Command("istioctl".into()),
+        Check::DeploymentsAvailable { .. }
+        | Check::ObjectExists { .. }
+        | Check::ObjectAbsent { .. }
+        | Check::FirstServiceIs { .. }
+        | Check::NamespaceLabels { .. }
+        | Check::PodsInjected { .. }
+        | Check::ServiceEntryAddress { .. }
+        | Check::InjectionDisabled { .. }
+        | Check::NoPublicService { .. } => Source::KubernetesApi,
+        Check::Routes { .. } => Source::RoutesAsStored,
+        Check::MeshActive { .. } | Check::MeshFeatureEnabled | Check::MembershipListed { .. } => {
+            Source::Fleet
+        }
+        Check::ClientsResolve { .. } => Source::ClientResolver,
+        Check::DnsRecord { .. } => Source::Dns,
+        Check::HomePage { .. } | Check::Split { .. } => Source::DataPlane,
+        Check::NothingLeft => Source::Inventory,
+    }
+}
+
+/// Runs one check; its result names the witness of what it read ([`source`]).
 pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
+    let witness = ctx.backend.witnesses().of(&source(check, ctx.output));
+    Ok(judge(ctx, check).await?.witnessed_by(witness))
+}
+
+async fn judge(ctx: &Ctx<'_>, check: &Check) -> R {
     let v = |s: &str| substitute(s, ctx.vars);
     match check {
         Check::ClusterExists { cluster } => cluster_exists(ctx, cluster).await,

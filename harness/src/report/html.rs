@@ -53,6 +53,11 @@ pub fn render(r: &RunReport) -> String {
         r.outcome.exit_code(),
         r.dns_ttl_scale
     );
+    let _ = writeln!(
+        h,
+        "<p class=\"witnesses\">{}.</p>",
+        e(&r.witnesses.sentence(&r.backend))
+    );
     h.push_str("<table>\n<tr><th>step</th><th>title</th><th>status</th><th>seconds</th></tr>\n");
     for s in &r.steps {
         let _ = writeln!(
@@ -156,12 +161,14 @@ fn step(h: &mut String, s: &StepReport) {
 fn check(h: &mut String, c: &CheckResult) {
     let _ = writeln!(
         h,
-        "<div class=\"check {}\"><h3>{} {}</h3>\n<dl><dt>expected</dt><dd>{}</dd><dt>observed</dt><dd>{}</dd></dl>",
+        "<div class=\"check {}\"><h3>{} {}</h3>\n<dl><dt>expected</dt><dd>{}</dd><dt>observed</dt><dd>{}</dd><dt>witness</dt><dd class=\"witness {}\">{}</dd></dl>",
         if c.ok { "ok" } else { "fail" },
         if c.ok { "ok" } else { "FAIL" },
         e(c.check),
         e(&c.expected),
-        e(&c.observed)
+        e(&c.observed),
+        c.witness.kind.label(),
+        e(&c.witness.to_string())
     );
     if let Some(t) = c
         .evidence

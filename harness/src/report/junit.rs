@@ -144,6 +144,19 @@ fn properties(w: &mut Writer<Vec<u8>>, r: &RunReport) -> io::Result<()> {
         ("outcome", outcome),
         ("exit_code", r.outcome.exit_code().to_string()),
         ("dns_ttl_scale", r.dns_ttl_scale.to_string()),
+        (
+            "checks_observed_by_real_components",
+            r.witnesses.real.to_string(),
+        ),
+        (
+            "checks_observed_by_stand_ins",
+            r.witnesses.stand_in.to_string(),
+        ),
+        (
+            "checks_observed_by_the_harness",
+            r.witnesses.harness.to_string(),
+        ),
+        ("checks", r.witnesses.total.to_string()),
     ];
     w.create_element("properties").write_inner_content(|w| {
         for (name, value) in &props {
@@ -214,17 +227,18 @@ fn failure(s: &StepReport) -> (String, String) {
     }
     for c in failed {
         text.push_str(&format!(
-            "check {}\n  expected: {}\n  observed: {}\n  evidence: {}\n",
+            "check {}\n  expected: {}\n  observed: {}\n  witness: {}\n  evidence: {}\n",
             c.check,
             c.expected,
             c.observed,
+            c.witness,
             serde_json::to_string_pretty(&c.evidence).unwrap_or_default()
         ));
     }
     (one_line(&message.join(" | ")), text)
 }
 
-/// A step's command and output, and the deviations its checks noted.
+/// A step's command and output, each check's witness, and the deviations its checks noted.
 fn system_out(s: &StepReport) -> String {
     let mut out = String::new();
     if let Some(o) = &s.output {
@@ -234,6 +248,12 @@ fn system_out(s: &StepReport) -> String {
         }
     }
     for c in &s.checks {
+        out.push_str(&format!(
+            "witness of {} ({}): {}\n",
+            c.check,
+            if c.ok { "held" } else { "failed" },
+            c.witness
+        ));
         for d in &c.deviations {
             out.push_str(&format!(
                 "DEVIATION ({}, does not fail the step): {d}\n",

@@ -135,11 +135,12 @@ fn render_step_raw(r: &StepReport) -> String {
             serde_json::to_string_pretty(&c.evidence).unwrap_or_default()
         };
         s.push_str(&format!(
-            "\n    {} {}: {}\n      expected: {}\n      evidence: {}",
+            "\n    {} {}: {}\n      expected: {}\n      witness: {}\n      evidence: {}",
             if c.ok { "ok  " } else { "FAIL" },
             c.check,
             c.observed,
             c.expected,
+            c.witness,
             indent(&evidence, "        ").trim_start()
         ));
         for d in &c.deviations {
@@ -187,6 +188,8 @@ fn render_end_raw(r: &RunReport) -> String {
         r.scenario,
         r.backend
     ));
+    s.push('\n');
+    s.push_str(&r.witnesses.sentence(&r.backend));
     if let Some(kb) = peak_memory_kib() {
         s.push_str(&format!("\nharness peak memory: {:.1} MiB (VmHWM of meshmig itself; Envoy processes not included)", kb as f64 / 1024.0));
     }

@@ -36,6 +36,7 @@ use self::envoy::Envoy;
 use self::frontend::{Frontend, Identity, ReadyServices};
 use self::store::{pod_ready, Store, StoreError};
 use super::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
+use crate::backend::witness::{Witness, Witnesses};
 use crate::dns::DnsServer;
 use crate::fleet::{describe_yaml, stand_in_state, StandInState};
 use crate::manifest::{string_map, Object};
@@ -98,6 +99,27 @@ pub struct Emulated {
     world: Mutex<World>,
     /// Every Envoy started, for teardown to make sure each has exited.
     children: super::exec::Children,
+    /// Who answers the checks here.
+    witnesses: Witnesses,
+}
+
+/// The emulated backend's witnesses: the harness's records and stand-ins, and real Envoy
+/// (`envoy`) routing what the emulated control plane translated.
+fn witnesses(envoy: &std::path::Path) -> Witnesses {
+    let records = || Witness::harness("the emulated backend's records");
+    Witnesses {
+        cluster_list: records(),
+        kubeconfig: records(),
+        kubernetes_api: Witness::stand_in("the emulated Kubernetes API (the harness's object store)"),
+        fleet: super::witness::fleet_stand_in(),
+        dns: super::witness::embedded_dns(),
+        data_plane: Witness::stand_in(format!(
+            "{} routing the emulated control plane's translation of the Istio objects, to stand-in frontends",
+            super::witness::envoy_version(envoy)
+        )),
+        inventory: records(),
+        commands: Vec::new(),
+    }
 }
 
 /// Whether port 80 can be bound in the run's range (`127.RUN.0.80`); when it cannot, ports below
@@ -165,6 +187,7 @@ impl Emulated {
             .map_err(|e| {
                 BackendError::infra("starting the embedded DNS server", crate::error_chain(&e))
             })?;
+        let witnesses = witnesses(&opts.envoy);
         Ok(Self {
             opts,
             run,
@@ -173,6 +196,7 @@ impl Emulated {
             scratch,
             dns,
             children: Default::default(),
+            witnesses,
             world: Mutex::new(World {
                 clusters: BTreeMap::new(),
                 contexts: Vec::new(),
@@ -566,6 +590,10 @@ impl Backend for Emulated {
 
     async fn contexts(&self) -> Result<Vec<String>, BackendError> {
         Ok(self.world.lock().await.contexts.clone())
+    }
+
+    fn witnesses(&self) -> &Witnesses {
+        &self.witnesses
     }
 
     /// The emulated istioctl stands in for istioctl 1.31.0 and prints what it prints.

@@ -36,6 +36,8 @@ pub struct Gke {
     pub(super) mesh_enabled_by_run: Mutex<bool>,
     /// Stopped after teardown (a rehearsal's Google Cloud stand-in).
     pub(super) companion: Option<Arc<dyn crate::backend::Companion>>,
+    /// Who answers the checks.
+    witnesses: crate::backend::witness::Witnesses,
 }
 
 impl Gke {
@@ -88,7 +90,12 @@ impl Gke {
             BackendError::infra("reading the fleet's mesh feature", crate::error_chain(&e))
         })?;
         let mesh_enabled_before = ran.ok() && ran.stdout.contains("state: ACTIVE");
+        let witnesses = cfg
+            .witnesses
+            .clone()
+            .unwrap_or_else(|| super::google_witnesses(&cfg));
         Ok(Self {
+            witnesses,
             ops: Arc::new(ClusterOps::new(
                 exec,
                 scratch.path().join("kubeconfig"),
@@ -223,6 +230,10 @@ impl Backend for Gke {
 
     fn name(&self) -> &'static str {
         "gke"
+    }
+
+    fn witnesses(&self) -> &crate::backend::witness::Witnesses {
+        &self.witnesses
     }
 
     /// After an apply returns, istiod still has to push the routes to the gateway, and a new

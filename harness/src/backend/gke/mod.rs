@@ -61,6 +61,43 @@ pub struct GkeConfig {
     pub ready_timeout: Duration,
     /// The istioctl to run.
     pub istioctl: String,
+    /// Who answers the checks, when not Google Cloud itself (a rehearsal's stand-in sets them).
+    pub witnesses: Option<crate::backend::witness::Witnesses>,
+}
+
+/// Who answers the checks on Google Cloud: GKE, the fleet API, Cloud DNS when a zone is given,
+/// a Google Cloud load balancer in front of the gateway.
+pub fn google_witnesses(cfg: &GkeConfig) -> crate::backend::witness::Witnesses {
+    use crate::backend::witness::{embedded_dns, Witness, Witnesses};
+    Witnesses {
+        cluster_list: Witness::real(format!(
+            "GKE's API (gcloud container clusters list, project {})",
+            cfg.project
+        )),
+        kubeconfig: Witness::real(
+            "kubectl's contexts, written by gcloud container clusters get-credentials",
+        ),
+        kubernetes_api: Witness::real("the GKE cluster's kube-apiserver"),
+        fleet: Witness::real("the fleet API (gcloud container fleet mesh describe)"),
+        dns: match &cfg.dns_zone {
+            Some(z) => Witness::real(format!("Cloud DNS (managed zone {z})")),
+            None => embedded_dns(),
+        },
+        data_plane: Witness::real(
+            "a Google Cloud load balancer and the ingress gateway's Envoy (istiod or managed CSM)",
+        ),
+        inventory: Witness::real(
+            "gcloud: clusters, fleet memberships, the mesh feature, forwarding rules",
+        ),
+        commands: vec![
+            ("gcloud", Witness::real("gcloud")),
+            (
+                "istioctl",
+                Witness::real(format!("istioctl ({})", cfg.istioctl)),
+            ),
+            ("kubectl", Witness::real("kubectl")),
+        ],
+    }
 }
 
 impl GkeConfig {
@@ -74,6 +111,7 @@ impl GkeConfig {
             mesh_timeout: Duration::from_secs(20 * 60),
             ready_timeout: Duration::from_secs(10 * 60),
             istioctl: "istioctl".into(),
+            witnesses: None,
         }
     }
 }

@@ -106,6 +106,7 @@ impl BackendEntry for Entry {
                 .to_string();
         }
         cfg.ready_timeout = kwok.ready_timeout;
+        cfg.witnesses = Some(super::witnesses(&kwok));
         let r = super::Rehearsal::start(prepared, kwok, s, &cfg.run_id)
             .await
             .map_err(|e| BackendError::infra("starting the rehearsal", crate::error_chain(&e)))?;

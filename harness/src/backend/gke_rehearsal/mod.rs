@@ -173,3 +173,33 @@ impl Companion for Rehearsal {
         done
     }
 }
+
+/// Who answers the checks in a rehearsal: the real gcloud reading the Google Cloud stand-in, and
+/// behind it kwok clusters with the real API server, istiod and Envoy.
+pub fn witnesses(kwok: &KwokConfig) -> crate::backend::witness::Witnesses {
+    use crate::backend::kwok::witness as kw;
+    use crate::backend::witness::{embedded_dns, Witness, Witnesses};
+    let google = |api: &str| {
+        Witness::stand_in(format!(
+            "the Google Cloud stand-in's {api}, read by the real gcloud"
+        ))
+    };
+    Witnesses {
+        cluster_list: google("GKE API"),
+        kubeconfig: Witness::real(
+            "kubectl's contexts, written by the real gcloud's get-credentials",
+        ),
+        kubernetes_api: kw::kubernetes_api(&kwok.tools),
+        fleet: google("fleet API"),
+        dns: embedded_dns(),
+        data_plane: kw::data_plane(&kwok.tools, &kwok.envoy),
+        inventory: google("GKE, fleet and Compute APIs"),
+        commands: vec![
+            (
+                "gcloud",
+                Witness::real("gcloud (its answers from the Google Cloud stand-in)"),
+            ),
+            ("istioctl", kw::istioctl(&kwok.tools)),
+        ],
+    }
+}

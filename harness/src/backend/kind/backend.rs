@@ -20,6 +20,7 @@ use super::{
 };
 use crate::backend::clusters::{ClusterOps, Creations, FleetStandIn};
 use crate::backend::exec::{Exec, Process};
+use crate::backend::witness::{self, Witness, Witnesses};
 use crate::backend::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
 use crate::dns::DnsServer;
 use crate::manifest::{parse, Object};
@@ -189,6 +190,38 @@ pub struct Kind {
     pub(super) fleet: FleetStandIn,
     pub(super) dns: DnsServer,
     pub(super) cloud_provider: std::sync::Mutex<Option<Arc<CloudProvider>>>,
+    witnesses: Witnesses,
+}
+
+/// Who answers the checks on kind: kind, the clusters' real API servers, istiod and the
+/// gateways' Envoy behind cloud-provider-kind's load balancers; the harness's stand-ins for the
+/// fleet and DNS.
+fn witnesses(cfg: &KindConfig) -> Witnesses {
+    let node = cfg
+        .node_image
+        .clone()
+        .unwrap_or_else(|| "the kind release's default node image".into());
+    Witnesses {
+        cluster_list: Witness::real("kind get clusters"),
+        kubeconfig: Witness::real("kubectl's contexts, written by kind"),
+        kubernetes_api: Witness::real(format!("the kind cluster's kube-apiserver ({node})")),
+        fleet: witness::fleet_stand_in(),
+        dns: witness::embedded_dns(),
+        data_plane: Witness::real(
+            "cloud-provider-kind's load balancer and the ingress gateway's Envoy, fed by istiod",
+        ),
+        inventory: Witness::stand_in(
+            "kind get clusters and the container engine (real), the fleet stand-in's records",
+        ),
+        commands: vec![
+            (
+                "istioctl",
+                Witness::real(format!("istioctl ({})", cfg.istioctl.display())),
+            ),
+            ("kubectl", Witness::real("kubectl")),
+            ("kind", Witness::real("kind")),
+        ],
+    }
 }
 
 impl Kind {
@@ -231,6 +264,7 @@ impl Kind {
                 BackendError::infra("starting the embedded DNS server", crate::error_chain(&e))
             })?;
         Ok(Self {
+            witnesses: witnesses(&cfg),
             ops: Arc::new(ClusterOps::new(exec, kubeconfig, cfg.ready_timeout)),
             scratch,
             clusters: s.clusters.clone(),
@@ -404,6 +438,10 @@ pub fn metadata_overlay(
 impl Backend for Kind {
     fn name(&self) -> &'static str {
         "kind"
+    }
+
+    fn witnesses(&self) -> &Witnesses {
+        &self.witnesses
     }
 
     /// After an apply returns, istiod still has to push the routes to the gateway: checks that

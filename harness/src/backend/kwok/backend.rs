@@ -22,6 +22,7 @@ use super::lb::LoadBalancers;
 use super::stand_ins::{new_ready_services, Settings, StandIns};
 use crate::backend::clusters::{ClusterOps, FleetStandIn, MANAGED_REVISION};
 use crate::backend::exec::{Cmd, Exec, Process};
+use crate::backend::witness::Witnesses;
 use crate::backend::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
 use crate::dns::DnsServer;
 use crate::manifest::Object;
@@ -73,6 +74,7 @@ pub struct Kwok {
     created: Arc<Mutex<BTreeMap<String, Result<Live, String>>>>,
     fleet: FleetStandIn,
     dns: DnsServer,
+    witnesses: Witnesses,
 }
 
 fn infra(doing: impl Into<String>, e: impl std::fmt::Display) -> BackendError {
@@ -134,6 +136,7 @@ impl Kwok {
             .await
             .map_err(|e| infra("starting the embedded DNS server", crate::error_chain(&e)))?;
         Ok(Self {
+            witnesses: super::witness::witnesses(&cfg.tools, &cfg.envoy),
             ops: Arc::new(ClusterOps::new(exec, kubeconfig, cfg.ready_timeout)),
             cfg,
             specs: s.clusters.clone(),
@@ -253,6 +256,10 @@ impl Backend for Kwok {
 
     fn istio_version(&self) -> Option<String> {
         Some(self.cfg.tools.versions.istio.clone())
+    }
+
+    fn witnesses(&self) -> &Witnesses {
+        &self.witnesses
     }
 
     async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {

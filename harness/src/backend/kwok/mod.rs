@@ -17,6 +17,7 @@ pub mod pods;
 pub mod proc;
 pub mod provider;
 pub mod stand_ins;
+pub mod witness;
 
 /// The kwok backend's binaries, as `meshmig tools install` builds them.
 pub const KWOK_BINARIES: [&str; 7] = [
