@@ -262,20 +262,17 @@ async fn judge(ctx: &Ctx<'_>, check: &Check) -> R {
             identify,
             names,
         } => {
-            let url = match (url, via_domain) {
-                (Some(u), _) => v(u),
-                (None, _) => format!("http://{}/", ctx.scenario.dns.domain),
+            let url = match url {
+                Some(u) => v(u),
+                None => format!("http://{}/", ctx.scenario.dns.domain),
             };
-            let (url, deviation) = requested_url(ctx, &url);
             let how = SplitHow {
                 via_domain: *via_domain,
                 error_budget: *error_budget,
                 identify: identify.as_ref(),
                 names,
             };
-            Ok(split(ctx, &url, expect, how)
-                .await?
-                .with_deviation(deviation))
+            split_at(ctx, &url, expect, how).await
         }
         Check::NothingLeft => nothing_left(ctx).await,
         Check::IstioInstalled { profile, published } => Ok(istio_installed(
@@ -285,6 +282,19 @@ async fn judge(ctx: &Ctx<'_>, check: &Check) -> R {
             ctx.backend.istio_version().as_deref(),
         )),
     }
+}
+
+/// A split sampled at `url` as this backend requests it ([`requested_url`]).
+async fn split_at(
+    ctx: &Ctx<'_>,
+    url: &str,
+    expect: &BTreeMap<String, f64>,
+    how: SplitHow<'_>,
+) -> R {
+    let (url, deviation) = requested_url(ctx, url);
+    Ok(split(ctx, &url, expect, how)
+        .await?
+        .with_deviation(deviation))
 }
 
 /// The URL a check requests on this backend: the procedure's, or with its port shifted where
