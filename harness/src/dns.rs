@@ -231,6 +231,9 @@ pub struct Held {
 struct Entry {
     addresses: Vec<Ipv4Addr>,
     ttl: u32,
+    /// When the query that got this answer was sent: the answer can be no newer than that.
+    sent: std::time::Instant,
+    /// `sent` + the TTL, scaled.
     expires: std::time::Instant,
 }
 
@@ -243,6 +246,9 @@ pub struct ClientResolver {
     server: SocketAddr,
     scale: f64,
     cache: std::sync::Mutex<std::collections::BTreeMap<String, Entry>>,
+    /// Held while a query is on its way: one query at a time, so that a wait can let the one in
+    /// flight land before it judges what is held.
+    querying: tokio::sync::Mutex<()>,
 }
 
 impl ClientResolver {
@@ -252,6 +258,7 @@ impl ClientResolver {
             server,
             scale,
             cache: Default::default(),
+            querying: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -265,6 +272,12 @@ impl ClientResolver {
         if let Some(h) = self.held(domain) {
             return Ok(h.addresses);
         }
+        let _one_at_a_time = self.querying.lock().await;
+        // Another request may have resolved while this one waited its turn.
+        if let Some(h) = self.held(domain) {
+            return Ok(h.addresses);
+        }
+        let sent = std::time::Instant::now();
         let (addresses, ttl) = query_a(self.server, domain).await?;
         let held = Duration::from_secs_f64(ttl as f64 * self.scale);
         self.cache.lock().expect("not poisoned").insert(
@@ -272,7 +285,8 @@ impl ClientResolver {
             Entry {
                 addresses: addresses.clone(),
                 ttl,
-                expires: std::time::Instant::now() + held,
+                sent,
+                expires: sent + held,
             },
         );
         Ok(addresses)
@@ -293,12 +307,31 @@ impl ClientResolver {
         })
     }
 
-    /// Waits until nothing is held for `domain`; what was held when the wait began.
+    /// Waits until clients hold no answer for `domain` that was asked for before the wait began
+    /// (the record changed before it: any such answer may be the old one); what was held when
+    /// the wait began. A query on its way when the wait begins is let land first, and its
+    /// answer waited out too: clients of a busy domain re-resolve all the time, and an answer
+    /// the server gave just before the change arrives just after it.
     pub async fn wait_until_dropped(&self, domain: &str) -> Option<Held> {
-        let h = self.held(domain)?;
-        tokio::time::sleep(Duration::from_secs_f64(h.remaining_seconds) + Duration::from_millis(5))
-            .await;
-        Some(h)
+        let began = std::time::Instant::now();
+        drop(self.querying.lock().await);
+        let first = self.held(domain);
+        loop {
+            let asked_before = {
+                let cache = self.cache.lock().expect("not poisoned");
+                cache
+                    .get(domain)
+                    .filter(|e| e.sent < began)
+                    .and_then(|e| e.expires.checked_duration_since(std::time::Instant::now()))
+            };
+            match asked_before {
+                Some(left) => {
+                    tokio::time::sleep(left + Duration::from_millis(5)).await;
+                    drop(self.querying.lock().await);
+                }
+                None => return first,
+            }
+        }
     }
 }
 
@@ -326,6 +359,58 @@ mod client_tests {
         assert_eq!(waited.addresses, vec![old]);
         assert!(r.held("example.com").is_none());
         assert_eq!(r.resolve("example.com").await.unwrap(), vec![new]);
+        s.stop().await;
+    }
+
+    /// An answer to a query sent before the wait began, landing after it, is waited out too:
+    /// the run's load re-resolves all the time, and one of its queries may be answered with the
+    /// old record just before a change and land just after the wait began.
+    #[tokio::test]
+    async fn an_answer_asked_for_before_the_wait_is_waited_out() {
+        let s = DnsServer::start(Ipv4Addr::new(127, 0, 0, 1), "example.com")
+            .await
+            .unwrap();
+        let old = Ipv4Addr::new(192, 0, 2, 1);
+        let r = std::sync::Arc::new(ClientResolver::new(s.addr(), 0.001));
+        // A query of the load on its way: sent now, its answer (the old record, 200 ms held)
+        // landing 30 ms later, after the wait below has begun with nothing held yet.
+        let (on_its_way, in_flight) = tokio::sync::oneshot::channel();
+        let load = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                let _querying = r.querying.lock().await;
+                let sent = std::time::Instant::now();
+                on_its_way.send(()).unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                r.cache.lock().unwrap().insert(
+                    "example.com".into(),
+                    Entry {
+                        addresses: vec![old],
+                        ttl: 200,
+                        sent,
+                        expires: sent + Duration::from_millis(200),
+                    },
+                );
+            })
+        };
+        in_flight.await.unwrap();
+        assert!(r.held("example.com").is_none());
+        let t0 = std::time::Instant::now();
+        r.wait_until_dropped("example.com").await;
+        assert!(
+            t0.elapsed() >= Duration::from_millis(150),
+            "the wait ended after {:?}, before the old answer that landed during it ran out",
+            t0.elapsed()
+        );
+        assert!(r.held("example.com").is_none());
+        load.await.unwrap();
+        // An answer asked for after the wait began is the new record's: not waited for.
+        let new = Ipv4Addr::new(192, 0, 2, 2);
+        s.set_a("example.com", new, 300).await.unwrap();
+        let began = std::time::Instant::now();
+        assert_eq!(r.resolve("example.com").await.unwrap(), vec![new]);
+        let fresh = r.cache.lock().unwrap().get("example.com").map(|e| e.sent);
+        assert!(fresh.is_some_and(|t| t >= began));
         s.stop().await;
     }
 }
