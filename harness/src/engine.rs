@@ -439,44 +439,8 @@ async fn act(
             patch,
             objects: inline,
         } => {
-            let pairs: Vec<(String, String)> = replace
-                .iter()
-                .map(|r| (r.from.clone(), substitute(&r.to, vars)))
-                .collect();
-            let mut objects = Vec::new();
-            let mut notes = Vec::new();
-            for m in manifests {
-                let (objs, unmatched) = s.manifests.objects(m, &pairs).map_err(|e| {
-                    BackendError::infra(
-                        format!("preparing step {}", step.id),
-                        crate::error_chain(&EngineError::Prepare {
-                            step: step.id.clone(),
-                            message: e.to_string(),
-                        }),
-                    )
-                })?;
-                objects.extend(objs);
-                notes.extend(unmatched);
-            }
-            crate::manifest::patch_objects(&mut objects, patch).map_err(|message| {
-                BackendError::infra(
-                    format!("preparing step {}", step.id),
-                    crate::error_chain(&EngineError::Prepare {
-                        step: step.id.clone(),
-                        message,
-                    }),
-                )
-            })?;
-            let at = s
-                .step_locations
-                .get(&step.id)
-                .cloned()
-                .unwrap_or(crate::yaml::Location {
-                    file: s.path.clone(),
-                    line: 1,
-                    column: 1,
-                });
-            objects.extend(crate::manifest::inline_objects(inline, &at));
+            let (objects, notes) =
+                prepare_objects(s, step, vars, manifests, replace, patch, inline)?;
             let mut out = b.apply(cluster, namespace.as_deref(), &objects).await?;
             for n in notes {
                 out.stdout.push_str(&n);
@@ -494,23 +458,7 @@ async fn act(
             cluster,
             namespace,
             save_as,
-        } => {
-            let svcs = b.list(cluster, Some(namespace), "Service").await?;
-            let command = format!(
-                "kubectl --namespace {namespace} --context={cluster} get service --output jsonpath='{{.items[0].status.loadBalancer.ingress[0].ip}}'"
-            );
-            match checks::first_service_ip(&svcs) {
-                Some((_, Some(ip))) => {
-                    effects.vars.insert(save_as.clone(), ip.clone());
-                    Ok(Output::new(command, format!("{ip}\n")))
-                }
-                Some((name, None)) => Err(BackendError::Procedure {
-                    command,
-                    message: format!(".items[0] is Service {name}, which has no load balancer ingress IP (empty output)"),
-                }),
-                None => Err(BackendError::Procedure { command, message: "No resources found".into() }),
-            }
-        }
+        } => read_ingress_ip(b, cluster, namespace, save_as, effects).await,
         Action::DnsSetRecord { address, ttl } => {
             let a = substitute(address, vars);
             let ip = checks::parse_ip(&a).ok_or_else(|| BackendError::Procedure {
@@ -519,33 +467,8 @@ async fn act(
             })?;
             b.dns_set(&s.dns.domain, ip, *ttl).await
         }
-        Action::WaitDnsTtl => {
-            let domain = &s.dns.domain;
-            let scale = shared.clients.scale();
-            let said = match shared.clients.wait_until_dropped(domain).await {
-                Some(h) => format!(
-                    "clients held {domain} A {} (TTL {} s, {:.2} s at DNS time scale {scale}); waited {:.2} s until they dropped it\n",
-                    h.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
-                    h.ttl,
-                    h.held_seconds,
-                    h.remaining_seconds
-                ),
-                None => format!("clients hold no answer for {domain}: nothing to wait for\n"),
-            };
-            Ok(Output::new(
-                "wait until the clients' resolver drops its answer",
-                said,
-            ))
-        }
-        Action::WaitTtl { seconds } => {
-            let scale = shared.clients.scale();
-            let real = *seconds as f64 * scale;
-            tokio::time::sleep(Duration::from_secs_f64(real)).await;
-            Ok(Output::new(
-                format!("sleep {seconds}"),
-                format!("waited {seconds} s of DNS time ({real:.2} s at DNS time scale {scale})\n"),
-            ))
-        }
+        Action::WaitDnsTtl => wait_dns_ttl(shared, &s.dns.domain).await,
+        Action::WaitTtl { seconds } => wait_ttl(shared, *seconds).await,
         Action::DeleteCluster { name } => b.delete_cluster(name).await,
         Action::FleetUnregister { membership } => {
             b.fleet(&FleetOp::Unregister {
@@ -555,6 +478,119 @@ async fn act(
         }
         Action::FleetDisableMesh => b.fleet(&FleetOp::DisableMesh).await,
     }
+}
+
+/// The objects an `apply` step applies: its manifests' after the replacements (with a note per
+/// replacement that matched nothing), patched, then the scenario's own inline objects.
+fn prepare_objects(
+    s: &Scenario,
+    step: &Step,
+    vars: &BTreeMap<String, String>,
+    manifests: &[String],
+    replace: &[crate::scenario::Replacement],
+    patch: &[crate::manifest::ObjectPatch],
+    inline: &[serde_json::Value],
+) -> Result<(Vec<crate::manifest::Object>, Vec<String>), BackendError> {
+    let pairs: Vec<(String, String)> = replace
+        .iter()
+        .map(|r| (r.from.clone(), substitute(&r.to, vars)))
+        .collect();
+    let mut objects = Vec::new();
+    let mut notes = Vec::new();
+    for m in manifests {
+        let (objs, unmatched) = s.manifests.objects(m, &pairs).map_err(|e| {
+            BackendError::infra(
+                format!("preparing step {}", step.id),
+                crate::error_chain(&EngineError::Prepare {
+                    step: step.id.clone(),
+                    message: e.to_string(),
+                }),
+            )
+        })?;
+        objects.extend(objs);
+        notes.extend(unmatched);
+    }
+    crate::manifest::patch_objects(&mut objects, patch).map_err(|message| {
+        BackendError::infra(
+            format!("preparing step {}", step.id),
+            crate::error_chain(&EngineError::Prepare {
+                step: step.id.clone(),
+                message,
+            }),
+        )
+    })?;
+    let at = s
+        .step_locations
+        .get(&step.id)
+        .cloned()
+        .unwrap_or(crate::yaml::Location {
+            file: s.path.clone(),
+            line: 1,
+            column: 1,
+        });
+    objects.extend(crate::manifest::inline_objects(inline, &at));
+    Ok((objects, notes))
+}
+
+/// Reads the ingress IP of the first Service in `namespace` (as the procedure's `kubectl get
+/// service` does) and saves it as variable `save_as`.
+async fn read_ingress_ip(
+    b: &dyn Backend,
+    cluster: &str,
+    namespace: &str,
+    save_as: &str,
+    effects: &mut Effects,
+) -> Result<Output, BackendError> {
+    let svcs = b.list(cluster, Some(namespace), "Service").await?;
+    let command = format!(
+        "kubectl --namespace {namespace} --context={cluster} get service --output jsonpath='{{.items[0].status.loadBalancer.ingress[0].ip}}'"
+    );
+    match checks::first_service_ip(&svcs) {
+        Some((_, Some(ip))) => {
+            effects.vars.insert(save_as.to_string(), ip.clone());
+            Ok(Output::new(command, format!("{ip}\n")))
+        }
+        Some((name, None)) => Err(BackendError::Procedure {
+            command,
+            message: format!(
+                ".items[0] is Service {name}, which has no load balancer ingress IP (empty output)"
+            ),
+        }),
+        None => Err(BackendError::Procedure {
+            command,
+            message: "No resources found".into(),
+        }),
+    }
+}
+
+/// Waits until the clients' resolver drops its answer for `domain`.
+async fn wait_dns_ttl(shared: &Shared, domain: &str) -> Result<Output, BackendError> {
+    let scale = shared.clients.scale();
+    let said = match shared.clients.wait_until_dropped(domain).await {
+        Some(h) => format!(
+            "clients held {domain} A {} (TTL {} s, {:.2} s at DNS time scale {scale}); waited {:.2} s until they dropped it\n",
+            h.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
+            h.ttl,
+            h.held_seconds,
+            h.remaining_seconds
+        ),
+        None => format!("clients hold no answer for {domain}: nothing to wait for\n"),
+    };
+    Ok(Output::new(
+        "wait until the clients' resolver drops its answer",
+        said,
+    ))
+}
+
+/// Waits `seconds` of DNS time.
+async fn wait_ttl(shared: &Shared, seconds: u32) -> Result<Output, BackendError> {
+    let scale = shared.clients.scale();
+    let real = seconds as f64 * scale;
+    tokio::time::sleep(Duration::from_secs_f64(real)).await;
+    Ok(Output::new(
+        format!("sleep {seconds}"),
+        format!("waited {seconds} s of DNS time ({real:.2} s at DNS time scale {scale})\n"),
+    ))
 }
 
 /// Repeats `fleet mesh describe` until both planes are ACTIVE, or the timeout: the interval

@@ -224,44 +224,10 @@ fn create_cluster(
             legacy_path(project, location, &name)
         )));
     }
-    // Output-only fields of `Cluster` (container_v1_messages.py) the stand-in fills in.
-    let version = "1.33.5-gke.1000000";
     let obj = cluster
         .as_object_mut()
         .ok_or_else(|| ApiError::invalid_argument("Cluster must be an object."))?;
-    for (k, v) in [
-        ("status", json!("PROVISIONING")),
-        ("location", json!(location)),
-        ("zone", json!(location)),
-        ("createTime", json!(now)),
-        ("currentMasterVersion", json!(version)),
-        ("currentNodeVersion", json!(version)),
-        ("initialClusterVersion", json!(version)),
-        (
-            "selfLink",
-            json!(format!("{BASE}{}", legacy_path(project, location, &name))),
-        ),
-    ] {
-        obj.insert(k.into(), v);
-    }
-    obj.entry("network").or_insert(json!("default"));
-    obj.entry("subnetwork").or_insert(json!("default"));
-    let nodes: u64 = obj
-        .get("nodePools")
-        .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .map(|p| p["initialNodeCount"].as_u64().unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0);
-    obj.insert("currentNodeCount".into(), json!(nodes));
-    if let Some(pools) = obj.get_mut("nodePools").and_then(Value::as_array_mut) {
-        for p in pools {
-            p["status"] = json!("PROVISIONING");
-            p["version"] = json!(version);
-        }
-    }
+    fill_output_fields(obj, project, location, &name, &now);
     let id = ClusterId {
         project: project.into(),
         location: location.into(),
@@ -287,7 +253,59 @@ fn create_cluster(
     st.container.ops.insert(op_key.clone(), op);
     drop(st);
 
-    let shared = shared.clone();
+    provision(shared.clone(), id, key, op_key);
+    Ok(answer)
+}
+
+/// Fills in the output-only fields of a `Cluster` being created (container_v1_messages.py):
+/// PROVISIONING, its location, versions, self link, network defaults and node count.
+fn fill_output_fields(
+    obj: &mut serde_json::Map<String, Value>,
+    project: &str,
+    location: &str,
+    name: &str,
+    now: &str,
+) {
+    let version = "1.33.5-gke.1000000";
+    for (k, v) in [
+        ("status", json!("PROVISIONING")),
+        ("location", json!(location)),
+        ("zone", json!(location)),
+        ("createTime", json!(now)),
+        ("currentMasterVersion", json!(version)),
+        ("currentNodeVersion", json!(version)),
+        ("initialClusterVersion", json!(version)),
+        (
+            "selfLink",
+            json!(format!("{BASE}{}", legacy_path(project, location, name))),
+        ),
+    ] {
+        obj.insert(k.into(), v);
+    }
+    obj.entry("network").or_insert(json!("default"));
+    obj.entry("subnetwork").or_insert(json!("default"));
+    let nodes: u64 = obj
+        .get("nodePools")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .map(|p| p["initialNodeCount"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0);
+    obj.insert("currentNodeCount".into(), json!(nodes));
+    if let Some(pools) = obj.get_mut("nodePools").and_then(Value::as_array_mut) {
+        for p in pools {
+            p["status"] = json!("PROVISIONING");
+            p["version"] = json!(version);
+        }
+    }
+}
+
+/// In the background: has the provider create cluster `id` (taking at least the stand-in's
+/// provisioning time), then marks the cluster (`key`) RUNNING with its endpoint, or ERROR, and
+/// its operation (`op_key`) done.
+fn provision(shared: Arc<Shared>, id: ClusterId, key: String, op_key: String) {
     tokio::spawn(async move {
         let (made, ()) = tokio::join!(
             shared.provider.create(&id),
@@ -325,7 +343,6 @@ fn create_cluster(
             op.end_time = Some(now_rfc3339());
         }
     });
-    Ok(answer)
 }
 
 fn delete_cluster(

@@ -220,135 +220,177 @@ pub(crate) fn route(shared: &Arc<Shared>, req: &Req<'_>) -> Option<Result<Value,
             Some(create_membership(shared, req, p, l))
         }
         ["v1", "projects", p, "locations", l, "memberships", name] if m == Method::GET => {
-            let full = format!("projects/{p}/locations/{l}/memberships/{name}");
-            let st = shared.lock();
-            Some(
-                st.hub
-                    .memberships
-                    .get(&full)
-                    .map(|mb| membership_json(&full, mb, shared))
-                    .ok_or_else(|| membership_not_found(&full)),
-            )
+            Some(get_membership(shared, p, l, name))
         }
         ["v1", "projects", p, "locations", l, "memberships", name] if m == Method::DELETE => {
-            let full = format!("projects/{p}/locations/{l}/memberships/{name}");
-            let mut st = shared.lock();
-            if st.hub.memberships.remove(&full).is_none() {
-                return Some(Err(membership_not_found(&full)));
-            }
-            st.hub.mesh_states.remove(*name);
-            let prefix = format!("{full}/features/");
-            st.hub
-                .membership_features
-                .retain(|k, _| !k.starts_with(&prefix));
-            let id = st.op_id("operation");
-            let op = st.hub.op(
-                p,
-                l,
-                id,
-                full,
-                "delete",
-                json!({"@type": "type.googleapis.com/google.protobuf.Empty"}),
-            );
-            Some(Ok(st.hub.ops[&op].to_json(&op, shared)))
+            Some(delete_membership(shared, p, l, name))
         }
         // v1 features: Create (?featureId=) / Get / Patch / Delete.
         ["v1", "projects", p, "locations", l, "features"] if m == Method::POST => {
             Some(create_feature(shared, req, p, l))
         }
         ["v1", "projects", p, "locations", l, "features", f] if m == Method::GET => {
-            let full = format!("projects/{p}/locations/{l}/features/{f}");
-            let st = shared.lock();
-            Some(match st.hub.features.get(&full) {
-                Some(feat) => Ok(feature_json(&st.hub, p, &full, feat)),
-                None => Err(feature_not_found(&full)),
-            })
+            Some(get_feature(shared, p, l, f))
         }
         ["v1", "projects", p, "locations", l, "features", f] if m == Method::PATCH => {
             Some(patch_feature(shared, req, p, l, f))
         }
         ["v1", "projects", p, "locations", l, "features", f] if m == Method::DELETE => {
-            let full = format!("projects/{p}/locations/{l}/features/{f}");
-            let mut st = shared.lock();
-            if st.hub.features.remove(&full).is_none() {
-                return Some(Err(feature_not_found(&full)));
-            }
-            let id = st.op_id("operation");
-            let op = st.hub.op(
-                p,
-                l,
-                id,
-                full,
-                "delete",
-                json!({"@type": "type.googleapis.com/google.protobuf.Empty"}),
-            );
-            Some(Ok(st.hub.ops[&op].to_json(&op, shared)))
+            Some(delete_feature(shared, p, l, f))
         }
         // v2 membership features: Get / Patch (allowMissing) / Delete.
         ["v2", "projects", p, "locations", l, "memberships", mb, "features", f] => {
-            let full = format!("projects/{p}/locations/{l}/memberships/{mb}/features/{f}");
-            if m == Method::GET {
-                let st = shared.lock();
-                Some(
-                    st.hub
-                        .membership_features
-                        .get(&full)
-                        .map(|spec| membership_feature_json(&st.hub, p, &full, spec))
-                        .ok_or_else(|| {
-                            ApiError::not_found(format!("Resource '{full}' was not found"))
-                        }),
-                )
-            } else if m == Method::PATCH {
-                Some(patch_membership_feature(shared, req, p, l, mb, &full))
-            } else if m == Method::DELETE {
-                let mut st = shared.lock();
-                if st.hub.membership_features.remove(&full).is_none() {
-                    return Some(Err(ApiError::not_found(format!(
-                        "Resource '{full}' was not found"
-                    ))));
-                }
-                let id = st.op_id("operation");
-                let op = st.hub.op(
-                    p,
-                    l,
-                    id,
-                    full,
-                    "delete",
-                    json!({"@type": "type.googleapis.com/google.protobuf.Empty"}),
-                );
-                Some(Ok(st.hub.ops[&op].to_json(&op, shared)))
-            } else {
-                None
-            }
+            membership_feature(shared, req, p, l, mb, f)
         }
         // Operations, v1 and v2 alike.
         ["v1" | "v2", "projects", p, "locations", l, "operations", id] if m == Method::GET => {
-            let full = format!("projects/{p}/locations/{l}/operations/{id}");
-            let st = shared.lock();
-            Some(
-                st.hub
-                    .ops
-                    .get(&full)
-                    .map(|o| o.to_json(&full, shared))
-                    .ok_or_else(|| ApiError::not_found(format!("Resource '{full}' was not found"))),
-            )
+            Some(get_operation(shared, p, l, id))
         }
         ["v1" | "v2", "projects", p, "locations", l, "operations"] if m == Method::GET => {
-            let prefix = format!("projects/{p}/locations/");
-            let st = shared.lock();
-            let ops: Vec<Value> = st
-                .hub
-                .ops
-                .iter()
-                .filter(|(k, _)| {
-                    k.starts_with(&prefix) && (*l == "-" || k.starts_with(&format!("{prefix}{l}/")))
-                })
-                .map(|(k, o)| o.to_json(k, shared))
-                .collect();
-            Some(Ok(json!({ "operations": ops })))
+            Some(Ok(list_operations(shared, p, l)))
         }
         _ => None,
     }
+}
+
+/// Memberships Get.
+fn get_membership(shared: &Arc<Shared>, p: &str, l: &str, name: &str) -> Result<Value, ApiError> {
+    let full = format!("projects/{p}/locations/{l}/memberships/{name}");
+    let st = shared.lock();
+    st.hub
+        .memberships
+        .get(&full)
+        .map(|mb| membership_json(&full, mb, shared))
+        .ok_or_else(|| membership_not_found(&full))
+}
+
+/// Memberships Delete: the membership, its mesh state and its membership features.
+fn delete_membership(
+    shared: &Arc<Shared>,
+    p: &str,
+    l: &str,
+    name: &str,
+) -> Result<Value, ApiError> {
+    let full = format!("projects/{p}/locations/{l}/memberships/{name}");
+    let mut st = shared.lock();
+    if st.hub.memberships.remove(&full).is_none() {
+        return Err(membership_not_found(&full));
+    }
+    st.hub.mesh_states.remove(name);
+    let prefix = format!("{full}/features/");
+    st.hub
+        .membership_features
+        .retain(|k, _| !k.starts_with(&prefix));
+    let id = st.op_id("operation");
+    let op = st.hub.op(
+        p,
+        l,
+        id,
+        full,
+        "delete",
+        json!({"@type": "type.googleapis.com/google.protobuf.Empty"}),
+    );
+    Ok(st.hub.ops[&op].to_json(&op, shared))
+}
+
+/// Features Get.
+fn get_feature(shared: &Arc<Shared>, p: &str, l: &str, f: &str) -> Result<Value, ApiError> {
+    let full = format!("projects/{p}/locations/{l}/features/{f}");
+    let st = shared.lock();
+    match st.hub.features.get(&full) {
+        Some(feat) => Ok(feature_json(&st.hub, p, &full, feat)),
+        None => Err(feature_not_found(&full)),
+    }
+}
+
+/// Features Delete.
+fn delete_feature(shared: &Arc<Shared>, p: &str, l: &str, f: &str) -> Result<Value, ApiError> {
+    let full = format!("projects/{p}/locations/{l}/features/{f}");
+    let mut st = shared.lock();
+    if st.hub.features.remove(&full).is_none() {
+        return Err(feature_not_found(&full));
+    }
+    let id = st.op_id("operation");
+    let op = st.hub.op(
+        p,
+        l,
+        id,
+        full,
+        "delete",
+        json!({"@type": "type.googleapis.com/google.protobuf.Empty"}),
+    );
+    Ok(st.hub.ops[&op].to_json(&op, shared))
+}
+
+/// v2 membership features: Get / Patch (allowMissing) / Delete; another method is not served.
+fn membership_feature(
+    shared: &Arc<Shared>,
+    req: &Req<'_>,
+    p: &str,
+    l: &str,
+    mb: &str,
+    f: &str,
+) -> Option<Result<Value, ApiError>> {
+    let m = req.method;
+    let full = format!("projects/{p}/locations/{l}/memberships/{mb}/features/{f}");
+    if m == Method::GET {
+        let st = shared.lock();
+        Some(
+            st.hub
+                .membership_features
+                .get(&full)
+                .map(|spec| membership_feature_json(&st.hub, p, &full, spec))
+                .ok_or_else(|| ApiError::not_found(format!("Resource '{full}' was not found"))),
+        )
+    } else if m == Method::PATCH {
+        Some(patch_membership_feature(shared, req, p, l, mb, &full))
+    } else if m == Method::DELETE {
+        let mut st = shared.lock();
+        if st.hub.membership_features.remove(&full).is_none() {
+            return Some(Err(ApiError::not_found(format!(
+                "Resource '{full}' was not found"
+            ))));
+        }
+        let id = st.op_id("operation");
+        let op = st.hub.op(
+            p,
+            l,
+            id,
+            full,
+            "delete",
+            json!({"@type": "type.googleapis.com/google.protobuf.Empty"}),
+        );
+        Some(Ok(st.hub.ops[&op].to_json(&op, shared)))
+    } else {
+        None
+    }
+}
+
+/// Operations Get, v1 and v2 alike.
+fn get_operation(shared: &Arc<Shared>, p: &str, l: &str, id: &str) -> Result<Value, ApiError> {
+    let full = format!("projects/{p}/locations/{l}/operations/{id}");
+    let st = shared.lock();
+    st.hub
+        .ops
+        .get(&full)
+        .map(|o| o.to_json(&full, shared))
+        .ok_or_else(|| ApiError::not_found(format!("Resource '{full}' was not found")))
+}
+
+/// Operations List (`-` = every location), v1 and v2 alike.
+fn list_operations(shared: &Arc<Shared>, p: &str, l: &str) -> Value {
+    let prefix = format!("projects/{p}/locations/");
+    let st = shared.lock();
+    let ops: Vec<Value> = st
+        .hub
+        .ops
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with(&prefix) && (l == "-" || k.starts_with(&format!("{prefix}{l}/")))
+        })
+        .map(|(k, o)| o.to_json(k, shared))
+        .collect();
+    json!({ "operations": ops })
 }
 
 /// The fleet's 404 for a missing resource, as gkehub words it (no final period):

@@ -202,20 +202,52 @@ fn check(h: &mut String, c: &CheckResult) {
     );
 }
 
+/// The split plot's size and margins (pixels): width, height, left, right, top and bottom.
+const PLOT_W: f64 = 640.0;
+const PLOT_H: f64 = 260.0;
+const PLOT_L: f64 = 48.0;
+const PLOT_R: f64 = 16.0;
+const PLOT_T: f64 = 16.0;
+const PLOT_B: f64 = 40.0;
+
+/// Where a split plot draws: the plotting area and the request count it spans.
+struct Frame {
+    /// The plotting area's width.
+    pw: f64,
+    /// Its height.
+    ph: f64,
+    /// The requests the x axis spans.
+    n: f64,
+}
+
+impl Frame {
+    fn of(t: &SplitTrace) -> Self {
+        Self {
+            pw: PLOT_W - PLOT_L - PLOT_R,
+            ph: PLOT_H - PLOT_T - PLOT_B,
+            n: t.points.last().map_or(1, |p| p.requests).max(1) as f64,
+        }
+    }
+
+    /// The x of request `req`.
+    fn x(&self, req: f64) -> f64 {
+        PLOT_L + req / self.n * self.pw
+    }
+
+    /// The y of share `share`.
+    fn y(&self, share: f64) -> f64 {
+        PLOT_T + (1.0 - share.clamp(0.0, 1.0)) * self.ph
+    }
+}
+
 /// An SVG plot of a split check's shares over the requests: per destination the observed share
 /// (line), its interval at 1 − α (band) and the expected share (dashed); the decision point
 /// (vertical line).
 pub fn plot(t: &SplitTrace) -> String {
-    const W: f64 = 640.0;
-    const H: f64 = 260.0;
-    const L: f64 = 48.0;
-    const R: f64 = 16.0;
-    const T: f64 = 16.0;
-    const B: f64 = 40.0;
-    let (pw, ph) = (W - L - R, H - T - B);
-    let n = t.points.last().map_or(1, |p| p.requests).max(1) as f64;
-    let x = |req: f64| L + req / n * pw;
-    let y = |share: f64| T + (1.0 - share.clamp(0.0, 1.0)) * ph;
+    const W: f64 = PLOT_W;
+    const H: f64 = PLOT_H;
+    let f = Frame::of(t);
+    let n = f.n;
     let mut names: Vec<&String> = t.expected.keys().collect();
     if let Some(p) = t.points.last() {
         names.extend(p.shares.keys().filter(|k| !t.expected.contains_key(*k)));
@@ -238,7 +270,24 @@ pub fn plot(t: &SplitTrace) -> String {
         H + 18.0 * names.len() as f64,
         e(&label)
     );
-    // Axes and grid.
+    plot_axes(&mut s, &f);
+    for (i, name) in names.iter().enumerate() {
+        plot_share(&mut s, &f, t, i, name);
+    }
+    if let Some(d) = t.decided_at {
+        plot_decision(&mut s, &f, d);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The split plot's grid, with the shares (0–100%) and request numbers on its axes.
+fn plot_axes(s: &mut String, f: &Frame) {
+    const L: f64 = PLOT_L;
+    const T: f64 = PLOT_T;
+    let (pw, ph, n) = (f.pw, f.ph, f.n);
+    let x = |req: f64| f.x(req);
+    let y = |share: f64| f.y(share);
     for i in 0..=4 {
         let share = i as f64 / 4.0;
         let _ = writeln!(
@@ -270,73 +319,83 @@ pub fn plot(t: &SplitTrace) -> String {
         L + pw / 2.0,
         T + ph + 30.0
     );
-    for (i, name) in names.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        let pts: Vec<(f64, f64, f64, f64)> = t
-            .points
-            .iter()
-            .filter_map(|p| {
-                p.shares
-                    .get(*name)
-                    .map(|v| (x(p.requests as f64), y(v.observed), y(v.low), y(v.high)))
-            })
-            .collect();
-        let band: Vec<String> = pts
-            .iter()
-            .map(|(px, _, _, hi)| format!("{px:.1},{hi:.1}"))
-            .chain(
-                pts.iter()
-                    .rev()
-                    .map(|(px, _, lo, _)| format!("{px:.1},{lo:.1}")),
-            )
-            .collect();
-        let line: Vec<String> = pts
-            .iter()
-            .map(|(px, py, _, _)| format!("{px:.1},{py:.1}"))
-            .collect();
-        let expected = t.expected.get(*name).copied().unwrap_or(0.0);
-        let _ = writeln!(
-            s,
-            "<polygon points=\"{}\" fill=\"{colour}\" fill-opacity=\"0.18\" stroke=\"none\"/>\n<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"/>\n<line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{colour}\" stroke-dasharray=\"5,4\"/>",
-            band.join(" "),
-            line.join(" "),
-            L + pw,
-            y(expected),
-            y(expected)
-        );
-        let last = t.points.last().and_then(|p| p.shares.get(*name));
-        let ly = H + 18.0 * i as f64 + 4.0;
-        let _ = writeln!(
-            s,
-            "<rect x=\"{L}\" y=\"{:.1}\" width=\"12\" height=\"10\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}: expected {:.1}%{}</text>",
-            ly,
-            L + 16.0,
-            ly + 9.0,
-            e(name),
-            expected * 100.0,
-            match last {
-                Some(v) => format!(
-                    ", observed {:.1}% ({:.1}–{:.1}%)",
-                    v.observed * 100.0,
-                    v.low * 100.0,
-                    v.high * 100.0
-                ),
-                None => String::new(),
-            }
-        );
-    }
-    if let Some(d) = t.decided_at {
-        let dx = x(d as f64);
-        let _ = writeln!(
-            s,
-            "<line class=\"decision\" x1=\"{dx:.1}\" x2=\"{dx:.1}\" y1=\"{T}\" y2=\"{:.1}\" stroke=\"#222\" stroke-dasharray=\"2,3\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">decided at request {d}</text>",
-            T + ph,
-            dx - 4.0,
-            T + 12.0
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+}
+
+/// Destination `name` (the `i`th) in the split plot: its observed share, band and expected
+/// share, and its legend line.
+fn plot_share(s: &mut String, f: &Frame, t: &SplitTrace, i: usize, name: &str) {
+    const H: f64 = PLOT_H;
+    const L: f64 = PLOT_L;
+    let pw = f.pw;
+    let x = |req: f64| f.x(req);
+    let y = |share: f64| f.y(share);
+    let colour = COLOURS[i % COLOURS.len()];
+    let pts: Vec<(f64, f64, f64, f64)> = t
+        .points
+        .iter()
+        .filter_map(|p| {
+            p.shares
+                .get(name)
+                .map(|v| (x(p.requests as f64), y(v.observed), y(v.low), y(v.high)))
+        })
+        .collect();
+    let band: Vec<String> = pts
+        .iter()
+        .map(|(px, _, _, hi)| format!("{px:.1},{hi:.1}"))
+        .chain(
+            pts.iter()
+                .rev()
+                .map(|(px, _, lo, _)| format!("{px:.1},{lo:.1}")),
+        )
+        .collect();
+    let line: Vec<String> = pts
+        .iter()
+        .map(|(px, py, _, _)| format!("{px:.1},{py:.1}"))
+        .collect();
+    let expected = t.expected.get(name).copied().unwrap_or(0.0);
+    let _ = writeln!(
+        s,
+        "<polygon points=\"{}\" fill=\"{colour}\" fill-opacity=\"0.18\" stroke=\"none\"/>\n<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"/>\n<line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{colour}\" stroke-dasharray=\"5,4\"/>",
+        band.join(" "),
+        line.join(" "),
+        L + pw,
+        y(expected),
+        y(expected)
+    );
+    let last = t.points.last().and_then(|p| p.shares.get(name));
+    let ly = H + 18.0 * i as f64 + 4.0;
+    let _ = writeln!(
+        s,
+        "<rect x=\"{L}\" y=\"{:.1}\" width=\"12\" height=\"10\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}: expected {:.1}%{}</text>",
+        ly,
+        L + 16.0,
+        ly + 9.0,
+        e(name),
+        expected * 100.0,
+        match last {
+            Some(v) => format!(
+                ", observed {:.1}% ({:.1}–{:.1}%)",
+                v.observed * 100.0,
+                v.low * 100.0,
+                v.high * 100.0
+            ),
+            None => String::new(),
+        }
+    );
+}
+
+/// The split plot's decision point: a vertical line at request `d`.
+fn plot_decision(s: &mut String, f: &Frame, d: u64) {
+    const T: f64 = PLOT_T;
+    let ph = f.ph;
+    let dx = f.x(d as f64);
+    let _ = writeln!(
+        s,
+        "<line class=\"decision\" x1=\"{dx:.1}\" x2=\"{dx:.1}\" y1=\"{T}\" y2=\"{:.1}\" stroke=\"#222\" stroke-dasharray=\"2,3\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">decided at request {d}</text>",
+        T + ph,
+        dx - 4.0,
+        T + 12.0
+    );
 }
 
 /// The continuous load: totals, a timeline of answers per cluster and errors per second (with

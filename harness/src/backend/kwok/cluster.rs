@@ -200,6 +200,66 @@ pub fn kubeconfig_yaml(context: &str, api_port: u16, ca: &Path, token: &str) -> 
     )
 }
 
+/// Puts the Node's and the API server's addresses of the cluster on `lo`.
+fn add_addresses(name: &str, addrs: &Addresses) -> Result<(), ClusterError> {
+    let net = |source| ClusterError::Net {
+        cluster: name.into(),
+        source,
+    };
+    for a in [addrs.node_ip, addrs.advertise] {
+        crate::netns::ip(&["addr", "add", &format!("{a}/32"), "dev", "lo"]).map_err(net)?;
+    }
+    Ok(())
+}
+
+/// A fresh admin token: 32 lowercase letters and digits.
+fn random_token() -> String {
+    use rand::Rng;
+    let mut r = rand::rng();
+    (0..32)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[r.random_range(0..36)]))
+        .collect()
+}
+
+/// Writes the API server's static token file (`DIR/tokens.csv`): the admin's `token`, then
+/// each of `tokens`, all members of `system:masters`.
+fn write_token_file(dir: &Path, token: &str, tokens: &[String]) -> Result<PathBuf, ClusterError> {
+    let mut lines = format!("{token},admin,admin,\"system:masters\"\n");
+    for (i, t) in tokens.iter().enumerate() {
+        lines.push_str(&format!("{t},user-{i},user-{i},\"system:masters\"\n"));
+    }
+    let tokens = dir.join("tokens.csv");
+    crate::backend::write_private(&tokens, lines).map_err(io("writing the token file", &tokens))?;
+    Ok(tokens)
+}
+
+/// Generates the service-account signing key (`DIR/sa.key`, private) with openssl.
+fn generate_service_account_key(dir: &Path) -> Result<PathBuf, ClusterError> {
+    let sa_key = dir.join("sa.key");
+    let out = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&sa_key)
+        .arg("2048")
+        .output()
+        .map_err(io("generating the service-account key (openssl)", &sa_key))?;
+    if !out.status.success() {
+        return Err(ClusterError::Io {
+            doing: format!(
+                "generating the service-account key: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            path: sa_key,
+            source: std::io::Error::other("openssl failed"),
+        });
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sa_key, std::fs::Permissions::from_mode(0o600))
+            .map_err(io("making the service-account key private", &sa_key))?;
+    }
+    Ok(sa_key)
+}
+
 impl Cluster {
     /// Starts cluster `name` as cluster `index` in `dir`, and waits until its Node is Ready.
     pub async fn start(
@@ -238,49 +298,10 @@ impl Cluster {
         std::fs::create_dir_all(dir).map_err(io("creating the cluster's folder", dir))?;
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(io("creating the cluster's folder", &logs))?;
-        let net = |source| ClusterError::Net {
-            cluster: name.into(),
-            source,
-        };
-        for a in [addrs.node_ip, addrs.advertise] {
-            crate::netns::ip(&["addr", "add", &format!("{a}/32"), "dev", "lo"]).map_err(net)?;
-        }
-        let token: String = {
-            use rand::Rng;
-            let mut r = rand::rng();
-            (0..32)
-                .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[r.random_range(0..36)]))
-                .collect()
-        };
-        let mut lines = format!("{token},admin,admin,\"system:masters\"\n");
-        for (i, t) in tokens.iter().enumerate() {
-            lines.push_str(&format!("{t},user-{i},user-{i},\"system:masters\"\n"));
-        }
-        let tokens = dir.join("tokens.csv");
-        crate::backend::write_private(&tokens, lines)
-            .map_err(io("writing the token file", &tokens))?;
-        let sa_key = dir.join("sa.key");
-        let out = std::process::Command::new("openssl")
-            .args(["genrsa", "-out"])
-            .arg(&sa_key)
-            .arg("2048")
-            .output()
-            .map_err(io("generating the service-account key (openssl)", &sa_key))?;
-        if !out.status.success() {
-            return Err(ClusterError::Io {
-                doing: format!(
-                    "generating the service-account key: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                path: sa_key,
-                source: std::io::Error::other("openssl failed"),
-            });
-        }
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&sa_key, std::fs::Permissions::from_mode(0o600))
-                .map_err(io("making the service-account key private", &sa_key))?;
-        }
+        add_addresses(name, &addrs)?;
+        let token = random_token();
+        let token_file = write_token_file(dir, &token, tokens)?;
+        let sa_key = generate_service_account_key(dir)?;
         let cert_dir = dir.join("pki");
         let ca = cert_dir.join("apiserver.crt");
         let kubeconfig = dir.join("kubeconfig");
@@ -299,15 +320,32 @@ impl Cluster {
             ca: ca.clone(),
             procs: Vec::new(),
         };
+        let home = [("HOME".to_string(), dir.display().to_string())];
+        c.start_etcd(&etcd, &home).await?;
+        c.start_apiserver(&apiserver, &token_file, &sa_key, &home)
+            .await?;
+        c.start_managers(&cm, &sched, &sa_key, &home)?;
+        c.start_kwok(&kwok, &stages, &home)?;
+        c.create_node(&tools.versions.kubernetes).await?;
+        Ok(c)
+    }
+
+    /// Starts etcd and waits until it is healthy.
+    async fn start_etcd(
+        &mut self,
+        etcd: &Path,
+        home: &[(String, String)],
+    ) -> Result<(), ClusterError> {
         let s = |p: &Path| p.display().to_string();
-        let home = [("HOME".to_string(), s(dir))];
+        let addrs = self.addrs.clone();
         let peer = addrs.etcd_port + 1;
-        c.spawn(
+        let data_dir = self.dir.join("etcd");
+        self.spawn(
             "etcd",
-            &etcd,
+            etcd,
             &[
                 "--name=node0".into(),
-                format!("--data-dir={}", s(&dir.join("etcd"))),
+                format!("--data-dir={}", s(&data_dir)),
                 format!("--listen-client-urls=http://127.0.0.1:{}", addrs.etcd_port),
                 format!(
                     "--advertise-client-urls=http://127.0.0.1:{}",
@@ -321,83 +359,119 @@ impl Cluster {
                 "--unsafe-no-fsync=true".into(),
                 "--listen-metrics-urls=".into(),
             ],
-            &home,
+            home,
         )?;
-        c.wait_http(
+        self.wait_http(
             "etcd",
             &format!("http://127.0.0.1:{}/health", addrs.etcd_port),
             None,
             Duration::from_secs(30),
         )
-        .await?;
-        c.spawn(
+        .await
+    }
+
+    /// Starts the API server (static tokens in `token_file`, service accounts signed with
+    /// `sa_key`) and waits until its certificate is written and it is ready.
+    async fn start_apiserver(
+        &mut self,
+        apiserver: &Path,
+        token_file: &Path,
+        sa_key: &Path,
+        home: &[(String, String)],
+    ) -> Result<(), ClusterError> {
+        let s = |p: &Path| p.display().to_string();
+        let addrs = self.addrs.clone();
+        let cert_dir = self.dir.join("pki");
+        let ca = self.ca.clone();
+        self.spawn(
             "kube-apiserver",
-            &apiserver,
+            apiserver,
             &[
                 format!("--etcd-servers=http://127.0.0.1:{}", addrs.etcd_port),
                 "--bind-address=127.0.0.1".into(),
                 format!("--secure-port={}", addrs.api_port),
                 format!("--advertise-address={}", addrs.advertise),
                 format!("--cert-dir={}", s(&cert_dir)),
-                format!("--token-auth-file={}", s(&tokens)),
+                format!("--token-auth-file={}", s(token_file)),
                 "--authorization-mode=Node,RBAC".into(),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                format!("--service-account-key-file={}", s(&sa_key)),
-                format!("--service-account-signing-key-file={}", s(&sa_key)),
+                format!("--service-account-key-file={}", s(sa_key)),
+                format!("--service-account-signing-key-file={}", s(sa_key)),
                 format!("--service-cluster-ip-range={}", addrs.service_cidr),
                 "--allow-privileged=true".into(),
                 "--enable-aggregator-routing=true".into(),
                 "--profiling=false".into(),
             ],
-            &home,
+            home,
         )?;
-        c.wait_file(&ca, Duration::from_secs(60)).await?;
-        c.wait_http(
+        self.wait_file(&ca, Duration::from_secs(60)).await?;
+        self.wait_http(
             "kube-apiserver",
             &format!("https://127.0.0.1:{}/readyz", addrs.api_port),
             Some(&ca),
             Duration::from_secs(120),
         )
-        .await?;
-        let kc = s(&kubeconfig);
-        c.spawn(
+        .await
+    }
+
+    /// Starts kube-controller-manager (signing service-account tokens with `sa_key`) and
+    /// kube-scheduler.
+    fn start_managers(
+        &mut self,
+        cm: &Path,
+        sched: &Path,
+        sa_key: &Path,
+        home: &[(String, String)],
+    ) -> Result<(), ClusterError> {
+        let s = |p: &Path| p.display().to_string();
+        let kc = s(&self.kubeconfig);
+        let ca = s(&self.ca);
+        self.spawn(
             "kube-controller-manager",
-            &cm,
+            cm,
             &[
                 format!("--kubeconfig={kc}"),
                 "--secure-port=0".into(),
                 "--leader-elect=false".into(),
-                format!("--root-ca-file={}", s(&ca)),
-                format!("--service-account-private-key-file={}", s(&sa_key)),
+                format!("--root-ca-file={ca}"),
+                format!("--service-account-private-key-file={}", s(sa_key)),
                 "--use-service-account-credentials=false".into(),
                 "--node-monitor-period=5s".into(),
                 "--node-monitor-grace-period=40s".into(),
                 "--concurrent-deployment-syncs=10".into(),
                 "--concurrent-replicaset-syncs=10".into(),
             ],
-            &home,
+            home,
         )?;
-        c.spawn(
+        self.spawn(
             "kube-scheduler",
-            &sched,
+            sched,
             &[
                 format!("--kubeconfig={kc}"),
                 "--secure-port=0".into(),
                 "--leader-elect=false".into(),
             ],
-            &home,
-        )?;
+            home,
+        )
+    }
+
+    /// Starts kwok, the kubelets' stand-in, with its Stage documents.
+    fn start_kwok(
+        &mut self,
+        kwok: &Path,
+        stages: &[PathBuf],
+        home: &[(String, String)],
+    ) -> Result<(), ClusterError> {
+        let s = |p: &Path| p.display().to_string();
         let mut kwok_args = vec![
-            format!("--kubeconfig={kc}"),
+            format!("--kubeconfig={}", s(&self.kubeconfig)),
             "--manage-all-nodes=true".into(),
             "--node-lease-duration-seconds=40".into(),
-            format!("--cidr={}", addrs.pod_cidr),
-            format!("--node-ip={}", addrs.node_ip),
+            format!("--cidr={}", self.addrs.pod_cidr),
+            format!("--node-ip={}", self.addrs.node_ip),
         ];
         kwok_args.extend(stages.iter().map(|p| format!("--config={}", s(p))));
-        c.spawn("kwok", &kwok, &kwok_args, &home)?;
-        c.create_node(&tools.versions.kubernetes).await?;
-        Ok(c)
+        self.spawn("kwok", kwok, &kwok_args, home)
     }
 
     fn spawn(

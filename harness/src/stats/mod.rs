@@ -22,10 +22,19 @@
 //! Answers are fed in the order the requests were issued, not the order they complete, so that
 //! a slower destination cannot bias the sequence.
 
+mod interval;
+mod sprt;
+mod trace;
+mod verdict;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use statrs::distribution::{Beta, ContinuousCDF};
+
+pub use self::interval::clopper_pearson;
+pub use self::sprt::{alternatives, Sprt};
+pub use self::trace::{SplitTrace, TracePoint, TraceShare, TRACE_POINTS};
+pub use self::verdict::{ShareVerdict, SplitVerdict};
 
 /// Parameters of a split check.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -64,52 +73,6 @@ impl SplitParams {
     }
 }
 
-/// One Wald SPRT on a Bernoulli sequence: H0 `p0` against H1 `p1`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Sprt {
-    /// Null share.
-    pub p0: f64,
-    /// Alternative share.
-    pub p1: f64,
-    /// Log-likelihood ratio so far.
-    pub llr: f64,
-    upper: f64,
-    lower: f64,
-    step_hit: f64,
-    step_miss: f64,
-    /// Some(true) rejected H0, Some(false) accepted H0.
-    pub decided: Option<bool>,
-}
-
-impl Sprt {
-    /// A test with type-I error `alpha` and type-II error `beta`.
-    pub fn new(p0: f64, p1: f64, alpha: f64, beta: f64) -> Self {
-        Self {
-            p0,
-            p1,
-            llr: 0.0,
-            upper: ((1.0 - beta) / alpha).ln(),
-            lower: (beta / (1.0 - alpha)).ln(),
-            step_hit: (p1 / p0).ln(),
-            step_miss: ((1.0 - p1) / (1.0 - p0)).ln(),
-            decided: None,
-        }
-    }
-
-    /// Adds one observation (hit: served by this destination).
-    pub fn observe(&mut self, hit: bool) {
-        if self.decided.is_some() {
-            return;
-        }
-        self.llr += if hit { self.step_hit } else { self.step_miss };
-        if self.llr >= self.upper {
-            self.decided = Some(true);
-        } else if self.llr <= self.lower {
-            self.decided = Some(false);
-        }
-    }
-}
-
 /// Where a check stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", content = "reason", rename_all = "lowercase")]
@@ -131,43 +94,6 @@ impl Decision {
     }
 }
 
-/// The verdict on one destination.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ShareVerdict {
-    /// Requests it served.
-    pub count: u64,
-    /// Expected share, 0..1.
-    pub expected: f64,
-    /// Observed share among identified answers.
-    pub observed: f64,
-    /// Clopper-Pearson interval of the share at confidence 1 − α.
-    pub interval: (f64, f64),
-}
-
-/// The verdict on a split.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SplitVerdict {
-    /// The decision.
-    pub decision: Decision,
-    /// Per destination.
-    pub shares: BTreeMap<String, ShareVerdict>,
-    /// Answers that identified a destination.
-    pub identified: u64,
-    /// Error answers.
-    pub errors: u64,
-    /// The statement the decision rests on.
-    pub statement: String,
-    /// The parameters.
-    pub params: SplitParams,
-}
-
-impl SplitVerdict {
-    /// Whether the check passed.
-    pub fn ok(&self) -> bool {
-        self.decision == Decision::Consistent
-    }
-}
-
 #[derive(Debug, Clone)]
 enum Mode {
     /// One destination gets everything.
@@ -186,14 +112,6 @@ fn pct(x: f64) -> String {
     }
 }
 
-/// The alternatives a share `p` (strictly between 0 and 1) is tested against: `p − δ` and
-/// `p + δ`, each brought halfway to the bound when δ would reach past it, so that a small share
-/// is tested on both sides. For 5% with δ = 10 points: 2.5% (catches "nothing moved") and 15%
-/// ("far too much"); for 95%: 85% and 97.5%; for 50%: 40% and 60%.
-pub fn alternatives(p: f64, delta: f64) -> (f64, f64) {
-    (p - delta.min(p / 2.0), p + delta.min((1.0 - p) / 2.0))
-}
-
 /// A sequential split check: feed answers in request order until it decides.
 #[derive(Debug, Clone)]
 pub struct SplitTest {
@@ -209,46 +127,6 @@ pub struct SplitTest {
     seen: Vec<String>,
     /// Answers fed when the decision became final.
     decided_at: Option<u64>,
-}
-
-/// Most checkpoints a [`SplitTrace`] holds.
-pub const TRACE_POINTS: usize = 100;
-
-/// One destination's share at a checkpoint, with its Clopper–Pearson interval at 1 − α.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct TraceShare {
-    /// Observed share among identified answers so far.
-    pub observed: f64,
-    /// Lower bound of the interval.
-    pub low: f64,
-    /// Upper bound of the interval.
-    pub high: f64,
-}
-
-/// The shares after some answers.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct TracePoint {
-    /// Answers fed so far (errors included): the request number.
-    pub requests: u64,
-    /// Of them, answers that identified a destination.
-    pub identified: u64,
-    /// Per destination.
-    pub shares: BTreeMap<String, TraceShare>,
-}
-
-/// How a split check's shares moved, at up to [`TRACE_POINTS`] checkpoints spread evenly over
-/// the answers (the last one included), for plotting.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct SplitTrace {
-    /// Confidence of the intervals (1 − α).
-    pub confidence: f64,
-    /// Expected share per destination, 0..1.
-    pub expected: BTreeMap<String, f64>,
-    /// The request number at which the test reached its decision (the cap for "undecided");
-    /// none if sampling stopped before one.
-    pub decided_at: Option<u64>,
-    /// The checkpoints, in order.
-    pub points: Vec<TracePoint>,
 }
 
 impl SplitTest {
@@ -293,68 +171,6 @@ impl SplitTest {
             history: Vec::new(),
             seen: Vec::new(),
             decided_at: None,
-        }
-    }
-
-    /// The shares' course so far, at up to [`TRACE_POINTS`] checkpoints.
-    pub fn trace(&self) -> SplitTrace {
-        let n = self.history.len();
-        let k = n.min(TRACE_POINTS);
-        let mut names: Vec<String> = self.expected.keys().cloned().collect();
-        for s in &self.seen {
-            if !names.contains(s) {
-                names.push(s.clone());
-            }
-        }
-        let mut counts = vec![0u64; self.seen.len()];
-        let mut identified = 0u64;
-        let mut points = Vec::with_capacity(k);
-        let mut fed = 0usize;
-        for i in 1..=k {
-            // Checkpoint i of k: after ⌈n·i/k⌉ answers, so the last is after all of them.
-            let upto = (n * i).div_ceil(k);
-            for d in self.history[fed..upto].iter().flatten() {
-                counts[*d as usize] += 1;
-                identified += 1;
-            }
-            fed = upto;
-            let shares = names
-                .iter()
-                .map(|name| {
-                    let c = self
-                        .seen
-                        .iter()
-                        .position(|s| s == name)
-                        .map_or(0, |j| counts[j]);
-                    let (low, high) = clopper_pearson(c, identified, self.params.alpha);
-                    let observed = if identified == 0 {
-                        0.0
-                    } else {
-                        c as f64 / identified as f64
-                    };
-                    // Five decimals are finer than any plot, and keep reports small.
-                    let r = |v: f64| (v * 1e5).round() / 1e5;
-                    (
-                        name.clone(),
-                        TraceShare {
-                            observed: r(observed),
-                            low: r(low),
-                            high: r(high),
-                        },
-                    )
-                })
-                .collect();
-            points.push(TracePoint {
-                requests: upto as u64,
-                identified,
-                shares,
-            });
-        }
-        SplitTrace {
-            confidence: 1.0 - self.params.alpha,
-            expected: self.expected.clone(),
-            decided_at: self.decided_at,
-            points,
         }
     }
 
@@ -476,88 +292,6 @@ impl SplitTest {
             ));
         }
     }
-
-    /// The verdict with its evidence.
-    pub fn verdict(&self) -> SplitVerdict {
-        let identified: u64 = self.counts.values().sum();
-        let mut names: Vec<&String> = self.expected.keys().collect();
-        for n in self.counts.keys() {
-            if !self.expected.contains_key(n) {
-                names.push(n);
-            }
-        }
-        let shares = names
-            .into_iter()
-            .map(|n| {
-                let count = self.counts.get(n).copied().unwrap_or(0);
-                (
-                    n.clone(),
-                    ShareVerdict {
-                        count,
-                        expected: self.expected.get(n).copied().unwrap_or(0.0),
-                        observed: if identified == 0 {
-                            0.0
-                        } else {
-                            count as f64 / identified as f64
-                        },
-                        interval: clopper_pearson(count, identified, self.params.alpha),
-                    },
-                )
-            })
-            .collect();
-        let p = &self.params;
-        let statement = match &self.mode {
-            Mode::AllTo(d) => format!(
-                "all answers from {d}: {} answers with no leak are needed, so a leak of {}% or more is seen with probability ≥ {} (seen: {identified})",
-                p.no_leak_samples(),
-                p.lambda * 100.0,
-                1.0 - p.beta
-            ),
-            Mode::Split(tests) => format!(
-                "Wald SPRT on {} destination share(s), H0 = expected vs H1 = expected ± {} points; P(fail a correct split) ≤ {}, P(pass a split off by ≥ {} points) ≤ {}; cap {} requests",
-                tests.len(),
-                p.delta * 100.0,
-                p.alpha,
-                p.delta * 100.0,
-                p.beta,
-                p.max_requests
-            ),
-        };
-        SplitVerdict {
-            decision: self.decision.clone(),
-            shares,
-            identified,
-            errors: self.errors,
-            statement: format!(
-                "{statement}; error answers {} (allowed rate {})",
-                self.errors, p.max_error_rate
-            ),
-            params: self.params,
-        }
-    }
-}
-
-/// Clopper-Pearson interval for `k` successes in `n` trials at confidence `1 - alpha`.
-pub fn clopper_pearson(k: u64, n: u64, alpha: f64) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let (k, n) = (k as f64, n as f64);
-    let lo = if k == 0.0 {
-        0.0
-    } else {
-        Beta::new(k, n - k + 1.0)
-            .map(|b| b.inverse_cdf(alpha / 2.0))
-            .unwrap_or(0.0)
-    };
-    let hi = if k == n {
-        1.0
-    } else {
-        Beta::new(k + 1.0, n - k)
-            .map(|b| b.inverse_cdf(1.0 - alpha / 2.0))
-            .unwrap_or(1.0)
-    };
-    (lo, hi)
 }
 
 /// Feeds a whole sequence of answers; returns the verdict (for tests and simulations).
@@ -578,19 +312,6 @@ pub fn decide<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[rstest::rstest]
-    #[case(0.05, (0.025, 0.15))]
-    #[case(0.5, (0.4, 0.6))]
-    #[case(0.95, (0.85, 0.975))]
-    #[case(0.10, (0.05, 0.2))]
-    fn small_and_large_shares_are_tested_on_both_sides(#[case] p: f64, #[case] want: (f64, f64)) {
-        let (lo, hi) = alternatives(p, 0.10);
-        assert!(
-            (lo - want.0).abs() < 1e-12 && (hi - want.1).abs() < 1e-12,
-            "{p}: {lo} {hi}"
-        );
-    }
 
     fn ninety_five_five(b_share: f64, seed: u64) -> SplitVerdict {
         use rand::{Rng, SeedableRng};
@@ -806,15 +527,5 @@ mod tests {
         let n = p.no_leak_samples() as i32;
         assert!((1.0 - p.lambda).powi(n) <= p.beta);
         assert!((1.0 - p.lambda).powi(n - 1) > p.beta);
-    }
-
-    #[test]
-    fn clopper_pearson_matches_known_values() {
-        // 50 of 100 at 95%: (0.3983, 0.6017) from standard tables.
-        let (lo, hi) = clopper_pearson(50, 100, 0.05);
-        assert!(
-            (lo - 0.3983).abs() < 1e-3 && (hi - 0.6017).abs() < 1e-3,
-            "{lo} {hi}"
-        );
     }
 }
