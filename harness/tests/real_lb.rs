@@ -218,9 +218,32 @@ async fn load_balancers() {
     meshmig::netns::add_local_range("198.18.0.0/24").unwrap();
     let (lb1, lb2) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
 
+    let (pods, servers) = start_pods(&kube).await;
+    let lb = assign_addresses(&kube, &cluster, lb1, lb2).await;
+    let web = SocketAddr::from((lb1, 80));
+    round_robin(&kube, &pods, web).await;
+    no_ready_endpoint(&kube, web, lb2).await;
+    delete_web(&kube, &lb, web, lb1, lb2).await;
+    stop_releases(lb, lb2).await;
+    let lb = restarted(&kube, &cluster, lb2).await;
+    no_longer_a_load_balancer(&kube, &lb, lb2).await;
+    lb.stop().await;
+
+    for s in servers {
+        s.abort();
+    }
+    for ip in pods.values() {
+        release_ip(*ip);
+    }
+    cluster.stop().await;
+    println!("load-balancer test done in {:?}", t0.elapsed());
+}
+
+/// Applies `web`, waits for its 2 Running pods and starts their stand-ins on the pods' IPs.
+async fn start_pods(kube: &Kube) -> (BTreeMap<String, Ipv4Addr>, Vec<tokio::task::JoinHandle<()>>) {
     kube.apply(&objects(MANIFESTS), "default").await.unwrap();
     let pods = wait_for("2 Running pods of web", Duration::from_secs(60), || async {
-        let p = running_pods(&kube).await;
+        let p = running_pods(kube).await;
         (p.len() == 2).then_some(p)
     })
     .await;
@@ -230,13 +253,22 @@ async fn load_balancers() {
         claim_ip(name, *ip).unwrap();
         servers.push(pod_server(*ip, name.clone()).await);
     }
+    (pods, servers)
+}
 
+/// Starts the controller: `web` gets the first address, `other` the next, both on lo.
+async fn assign_addresses(
+    kube: &Kube,
+    cluster: &Cluster,
+    lb1: Ipv4Addr,
+    lb2: Ipv4Addr,
+) -> LoadBalancers {
     let lb = LoadBalancers::start(kube.clone(), "c", cluster.addrs.lb_base);
     let t_lb = Instant::now();
     let (ip, mode) = wait_for(
         "Service web's status.loadBalancer",
         Duration::from_secs(10),
-        || status_of(&kube, "web"),
+        || status_of(kube, "web"),
     )
     .await;
     println!("status of web: {ip} {mode} after {:?}", t_lb.elapsed());
@@ -245,7 +277,7 @@ async fn load_balancers() {
     let (ip2, _) = wait_for(
         "Service other's status.loadBalancer",
         Duration::from_secs(10),
-        || status_of(&kube, "other"),
+        || status_of(kube, "other"),
     )
     .await;
     assert_eq!(ip2, lb2, "the next free address");
@@ -254,17 +286,21 @@ async fn load_balancers() {
         BTreeMap::from([("default/other".into(), lb2), ("default/web".into(), lb1)])
     );
     assert!(on_lo(lb1) && on_lo(lb2), "the addresses are on lo");
+    lb
+}
 
+/// Both ready pods answer at `web`'s address, round-robin.
+async fn round_robin(kube: &Kube, pods: &BTreeMap<String, Ipv4Addr>, web: SocketAddr) {
     // Both ready pods answer, round-robin, each request on a connection of its own.
     let mut want: Vec<String> = pods.values().map(|ip| ip.to_string()).collect();
     want.sort();
     wait_for(
         "2 ready endpoints of web",
         Duration::from_secs(30),
-        || async { (ready_endpoints(&kube).await == want).then_some(()) },
+        || async { (ready_endpoints(kube).await == want).then_some(()) },
     )
     .await;
-    let web = SocketAddr::from((lb1, 80));
+
     let mut answers: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..20 {
         let body = get(web).await.unwrap_or_else(|e| panic!("GET {web}: {e}"));
@@ -280,7 +316,11 @@ async fn load_balancers() {
         answers.values().all(|n| *n == 10),
         "round-robin: {answers:?}"
     );
+}
 
+/// Without a ready endpoint (`other`'s, then `web`'s after a scale to zero) the listener
+/// accepts, then resets.
+async fn no_ready_endpoint(kube: &Kube, web: SocketAddr, lb2: Ipv4Addr) {
     // A Service without a ready endpoint: its listener accepts, then resets.
     let other = get(SocketAddr::from((lb2, 8443))).await;
     println!("other (no endpoint): {other:?}");
@@ -298,7 +338,7 @@ async fn load_balancers() {
     wait_for(
         "no ready endpoint of web",
         Duration::from_secs(60),
-        || async { ready_endpoints(&kube).await.is_empty().then_some(()) },
+        || async { ready_endpoints(kube).await.is_empty().then_some(()) },
     )
     .await;
     println!("no ready endpoint after {:?}", t_scale.elapsed());
@@ -313,7 +353,16 @@ async fn load_balancers() {
             "the listener should accept, then reset: {e}"
         );
     }
+}
 
+/// `web` deleted: its listener and address go, `other`'s stay; the controller's events.
+async fn delete_web(
+    kube: &Kube,
+    lb: &LoadBalancers,
+    web: SocketAddr,
+    lb1: Ipv4Addr,
+    lb2: Ipv4Addr,
+) {
     // Delete the Service: its listener goes, its address is released; the other stays.
     kube.delete("Service", "default", "web", Duration::from_secs(30))
         .await
@@ -356,12 +405,18 @@ async fn load_balancers() {
         "no forwarding event"
     );
     assert!(lb.errors().is_empty(), "errors: {:?}", lb.errors());
+}
 
+/// `stop` closes every listener and releases every address.
+async fn stop_releases(lb: LoadBalancers, lb2: Ipv4Addr) {
     // stop() closes every listener and releases every address.
     lb.stop().await;
     assert!(refused(SocketAddr::from((lb2, 8443))).await);
     assert!(!on_lo(lb2), "stop() releases the addresses");
+}
 
+/// A restarted controller keeps the address `other` holds.
+async fn restarted(kube: &Kube, cluster: &Cluster, lb2: Ipv4Addr) -> LoadBalancers {
     // A controller started again keeps the address the Service holds (not the lowest free).
     let lb = LoadBalancers::start(kube.clone(), "c", cluster.addrs.lb_base);
     let kept = wait_for(
@@ -378,7 +433,11 @@ async fn load_balancers() {
         (!refused(SocketAddr::from((lb2, 8443))).await).then_some(())
     })
     .await;
+    lb
+}
 
+/// `other` made a ClusterIP Service loses its listener, address and status.
+async fn no_longer_a_load_balancer(kube: &Kube, lb: &LoadBalancers, lb2: Ipv4Addr) {
     // A Service that stops being a load balancer loses its listener, address and status.
     kube.apply(
         &objects(&OTHER.replace("type: LoadBalancer", "type: ClusterIP")),
@@ -392,7 +451,7 @@ async fn load_balancers() {
         || async {
             (lb.addresses().is_empty()
                 && !on_lo(lb2)
-                && status_of(&kube, "other").await.is_none()
+                && status_of(kube, "other").await.is_none()
                 && refused(SocketAddr::from((lb2, 8443))).await)
                 .then_some(())
         },
@@ -405,14 +464,4 @@ async fn load_balancers() {
     );
     assert!(events.contains(&"released 198.18.0.2 from default/other".to_string()));
     assert!(lb.errors().is_empty(), "errors: {:?}", lb.errors());
-    lb.stop().await;
-
-    for s in servers {
-        s.abort();
-    }
-    for ip in pods.values() {
-        release_ip(*ip);
-    }
-    cluster.stop().await;
-    println!("load-balancer test done in {:?}", t0.elapsed());
 }

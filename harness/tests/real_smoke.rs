@@ -205,6 +205,36 @@ pub async fn up() -> Env {
     println!("cluster up in {started:?}");
     let kube = cluster.kube().await.unwrap();
 
+    let (istiod, istiod_ip) = install_istio(&tools, &cluster, &kube, &dir).await;
+    check_injection(&kube).await;
+    let (mut gateway, gw_ip) = start_gateway(&tools, &kube, &dir, &envoy, istiod_ip).await;
+    let frontend = start_frontend(&kube, &upstream).await;
+    gateway
+        .wait_listeners(1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    Env {
+        dir,
+        cluster,
+        kube,
+        istiod,
+        gateway,
+        gw_ip,
+        frontend: Some(frontend),
+        started,
+        t0,
+        upstream,
+    }
+}
+
+/// The real `istioctl install`, while istiod's pod is served by the real istiod: istiod
+/// and its pod's IP, once both are ready.
+async fn install_istio(
+    tools: &Tools,
+    cluster: &Cluster,
+    kube: &Kube,
+    dir: &tempfile::TempDir,
+) -> (Istiod, Ipv4Addr) {
     // The real istioctl install, while istiod's pod is served by the real istiod.
     let istioctl = tools.binary("istioctl").unwrap();
     let install = tokio::process::Command::new(&istioctl)
@@ -215,7 +245,7 @@ pub async fn up() -> Env {
         .output();
     let install = tokio::spawn(install);
     let istiod_pod = wait_pod(
-        &kube,
+        kube,
         "istio-system",
         ("app", "istiod"),
         Duration::from_secs(180),
@@ -262,7 +292,11 @@ pub async fn up() -> Env {
             "istioctl printed no {line:?}"
         );
     }
+    (istiod, istiod_ip)
+}
 
+/// A pod of a labelled namespace comes out of the real webhook with istio-proxy, native.
+async fn check_injection(kube: &Kube) {
     // Injection by the real webhook: a labelled namespace's pod comes out with istio-proxy.
     kube.create_namespace("smoke").await.unwrap();
     kube.label_namespace(
@@ -277,7 +311,7 @@ pub async fn up() -> Env {
     )
     .unwrap();
     kube.apply(&deploy, "smoke").await.unwrap();
-    let app = wait_pod(&kube, "smoke", ("app", "app"), Duration::from_secs(60)).await;
+    let app = wait_pod(kube, "smoke", ("app", "app"), Duration::from_secs(60)).await;
     let proxies: Vec<&str> = ["initContainers", "containers"]
         .iter()
         .flat_map(|k| app["spec"][*k].as_array().into_iter().flatten())
@@ -301,10 +335,19 @@ pub async fn up() -> Env {
         native,
         "Kubernetes 1.35 with Istio ≥ 1.27: istio-proxy should be a native sidecar"
     );
+}
 
+/// The ingress gateway pod's Envoy, connected to istiod, and the pod's IP.
+async fn start_gateway(
+    tools: &Tools,
+    kube: &Kube,
+    dir: &tempfile::TempDir,
+    envoy: &Path,
+    istiod_ip: Ipv4Addr,
+) -> (GatewayPod, Ipv4Addr) {
     // The gateway pod's Envoy, connected to istiod.
     let gw = wait_pod(
-        &kube,
+        kube,
         "istio-system",
         ("istio", "ingressgateway"),
         Duration::from_secs(60),
@@ -325,10 +368,18 @@ pub async fn up() -> Env {
         &tools.versions.istio,
         SocketAddr::new(istiod_ip.into(), 15010),
     );
-    let mut gateway = GatewayPod::start(sandbox, &envoy, &boot, &dir.path().join("gw"))
+    let gateway = GatewayPod::start(sandbox, envoy, &boot, &dir.path().join("gw"))
         .await
         .unwrap();
+    (gateway, gw_ip)
+}
 
+/// Online Boutique's frontend (a stand-in on its pod's IP) and the upstream Gateway +
+/// VirtualService.
+async fn start_frontend(
+    kube: &Kube,
+    upstream: &Path,
+) -> meshmig::backend::emulated::frontend::Frontend {
     // Online Boutique's frontend and the upstream Gateway + VirtualService.
     kube.label_namespace(
         "default",
@@ -351,7 +402,7 @@ pub async fn up() -> Env {
     );
     kube.apply(&gwm, "default").await.unwrap();
     let fe = wait_pod(
-        &kube,
+        kube,
         "default",
         ("app", "frontend"),
         Duration::from_secs(60),
@@ -378,20 +429,5 @@ pub async fn up() -> Env {
     )
     .await
     .unwrap();
-    gateway
-        .wait_listeners(1, Duration::from_secs(60))
-        .await
-        .unwrap();
-    Env {
-        dir,
-        cluster,
-        kube,
-        istiod,
-        gateway,
-        gw_ip,
-        frontend: Some(frontend),
-        started,
-        t0,
-        upstream,
-    }
+    frontend
 }

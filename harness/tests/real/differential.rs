@@ -53,27 +53,35 @@ fn cases(upstream: &Path) -> Vec<(&'static str, Vec<Object>)> {
     .unwrap()
     .replace("1.2.3.4", "198.18.1.1");
     f2.extend(parse("service-entry.yaml", &se_text));
-    let gw = |extra: &str| {
-        let mut v = gateway_only.clone();
-        v.extend(parse("case.yaml", extra));
-        v
-    };
-    let vs = |gateways: &str, host: &str, route: &str| {
-        format!(
-            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: vs-case\nspec:\n  gateways: [{gateways}]\n  hosts: [\"{host}\"]\n  http:\n  - route:\n{route}"
-        )
-    };
-    let dest = |host: &str, port: u16, weight: Option<u32>| {
-        let w = weight
-            .map(|w| format!("      weight: {w}\n"))
-            .unwrap_or_default();
-        format!("    - destination: {{host: {host}, port: {{number: {port}}}}}\n{w}")
-    };
-    let frontend = dest("frontend", 80, None);
-    let se_two_ports = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se-two\nspec:\n  hosts: [v2.example.com]\n  location: MESH_EXTERNAL\n  ports:\n  - {number: 80, name: http, protocol: HTTP}\n  - {number: 8080, name: http-alt, protocol: HTTP}\n  resolution: STATIC\n  endpoints:\n  - address: 198.18.1.1\n";
-    vec![
+    let mut cases = vec![
         ("B4 frontend-gateway (upstream)", b4.clone()),
         ("F2 50/50 VirtualService + F1 ServiceEntry (upstream)", f2),
+    ];
+    cases.extend(own_gateway_cases());
+    cases.extend(route_cases(b4, gateway_only, se_text));
+    cases
+}
+
+/// A VirtualService `vs-case` on `gateways` and `host` with one route.
+fn vs(gateways: &str, host: &str, route: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: vs-case\nspec:\n  gateways: [{gateways}]\n  hosts: [\"{host}\"]\n  http:\n  - route:\n{route}"
+    )
+}
+
+/// One destination of a route, with its weight if it has one.
+fn dest(host: &str, port: u16, weight: Option<u32>) -> String {
+    let w = weight
+        .map(|w| format!("      weight: {w}\n"))
+        .unwrap_or_default();
+    format!("    - destination: {{host: {host}, port: {{number: {port}}}}}\n{w}")
+}
+
+/// The cases whose Gateway is their own: a port without a Service port, `./host`, an empty
+/// selector.
+fn own_gateway_cases() -> Vec<(&'static str, Vec<Object>)> {
+    let frontend = dest("frontend", 80, None);
+    vec![
         (
             "Gateway port without a Service port (8081)",
             parse(
@@ -104,6 +112,23 @@ fn cases(upstream: &Path) -> Vec<(&'static str, Vec<Object>)> {
                 ),
             ),
         ),
+    ]
+}
+
+/// The cases on the upstream Gateway: several VirtualServices, weights, hosts and destinations.
+fn route_cases(
+    b4: Vec<Object>,
+    gateway_only: Vec<Object>,
+    se_text: String,
+) -> Vec<(&'static str, Vec<Object>)> {
+    let gw = |extra: &str| {
+        let mut v = gateway_only.clone();
+        v.extend(parse("case.yaml", extra));
+        v
+    };
+    let frontend = dest("frontend", 80, None);
+    let se_two_ports = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se-two\nspec:\n  hosts: [v2.example.com]\n  location: MESH_EXTERNAL\n  ports:\n  - {number: 80, name: http, protocol: HTTP}\n  - {number: 8080, name: http-alt, protocol: HTTP}\n  resolution: STATIC\n  endpoints:\n  - address: 198.18.1.1\n";
+    vec![
         ("two VirtualServices on one host", {
             let mut v = b4.clone();
             v.extend(parse(
@@ -153,10 +178,12 @@ fn cases(upstream: &Path) -> Vec<(&'static str, Vec<Object>)> {
         ),
         (
             "specific host and a path match",
-            gw(&vs("frontend-gateway", "shop.example.com", &frontend).replace(
-                "  - route:\n",
-                "  - match: [{uri: {prefix: /cart}}]\n    route:\n",
-            )),
+            gw(
+                &vs("frontend-gateway", "shop.example.com", &frontend).replace(
+                    "  - route:\n",
+                    "  - match: [{uri: {prefix: /cart}}]\n    route:\n",
+                ),
+            ),
         ),
     ]
 }
