@@ -246,9 +246,9 @@ pub struct ClientResolver {
     server: SocketAddr,
     scale: f64,
     cache: std::sync::Mutex<std::collections::BTreeMap<String, Entry>>,
-    /// Held while a query is on its way: one query at a time, so that a wait can let the one in
-    /// flight land before it judges what is held.
-    querying: tokio::sync::Mutex<()>,
+    /// When each query now on its way was sent: a wait lets those sent before it began land
+    /// before it judges what is held.
+    in_flight: std::sync::Mutex<Vec<std::time::Instant>>,
 }
 
 impl ClientResolver {
@@ -258,7 +258,7 @@ impl ClientResolver {
             server,
             scale,
             cache: Default::default(),
-            querying: tokio::sync::Mutex::new(()),
+            in_flight: Default::default(),
         }
     }
 
@@ -272,13 +272,16 @@ impl ClientResolver {
         if let Some(h) = self.held(domain) {
             return Ok(h.addresses);
         }
-        let _one_at_a_time = self.querying.lock().await;
-        // Another request may have resolved while this one waited its turn.
-        if let Some(h) = self.held(domain) {
-            return Ok(h.addresses);
-        }
         let sent = std::time::Instant::now();
-        let (addresses, ttl) = query_a(self.server, domain).await?;
+        self.in_flight.lock().expect("not poisoned").push(sent);
+        let answer = query_a(self.server, domain).await;
+        {
+            let mut f = self.in_flight.lock().expect("not poisoned");
+            if let Some(i) = f.iter().position(|t| *t == sent) {
+                f.swap_remove(i);
+            }
+        }
+        let (addresses, ttl) = answer?;
         let held = Duration::from_secs_f64(ttl as f64 * self.scale);
         self.cache.lock().expect("not poisoned").insert(
             domain.to_string(),
@@ -307,6 +310,19 @@ impl ClientResolver {
         })
     }
 
+    /// Waits until every query sent before `began` has landed (or failed).
+    async fn let_land(&self, began: std::time::Instant) {
+        while self
+            .in_flight
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .any(|t| *t < began)
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Waits until clients hold no answer for `domain` that was asked for before the wait began
     /// (the record changed before it: any such answer may be the old one); what was held when
     /// the wait began. A query on its way when the wait begins is let land first, and its
@@ -314,7 +330,7 @@ impl ClientResolver {
     /// the server gave just before the change arrives just after it.
     pub async fn wait_until_dropped(&self, domain: &str) -> Option<Held> {
         let began = std::time::Instant::now();
-        drop(self.querying.lock().await);
+        self.let_land(began).await;
         let first = self.held(domain);
         loop {
             let asked_before = {
@@ -327,7 +343,7 @@ impl ClientResolver {
             match asked_before {
                 Some(left) => {
                     tokio::time::sleep(left + Duration::from_millis(5)).await;
-                    drop(self.querying.lock().await);
+                    self.let_land(began).await;
                 }
                 None => return first,
             }
@@ -378,8 +394,8 @@ mod client_tests {
         let load = {
             let r = r.clone();
             tokio::spawn(async move {
-                let _querying = r.querying.lock().await;
                 let sent = std::time::Instant::now();
+                r.in_flight.lock().unwrap().push(sent);
                 on_its_way.send(()).unwrap();
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 r.cache.lock().unwrap().insert(
@@ -391,6 +407,7 @@ mod client_tests {
                         expires: sent + Duration::from_millis(200),
                     },
                 );
+                r.in_flight.lock().unwrap().clear();
             })
         };
         in_flight.await.unwrap();
