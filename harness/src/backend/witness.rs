@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The component of a witness not yet named.
+const UNATTRIBUTED: &str = "not attributed";
+
 /// What kind of thing a witness is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -61,6 +64,17 @@ impl Witness {
             kind: WitnessKind::Harness,
             component: what.into(),
         }
+    }
+
+    /// No witness named yet: what a check result holds until [`crate::checks::run`] or the
+    /// engine attributes it.
+    pub fn unattributed() -> Self {
+        Self::harness(UNATTRIBUTED)
+    }
+
+    /// Whether nobody has been named as the witness.
+    pub fn is_unattributed(&self) -> bool {
+        self.kind == WitnessKind::Harness && self.component == UNATTRIBUTED
     }
 
     /// Whether a real component made the observation.

@@ -80,7 +80,7 @@ impl CheckResult {
             observed: observed.into(),
             evidence,
             deviations: Vec::new(),
-            witness: Witness::harness("not attributed"),
+            witness: Witness::unattributed(),
         }
     }
 

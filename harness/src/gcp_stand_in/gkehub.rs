@@ -33,7 +33,7 @@ use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{now_rfc3339, project_number, ApiError, MeshState, Req, Shared};
+use super::{now_rfc3339, project_number, ApiError, Inner, MeshState, Req, Shared};
 use crate::fleet::StandInState;
 
 /// The fleet's resources.
@@ -281,6 +281,11 @@ fn delete_membership(
     st.hub
         .membership_features
         .retain(|k, _| !k.starts_with(&prefix));
+    Ok(deleted(&mut st, shared, p, l, full))
+}
+
+/// The done operation of a Delete: its response is google.protobuf.Empty.
+fn deleted(st: &mut Inner, shared: &Arc<Shared>, p: &str, l: &str, full: String) -> Value {
     let id = st.op_id("operation");
     let op = st.hub.op(
         p,
@@ -290,7 +295,7 @@ fn delete_membership(
         "delete",
         json!({"@type": "type.googleapis.com/google.protobuf.Empty"}),
     );
-    Ok(st.hub.ops[&op].to_json(&op, shared))
+    st.hub.ops[&op].to_json(&op, shared)
 }
 
 /// Features Get.
@@ -310,16 +315,7 @@ fn delete_feature(shared: &Arc<Shared>, p: &str, l: &str, f: &str) -> Result<Val
     if st.hub.features.remove(&full).is_none() {
         return Err(feature_not_found(&full));
     }
-    let id = st.op_id("operation");
-    let op = st.hub.op(
-        p,
-        l,
-        id,
-        full,
-        "delete",
-        json!({"@type": "type.googleapis.com/google.protobuf.Empty"}),
-    );
-    Ok(st.hub.ops[&op].to_json(&op, shared))
+    Ok(deleted(&mut st, shared, p, l, full))
 }
 
 /// v2 membership features: Get / Patch (allowMissing) / Delete; another method is not served.
