@@ -251,6 +251,30 @@ pub struct ClientResolver {
     in_flight: std::sync::Mutex<Vec<std::time::Instant>>,
 }
 
+/// A query's mark in [`ClientResolver`]'s in-flight list, removed when it is dropped.
+struct OnItsWay<'a> {
+    list: &'a std::sync::Mutex<Vec<std::time::Instant>>,
+    sent: std::time::Instant,
+}
+
+impl<'a> OnItsWay<'a> {
+    fn mark(list: &'a std::sync::Mutex<Vec<std::time::Instant>>, sent: std::time::Instant) -> Self {
+        list.lock().expect("not poisoned").push(sent);
+        OnItsWay { list, sent }
+    }
+}
+
+impl Drop for OnItsWay<'_> {
+    fn drop(&mut self) {
+        // Not `expect`: a panic here while unwinding would abort.
+        if let Ok(mut f) = self.list.lock() {
+            if let Some(i) = f.iter().position(|t| *t == self.sent) {
+                f.swap_remove(i);
+            }
+        }
+    }
+}
+
 impl ClientResolver {
     /// A resolver asking `server`, with DNS time scaled by `scale` (1: real time).
     pub fn new(server: SocketAddr, scale: f64) -> Self {
@@ -273,14 +297,13 @@ impl ClientResolver {
             return Ok(h.addresses);
         }
         let sent = std::time::Instant::now();
-        self.in_flight.lock().expect("not poisoned").push(sent);
-        let answer = query_a(self.server, domain).await;
-        {
-            let mut f = self.in_flight.lock().expect("not poisoned");
-            if let Some(i) = f.iter().position(|t| *t == sent) {
-                f.swap_remove(i);
-            }
-        }
+        let answer = {
+            // Unmarked when the query lands, fails or is dropped: the load's HTTP client drops a
+            // lookup whose request timed out, and a mark left behind would hold every later
+            // wait forever.
+            let _on_its_way = OnItsWay::mark(&self.in_flight, sent);
+            query_a(self.server, domain).await
+        };
         let (addresses, ttl) = answer?;
         let held = Duration::from_secs_f64(ttl as f64 * self.scale);
         self.cache.lock().expect("not poisoned").insert(
@@ -429,5 +452,23 @@ mod client_tests {
         let fresh = r.cache.lock().unwrap().get("example.com").map(|e| e.sent);
         assert!(fresh.is_some_and(|t| t >= began));
         s.stop().await;
+    }
+
+    /// A lookup dropped on its way (the load's request timed out) does not hold a later wait:
+    /// CI once waited 72 minutes at a TTL wait for a query that had been cancelled.
+    #[tokio::test]
+    async fn a_dropped_lookup_does_not_hold_the_wait() {
+        // A server that never answers.
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let r = ClientResolver::new(silent.local_addr().unwrap(), 0.001);
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(50), r.resolve("example.com")).await;
+        assert!(dropped.is_err(), "the silent server answered: {dropped:?}");
+        let waited =
+            tokio::time::timeout(Duration::from_secs(2), r.wait_until_dropped("example.com")).await;
+        assert!(
+            waited.is_ok(),
+            "the wait still waited 2 s after the only lookup was dropped"
+        );
     }
 }
