@@ -11,11 +11,14 @@ pub async fn clients_resolve(ctx: &Ctx<'_>, address: &str, max_ttl: u32) -> R {
     let mut held = ctx.clients.held(domain);
     let mut fresh = false;
     if held.is_none() {
-        ctx.clients
-            .resolve(domain)
+        // The answer itself, not the cache read after it: a short TTL at a fast DNS time scale
+        // can run out while the query is on its way.
+        let answer = ctx
+            .clients
+            .ask(domain)
             .await
             .map_err(|e| BackendError::infra(format!("resolving {domain}"), e))?;
-        held = ctx.clients.held(domain);
+        held = Some(answer);
         fresh = true;
     }
     Ok(clients_hold(
