@@ -237,6 +237,21 @@ struct Entry {
     expires: std::time::Instant,
 }
 
+impl Entry {
+    /// The entry as held now: its time left is 0 once it has run out.
+    fn held(&self, scale: f64) -> Held {
+        Held {
+            addresses: self.addresses.clone(),
+            ttl: self.ttl,
+            remaining_seconds: self
+                .expires
+                .saturating_duration_since(std::time::Instant::now())
+                .as_secs_f64(),
+            held_seconds: self.ttl as f64 * scale,
+        }
+    }
+}
+
 /// The users' resolver: one cache for the whole run, as a client's stub resolver or its ISP's
 /// recursor keeps one. An answer is held for its TTL × `scale` (DNS time may run faster than
 /// real time; the report states the scale) and asked for again only once that has run out, so
@@ -305,47 +320,34 @@ impl ClientResolver {
     pub async fn ask(&self, domain: &str) -> Result<Held, DnsError> {
         let sent = std::time::Instant::now();
         let answer = {
-            // Unmarked when the query lands, fails or is dropped: the load's HTTP client drops a
-            // lookup whose request timed out, and a mark left behind would hold every later
+            // Unmarked when the query lands, fails or is dropped: a lookup can be dropped before
+            // it lands (its request cancelled), and a mark left behind would hold every later
             // wait forever.
             let _on_its_way = OnItsWay::mark(&self.in_flight, sent);
             query_a(self.server, domain).await
         };
         let (addresses, ttl) = answer?;
-        let held = Duration::from_secs_f64(ttl as f64 * self.scale);
-        let expires = sent + held;
-        self.cache.lock().expect("not poisoned").insert(
-            domain.to_string(),
-            Entry {
-                addresses: addresses.clone(),
-                ttl,
-                sent,
-                expires,
-            },
-        );
-        Ok(Held {
+        let entry = Entry {
             addresses,
             ttl,
-            remaining_seconds: expires
-                .saturating_duration_since(std::time::Instant::now())
-                .as_secs_f64(),
-            held_seconds: held.as_secs_f64(),
-        })
+            sent,
+            expires: sent + Duration::from_secs_f64(ttl as f64 * self.scale),
+        };
+        let held = entry.held(self.scale);
+        self.cache
+            .lock()
+            .expect("not poisoned")
+            .insert(domain.to_string(), entry);
+        Ok(held)
     }
 
     /// What is held for `domain` now (None: nothing, or it has run out).
     pub fn held(&self, domain: &str) -> Option<Held> {
         let cache = self.cache.lock().expect("not poisoned");
-        let e = cache.get(domain)?;
-        let remaining = e
-            .expires
-            .checked_duration_since(std::time::Instant::now())?;
-        Some(Held {
-            addresses: e.addresses.clone(),
-            ttl: e.ttl,
-            remaining_seconds: remaining.as_secs_f64(),
-            held_seconds: e.ttl as f64 * self.scale,
-        })
+        cache
+            .get(domain)
+            .filter(|e| e.expires >= std::time::Instant::now())
+            .map(|e| e.held(self.scale))
     }
 
     /// Waits until every query sent before `began` has landed (or failed).
@@ -486,8 +488,8 @@ mod client_tests {
         s.stop().await;
     }
 
-    /// A lookup dropped on its way (the load's request timed out) does not hold a later wait:
-    /// CI once waited 72 minutes at a TTL wait for a query that had been cancelled.
+    /// A lookup dropped on its way (its request cancelled) does not hold a later wait: CI once
+    /// waited 72 minutes at a TTL wait, and a dropped lookup's mark is the one way it can.
     #[tokio::test]
     async fn a_dropped_lookup_does_not_hold_the_wait() {
         // A server that never answers.
