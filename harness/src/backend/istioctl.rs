@@ -378,7 +378,7 @@ pub mod install_output {
     /// What istioctl 1.31.0 printed for `istioctl install --set profile=default -y` (stdout,
     /// then stderr), recorded on 2026-11-27 from istioctl built by `meshmig tools install`
     /// (istio.io/istio@v0.0.0-20260827124520-eed52ebb66ad) against a real kube-apiserver 1.35.4,
-    /// by harness/tests/real_smoke.rs; no EOL warning (1.31's EOL is 2027-02,
+    /// by harness/tests/integration/real_smoke.rs; no EOL warning (1.31's EOL is 2027-02,
     /// operator/version/version.go). The emulated backend prints exactly this.
     pub const RECORDED_1_31_0_DEFAULT: &str = concat!(
         "\n",

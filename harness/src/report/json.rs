@@ -1,5 +1,5 @@
 //! The run as JSON, for machines. Its shape is published as a JSON Schema in
-//! `schema/report.schema.json` (draft 2020-12); `harness/tests/report_formats.rs` validates real
+//! `schema/report.schema.json` (draft 2020-12); `harness/tests/integration/report_formats.rs` validates real
 //! runs against it.
 
 use crate::outcome::RunReport;

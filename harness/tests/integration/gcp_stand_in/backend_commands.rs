@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use meshmig::gcp_stand_in::{FixedProvider, GcpStandIn, Timing};
 
-use crate::common::CA;
+use super::common::CA;
 
 /// Every gcloud command the GKE backend issues (`meshmig::backend::gke::Commands`: plan,
 /// teardown, `gc`), in the procedure's order, succeeds against the stand-in through the

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use meshmig::gcp_stand_in::GcpStandIn;
 
-use crate::common::{gcloud, start};
+use super::common::{gcloud, start};
 
 /// Compute lists (what a LoadBalancer Service leaves behind, empty or seeded) and the DNS
 /// cut-over of step G through Cloud DNS record sets, with Cloud DNS' 404 for a missing zone.

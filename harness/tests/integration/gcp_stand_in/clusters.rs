@@ -5,7 +5,7 @@ use std::path::Path;
 
 use meshmig::gcp_stand_in::GcpStandIn;
 
-use crate::common::{b64, gcloud, progress, start, CA};
+use super::common::{b64, gcloud, progress, start, CA};
 
 /// Container v1: create (progress, table, kubeconfig), list with the backend's label filter,
 /// operations list, delete; then the 404 of a cluster that is gone, as gcloud prints it.

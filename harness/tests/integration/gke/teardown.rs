@@ -6,7 +6,7 @@ use std::sync::Arc;
 use meshmig::backend::gke::{Gke, GkeConfig};
 use meshmig::backend::{Backend, BackendError};
 
-use crate::common::{
+use super::common::{
     backend, cfg, scenario, Recorded, CLUSTERS_JSON, MEMBERSHIPS_JSON, NOT_FOUND, RULES_JSON,
 };
 

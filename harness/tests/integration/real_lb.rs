@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[test]
 fn real_load_balancers() {
-    meshmig::netns::run_test_in_own_namespace("real_load_balancers", load_balancers);
+    meshmig::netns::run_test_in_own_namespace("real_lb::real_load_balancers", load_balancers);
 }
 
 const MANIFESTS: &str = "\

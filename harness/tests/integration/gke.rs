@@ -3,13 +3,8 @@
 //! names back to the procedure's, leak detection after teardown, the published clean-up defect,
 //! and `meshmig gc`.
 
-#[path = "gke/common.rs"]
 mod common;
-#[path = "gke/creation.rs"]
 mod creation;
-#[path = "gke/failures.rs"]
 mod failures;
-#[path = "gke/gc.rs"]
 mod gc;
-#[path = "gke/teardown.rs"]
 mod teardown;

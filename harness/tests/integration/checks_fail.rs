@@ -1,136 +1,25 @@
 //! Every check the scenarios can use is shown to fail here, with its message: what was
-//! expected, what was observed. Each runs through `checks::run` against a frozen world (a backend
-//! whose objects, clusters, contexts and fleet output are set by the test), and, where the check
+//! expected, what was observed. Each runs through `checks::run` against a frozen world (the fake backend,
+//! its objects, clusters, contexts and fleet output set by the test), and, where the check
 //! talks to the network, a real DNS server or HTTP server on loopback.
 //!
 //! The mistakes catalogue (`scenarios/mistakes/`) shows the same checks failing in whole runs;
 //! this file makes sure none of them is left without a failing case.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use meshmig::backend::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
+use meshmig::backend::{Backend, Inventory, Output};
 use meshmig::checks::{self, CheckResult, Ctx};
 use meshmig::dns::{ClientResolver, DnsServer};
-use meshmig::manifest::{ManifestSource, Object};
+use meshmig::manifest::ManifestSource;
 use meshmig::sampler::Pace;
-use meshmig::scenario::{Check, ClusterSpec, Scenario};
+use meshmig::scenario::{Check, Scenario};
 use meshmig::stats::SplitParams;
 use serde_json::{json, Value};
 
-/// A backend frozen in one state: its actions do nothing, its reads return what the test set.
-#[derive(Default)]
-struct World {
-    clusters: BTreeMap<String, String>,
-    contexts: Vec<String>,
-    objects: BTreeMap<(String, String), Vec<Value>>,
-    describe: String,
-    dns: Option<SocketAddr>,
-    inventory: Inventory,
-}
-
-impl World {
-    fn with(mut self, cluster: &str, kind: &str, objects: Vec<Value>) -> Self {
-        self.objects
-            .insert((cluster.to_string(), kind.to_string()), objects);
-        self
-    }
-}
-
-#[async_trait]
-impl Backend for World {
-    fn name(&self) -> &'static str {
-        "frozen"
-    }
-    fn witnesses(&self) -> &meshmig::backend::witness::Witnesses {
-        static W: std::sync::LazyLock<meshmig::backend::witness::Witnesses> =
-            std::sync::LazyLock::new(|| {
-                meshmig::backend::witness::Witnesses::uniform(
-                    meshmig::backend::witness::Witness::harness("the test's frozen backend"),
-                )
-            });
-        &W
-    }
-    async fn create_cluster(&self, _: &ClusterSpec) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn delete_cluster(&self, _: &str) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError> {
-        Ok(self.clusters.clone())
-    }
-    async fn rename_context(&self, _: &str) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn contexts(&self) -> Result<Vec<String>, BackendError> {
-        Ok(self.contexts.clone())
-    }
-    async fn install_istio(&self, _: &str, _: &str) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn fleet(&self, _: &FleetOp) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn mesh_describe(&self) -> Result<String, BackendError> {
-        Ok(self.describe.clone())
-    }
-    async fn create_namespace(&self, _: &str, _: &str) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn label_namespace(
-        &self,
-        _: &str,
-        _: &str,
-        _: &BTreeMap<String, String>,
-    ) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn apply(&self, _: &str, _: Option<&str>, _: &[Object]) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn delete(&self, _: &str, _: &str, _: &str, _: &str) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn list(
-        &self,
-        cluster: &str,
-        ns: Option<&str>,
-        kind: &str,
-    ) -> Result<Vec<Value>, BackendError> {
-        let all = self
-            .objects
-            .get(&(cluster.to_string(), kind.to_string()))
-            .cloned()
-            .unwrap_or_default();
-        Ok(all
-            .into_iter()
-            .filter(|o| ns.is_none_or(|n| o["metadata"]["namespace"] == n))
-            .collect())
-    }
-    async fn dns_set(&self, _: &str, _: IpAddr, _: u32) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    fn dns_server(&self) -> SocketAddr {
-        self.dns.unwrap_or_else(|| "127.0.0.1:9".parse().unwrap())
-    }
-    async fn inventory(&self) -> Result<Inventory, BackendError> {
-        Ok(self.inventory.clone())
-    }
-    async fn teardown(&self, _: bool) -> TeardownReport {
-        TeardownReport::default()
-    }
-    fn scratch_paths(&self) -> Vec<PathBuf> {
-        vec![]
-    }
-    fn convergence(&self) -> Duration {
-        Duration::ZERO
-    }
-}
+use super::fake::Fake;
 
 fn scenario() -> Scenario {
     let dir = tempfile::tempdir().unwrap();
@@ -144,7 +33,7 @@ fn scenario() -> Scenario {
 }
 
 /// Runs `check` against `world`; the step's output, if given, is what the action printed.
-async fn run_check(world: World, check: &str, output: Option<Output>) -> CheckResult {
+async fn run_check(world: Fake, check: &str, output: Option<Output>) -> CheckResult {
     let check: Check = meshmig::yaml::from_str(check).unwrap();
     let s = scenario();
     let clients = Arc::new(ClientResolver::new(world.dns_server(), 0.001));
@@ -191,25 +80,22 @@ fn vs(name: &str, gateway: &str, weights: &[(&str, u32)]) -> Value {
 
 #[tokio::test]
 async fn cluster_exists_fails_without_the_cluster() {
-    let r = run_check(World::default(), "cluster_exists: {cluster: a}", None).await;
+    let r = run_check(Fake::default(), "cluster_exists: {cluster: a}", None).await;
     failed(&r, "cluster a RUNNING", "no cluster a");
 }
 
 #[tokio::test]
 async fn cluster_absent_fails_while_it_runs() {
-    let w = World {
-        clusters: BTreeMap::from([("a".into(), "RUNNING".into())]),
-        ..World::default()
-    };
+    let w = Fake::default().cluster("a", "RUNNING");
     let r = run_check(w, "cluster_absent: {cluster: a}", None).await;
     failed(&r, "no cluster a", "cluster a still listed");
 }
 
 #[tokio::test]
 async fn context_listed_fails_without_the_context() {
-    let w = World {
+    let w = Fake {
         contexts: vec!["gke_p_z_a".into()],
-        ..World::default()
+        ..Fake::default()
     };
     let r = run_check(w, "context_listed: {cluster: a}", None).await;
     failed(&r, "context a listed", "gke_p_z_a");
@@ -222,7 +108,7 @@ async fn output_contains_fails_on_a_missing_line() {
         "ERROR: (gcloud) denied\n",
     );
     let r = run_check(
-        World::default(),
+        Fake::default(),
         "output_contains: {lines: [\"Waiting for Feature Service Mesh to be created...done.\"]}",
         Some(out),
     )
@@ -234,7 +120,7 @@ async fn output_contains_fails_on_a_missing_line() {
 async fn istio_installed_fails_when_the_install_stopped() {
     let out = Output::new("istioctl install", "✔ Istio core installed\n");
     let r = run_check(
-        World::default(),
+        Fake::default(),
         "istio_installed: {profile: default}",
         Some(out),
     )
@@ -246,7 +132,7 @@ async fn istio_installed_fails_when_the_install_stopped() {
 async fn deployments_available_fails_on_an_unavailable_deployment() {
     let d = json!({"metadata": {"name": "frontend", "namespace": "ob"},
                    "status": {"conditions": [{"type": "Available", "status": "False"}]}});
-    let w = World::default().with("a", "Deployment", vec![d]);
+    let w = Fake::default().with("a", "Deployment", vec![d]);
     let r = run_check(
         w,
         "deployments_available: {cluster: a, namespace: ob, count: 1}",
@@ -259,7 +145,7 @@ async fn deployments_available_fails_on_an_unavailable_deployment() {
 #[tokio::test]
 async fn object_exists_and_object_absent_fail() {
     let r = run_check(
-        World::default(),
+        Fake::default(),
         "object_exists: {cluster: a, namespace: ob, kind: Service, name: frontend}",
         None,
     )
@@ -269,7 +155,7 @@ async fn object_exists_and_object_absent_fail() {
         "Service ob/frontend present",
         "Service ob/frontend absent",
     );
-    let w = World::default().with(
+    let w = Fake::default().with(
         "a",
         "Service",
         vec![svc("frontend", "ob", "ClusterIP", None)],
@@ -289,7 +175,7 @@ async fn object_exists_and_object_absent_fail() {
 
 #[tokio::test]
 async fn first_service_is_fails_when_another_sorts_first() {
-    let w = World::default().with(
+    let w = Fake::default().with(
         "a",
         "Service",
         vec![
@@ -324,7 +210,7 @@ async fn home_page_fails_when_nothing_answers() {
         .unwrap()
         .port();
     let r = run_check(
-        World::default(),
+        Fake::default(),
         &format!("home_page: {{url: \"http://127.0.0.1:{port}/\"}}"),
         None,
     )
@@ -346,10 +232,7 @@ resourceState:
 
 #[tokio::test]
 async fn mesh_active_fails_while_provisioning() {
-    let w = World {
-        describe: PROVISIONING.into(),
-        ..World::default()
-    };
+    let w = Fake::default().describing(PROVISIONING);
     let r = run_check(w, "mesh_active: {membership: m}", None).await;
     failed(
         &r,
@@ -360,10 +243,7 @@ async fn mesh_active_fails_while_provisioning() {
 
 #[tokio::test]
 async fn mesh_feature_enabled_fails_when_disabled() {
-    let w = World {
-        describe: "resourceState:\n  state: DISABLED\n".into(),
-        ..World::default()
-    };
+    let w = Fake::default().describing("resourceState:\n  state: DISABLED\n");
     let r = run_check(w, "mesh_feature_enabled", None).await;
     failed(
         &r,
@@ -374,16 +254,10 @@ async fn mesh_feature_enabled_fails_when_disabled() {
 
 #[tokio::test]
 async fn membership_listed_fails_unlisted_or_unmanaged() {
-    let w = World {
-        describe: PROVISIONING.into(),
-        ..World::default()
-    };
+    let w = Fake::default().describing(PROVISIONING);
     let r = run_check(w, "membership_listed: {membership: other}", None).await;
     failed(&r, "membership other", "not listed (memberships: m)");
-    let w = World {
-        describe: PROVISIONING.into(),
-        ..World::default()
-    };
+    let w = Fake::default().describing(PROVISIONING);
     let r = run_check(
         w,
         "membership_listed: {membership: m, management: automatic}",
@@ -395,7 +269,7 @@ async fn membership_listed_fails_unlisted_or_unmanaged() {
 
 #[tokio::test]
 async fn namespace_labels_fails_without_the_label() {
-    let w = World::default().with("a", "Namespace", vec![ns("ob", json!({}))]);
+    let w = Fake::default().with("a", "Namespace", vec![ns("ob", json!({}))]);
     let r = run_check(
         w,
         "namespace_labels: {cluster: a, name: ob, labels: {istio.io/rev: asm-managed}}",
@@ -407,7 +281,7 @@ async fn namespace_labels_fails_without_the_label() {
 
 #[tokio::test]
 async fn injection_disabled_fails_on_a_labelled_namespace() {
-    let w = World::default().with(
+    let w = Fake::default().with(
         "a",
         "Namespace",
         vec![ns("ob", json!({"istio-injection": "enabled"}))],
@@ -419,7 +293,7 @@ async fn injection_disabled_fails_on_a_labelled_namespace() {
         "labelled istio-injection=enabled",
     );
     let r = run_check(
-        World::default(),
+        Fake::default(),
         "injection_disabled: {cluster: a, name: ob}",
         None,
     )
@@ -431,7 +305,7 @@ async fn injection_disabled_fails_on_a_labelled_namespace() {
 async fn pods_injected_fails_on_a_pod_without_sidecar() {
     let p = json!({"metadata": {"name": "frontend-1", "namespace": "ob", "labels": {"app": "frontend"}},
                    "spec": {"containers": [{"name": "server", "image": "frontend"}]}});
-    let w = World::default().with("a", "Pod", vec![p]);
+    let w = Fake::default().with("a", "Pod", vec![p]);
     let r = run_check(
         w,
         "pods_injected: {cluster: a, namespace: ob, selector: {app: frontend}, revision: asm-managed}",
@@ -443,7 +317,7 @@ async fn pods_injected_fails_on_a_pod_without_sidecar() {
 
 #[tokio::test]
 async fn no_public_service_fails_on_a_load_balancer() {
-    let w = World::default().with(
+    let w = Fake::default().with(
         "a",
         "Service",
         vec![svc(
@@ -465,7 +339,7 @@ async fn no_public_service_fails_on_a_load_balancer() {
 async fn service_entry_address_fails_on_the_placeholder() {
     let se = json!({"metadata": {"name": "se", "namespace": "ob"},
                     "spec": {"hosts": ["v2.example.com"], "endpoints": [{"address": "1.2.3.4"}]}});
-    let w = World::default().with("a", "ServiceEntry", vec![se]).with(
+    let w = Fake::default().with("a", "ServiceEntry", vec![se]).with(
         "b",
         "Service",
         vec![svc("gw", "gwns", "LoadBalancer", Some("198.18.1.1"))],
@@ -481,7 +355,7 @@ async fn service_entry_address_fails_on_the_placeholder() {
 
 #[tokio::test]
 async fn routes_fails_on_wrong_weights_and_on_two_claims() {
-    let w = World::default().with(
+    let w = Fake::default().with(
         "a",
         "VirtualService",
         vec![vs(
@@ -497,7 +371,7 @@ async fn routes_fails_on_wrong_weights_and_on_two_claims() {
         "frontend 50%, v2.example.com 50%",
         "frontend: 80.0% instead of 50%",
     );
-    let w = World::default().with(
+    let w = Fake::default().with(
         "a",
         "VirtualService",
         vec![
@@ -515,7 +389,7 @@ async fn routes_fails_on_wrong_weights_and_on_two_claims() {
         "one VirtualService",
         "ob/frontend-ingress and ob/frontend-migration both claim host \"*\"",
     );
-    let w = World::default().with(
+    let w = Fake::default().with(
         "a",
         "VirtualService",
         vec![vs(
@@ -534,7 +408,7 @@ async fn routes_fails_on_wrong_weights_and_on_two_claims() {
 
 #[tokio::test]
 async fn routes_passes_weights_written_one_to_one_with_a_weight_zero_destination() {
-    let w = World::default().with(
+    let w = Fake::default().with(
         "a",
         "VirtualService",
         vec![vs(
@@ -562,9 +436,9 @@ async fn run_with_dns(address: Ipv4Addr, ttl: u32, check: &str) -> CheckResult {
         .await
         .unwrap();
     s.set_a("example.com", address, ttl).await.unwrap();
-    let w = World {
+    let w = Fake {
         dns: Some(s.addr()),
-        ..World::default()
+        ..Fake::default()
     };
     let r = run_check(w, check, None).await;
     s.stop().await;
@@ -595,13 +469,13 @@ async fn clients_resolve_fails_while_clients_would_hold_a_long_ttl() {
 
 #[tokio::test]
 async fn nothing_left_fails_on_a_leftover() {
-    let w = World {
-        inventory: Inventory {
+    let w = Fake {
+        inventory: Some(Inventory {
             clusters: BTreeMap::from([("cluster-with-csm".into(), "RUNNING".into())]),
             mesh_feature_enabled: true,
             ..Inventory::default()
-        },
-        ..World::default()
+        }),
+        ..Fake::default()
     };
     let r = run_check(w, "nothing_left", None).await;
     failed(&r, "no cluster", "cluster cluster-with-csm (RUNNING)");
@@ -619,7 +493,7 @@ async fn split_fails_when_every_answer_comes_from_the_other_cluster() {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await });
     let r = run_check(
-        World::default(),
+        Fake::default(),
         &format!("split: {{url: \"http://{addr}/\", expect: {{a: 0, b: 100}}}}"),
         None,
     )

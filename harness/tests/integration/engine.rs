@@ -2,146 +2,35 @@
 //! steps of one group run concurrently, the run stops at the first failed step, and teardown
 //! runs exactly once after a pass, a failure, an infrastructure error and a panic.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use meshmig::backend::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
 use meshmig::engine::{self, RunOptions};
-use meshmig::manifest::{ManifestSource, Object};
+use meshmig::manifest::ManifestSource;
 use meshmig::outcome::{NotRun, Outcome, RunReport, StepStatus};
-use meshmig::scenario::ClusterSpec;
-use serde_json::Value;
 
-#[derive(Default)]
-struct Scripted {
-    clusters: Mutex<BTreeMap<String, String>>,
-    calls: Mutex<Vec<String>>,
-    teardowns: AtomicUsize,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    /// `fleet mesh describe` answers, in order; the last one repeats.
-    describe: Mutex<Vec<String>>,
-    describes: AtomicUsize,
-}
+use super::fake::Fake;
 
-#[async_trait]
-impl Backend for Scripted {
-    fn name(&self) -> &'static str {
-        "scripted"
-    }
-    fn witnesses(&self) -> &meshmig::backend::witness::Witnesses {
-        static W: std::sync::LazyLock<meshmig::backend::witness::Witnesses> =
-            std::sync::LazyLock::new(|| {
-                meshmig::backend::witness::Witnesses::uniform(
-                    meshmig::backend::witness::Witness::harness("the test's scripted backend"),
-                )
-            });
-        &W
-    }
-    async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.clusters
-            .lock()
-            .unwrap()
-            .insert(spec.name.clone(), "RUNNING".into());
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("create {}", spec.name));
-        Ok(Output::new("create", ""))
-    }
-    async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError> {
-        self.calls.lock().unwrap().push(format!("delete {name}"));
-        match self.clusters.lock().unwrap().remove(name) {
-            Some(_) => Ok(Output::new("delete", "")),
-            None => Err(BackendError::Procedure {
-                command: format!("delete {name}"),
-                message: "404".into(),
-            }),
-        }
-    }
-    async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError> {
-        Ok(self.clusters.lock().unwrap().clone())
-    }
-    async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError> {
-        Err(BackendError::infra(
-            format!("renaming the context of {cluster}"),
-            "kubeconfig is locked",
-        ))
-    }
-    async fn contexts(&self) -> Result<Vec<String>, BackendError> {
-        Ok(vec![])
-    }
-    async fn install_istio(&self, _: &str, _: &str) -> Result<Output, BackendError> {
-        panic!("istioctl exploded");
-    }
-    async fn fleet(&self, _: &FleetOp) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn mesh_describe(&self) -> Result<String, BackendError> {
-        let n = self.describes.fetch_add(1, Ordering::SeqCst);
-        let d = self.describe.lock().unwrap();
-        Ok(d.get(n).or(d.last()).cloned().unwrap_or_default())
-    }
-    async fn create_namespace(&self, _: &str, name: &str) -> Result<Output, BackendError> {
-        self.calls.lock().unwrap().push(format!("namespace {name}"));
-        Ok(Output::default())
-    }
-    async fn label_namespace(
-        &self,
-        _: &str,
-        _: &str,
-        _: &BTreeMap<String, String>,
-    ) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn apply(&self, _: &str, _: Option<&str>, _: &[Object]) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn delete(&self, _: &str, _: &str, _: &str, _: &str) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn list(&self, _: &str, _: Option<&str>, _: &str) -> Result<Vec<Value>, BackendError> {
-        Ok(vec![])
-    }
-    async fn dns_set(&self, _: &str, _: IpAddr, _: u32) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    fn dns_server(&self) -> SocketAddr {
-        "127.0.0.1:53".parse().unwrap()
-    }
-    async fn inventory(&self) -> Result<Inventory, BackendError> {
-        Ok(Inventory {
-            clusters: self.clusters.lock().unwrap().clone(),
-            ..Inventory::default()
-        })
-    }
-    async fn teardown(&self, _keep: bool) -> TeardownReport {
-        self.teardowns.fetch_add(1, Ordering::SeqCst);
-        self.clusters.lock().unwrap().clear();
-        TeardownReport::default()
-    }
-    fn scratch_paths(&self) -> Vec<PathBuf> {
-        vec![]
+/// The fake backend as the engine's tests script it: creations take 200 ms (so overlap shows),
+/// renaming a context fails as an infrastructure error, and installing Istio panics.
+fn scripted() -> Fake {
+    Fake {
+        create_takes: Duration::from_millis(200),
+        rename_fails: true,
+        install_panics: true,
+        ..Fake::default()
     }
 }
 
 const HEAD: &str = "clusters:\n  - name: a\n  - name: b\ndns:\n  domain: example.com\nsteps:\n";
 
-async fn run(steps: &str) -> (RunReport, Arc<Scripted>, Duration) {
+async fn run(steps: &str) -> (RunReport, Arc<Fake>, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.yaml");
     std::fs::write(&path, format!("{HEAD}{steps}")).unwrap();
     let s = meshmig::scenario::load(&path, &ManifestSource::new(dir.path())).unwrap();
-    let backend = Arc::new(Scripted::default());
+    let backend = Arc::new(scripted());
     let started = Instant::now();
     let report = engine::run(Arc::new(s), backend.clone(), RunOptions::default()).await;
     (report, backend, started.elapsed())
@@ -239,7 +128,7 @@ fn describe(state: &str, detail: &str) -> String {
 
 #[tokio::test(start_paused = true)]
 async fn mesh_polling_backs_off_until_active() {
-    let b = Scripted::default();
+    let b = scripted();
     *b.describe.lock().unwrap() = vec![
         describe("DISABLED", "none"),
         describe("PROVISIONING", "Service is provisioning."),
@@ -266,7 +155,7 @@ async fn mesh_polling_backs_off_until_active() {
 
 #[tokio::test(start_paused = true)]
 async fn a_terminal_control_plane_state_fails_at_once_with_its_details() {
-    let b = Scripted::default();
+    let b = scripted();
     *b.describe.lock().unwrap() = vec![
         describe("PROVISIONING", "Service is provisioning."),
         describe("FAILED_PRECONDITION", "Workload Identity is not enabled."),
@@ -300,7 +189,7 @@ async fn a_terminal_control_plane_state_fails_at_once_with_its_details() {
 
 #[tokio::test(start_paused = true)]
 async fn the_control_plane_active_is_enough_and_the_data_plane_is_reported() {
-    let b = Scripted::default();
+    let b = scripted();
     *b.describe.lock().unwrap() = vec![
         "membershipStates:\n  projects/1/locations/global/memberships/m:\n    servicemesh:\n      controlPlaneManagement:\n        state: ACTIVE\n      dataPlaneManagement:\n        state: PROVISIONING\n".into(),
     ];
@@ -323,7 +212,7 @@ async fn the_control_plane_active_is_enough_and_the_data_plane_is_reported() {
 
 #[tokio::test(start_paused = true)]
 async fn mesh_polling_gives_up_at_the_timeout_with_the_last_state_and_details() {
-    let b = Scripted::default();
+    let b = scripted();
     *b.describe.lock().unwrap() = vec![
         describe("DISABLED", "none"),
         describe("PROVISIONING", "Service is provisioning."),
@@ -364,7 +253,7 @@ async fn mesh_polling_gives_up_at_the_timeout_with_the_last_state_and_details() 
 /// C6 when the scenario asks it to stay ACTIVE, with the states seen; one that stays passes.
 #[tokio::test(start_paused = true)]
 async fn a_control_plane_that_leaves_active_within_the_stable_time_fails() {
-    let b = Scripted::default();
+    let b = scripted();
     *b.describe.lock().unwrap() = vec![
         describe("PROVISIONING", "Service is provisioning."),
         describe("ACTIVE", "Service is running."),
@@ -388,7 +277,7 @@ async fn a_control_plane_that_leaves_active_within_the_stable_time_fails() {
         "{msg}"
     );
 
-    let b = Scripted::default();
+    let b = scripted();
     *b.describe.lock().unwrap() = vec![describe("ACTIVE", "Service is running.")];
     let out = engine::wait_mesh_active(
         &b,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use meshmig::backend::{Backend, FleetOp};
 
-use crate::common::{backend, scenario, Recorded, CONTEXTS, MEMBERSHIPS_JSON, REGISTER_STDERR};
+use super::common::{backend, scenario, Recorded, CONTEXTS, MEMBERSHIPS_JSON, REGISTER_STDERR};
 
 #[tokio::test]
 async fn commands_carry_the_procedures_flags_and_the_run_id() {

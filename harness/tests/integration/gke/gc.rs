@@ -9,7 +9,7 @@ use meshmig::backend::exec::Cmd;
 use meshmig::backend::gke::{chrono_like, gc, Gke, GkeConfig};
 use meshmig::backend::{Backend, FleetOp};
 
-use crate::common::{cfg, scenario, Recorded, CLUSTERS_JSON, MEMBERSHIPS_JSON};
+use super::common::{cfg, scenario, Recorded, CLUSTERS_JSON, MEMBERSHIPS_JSON};
 
 #[tokio::test]
 async fn gc_deletes_only_clusters_older_than_the_threshold_and_their_memberships() {

@@ -57,7 +57,7 @@ async fn gcloud_off_runtime(
 #[test]
 fn gcloud_creates_a_kwok_cluster_and_the_auth_plugin_reaches_it() {
     meshmig::netns::run_test_in_own_namespace(
-        "gcloud_creates_a_kwok_cluster_and_the_auth_plugin_reaches_it",
+        "real_rehearsal::gcloud_creates_a_kwok_cluster_and_the_auth_plugin_reaches_it",
         || async {
             let dir = tempfile::tempdir().unwrap();
             let scratch = dir.path().join("gcloud");

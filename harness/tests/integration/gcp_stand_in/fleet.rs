@@ -6,7 +6,7 @@ use std::path::Path;
 use meshmig::fleet::{membership_status, StandInState};
 use meshmig::gcp_stand_in::GcpStandIn;
 
-use crate::common::{gcloud, progress, start};
+use super::common::{gcloud, progress, start};
 
 /// The fleet (gkehub v1 / v2) and Service Usage: steps C3–C6 and the clean-up of the published
 /// procedure, with the mesh state set from outside between two `describe`s.

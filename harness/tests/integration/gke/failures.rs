@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use meshmig::backend::{Backend, BackendError};
 
-use crate::common::{backend, scenario, Recorded, CLUSTERS_JSON};
+use super::common::{backend, scenario, Recorded, CLUSTERS_JSON};
 
 /// Issue 8, item 18: permission, quota and API-disabled errors are the platform's (exit 3), not
 /// findings about the procedure.
@@ -69,8 +69,21 @@ async fn credentials_are_checked_without_showing_the_token() {
     assert!(!err.contains("ya29"), "{err}");
 }
 
-#[tokio::test]
-async fn credentials_never_appear_in_commands() {
+#[test]
+fn credentials_never_appear_in_commands() {
+    // It sets an environment variable: in a process of its own, so that the variable reaches no
+    // other test of this binary.
+    meshmig_testsupport::in_own_process(
+        "gke::failures::credentials_never_appear_in_commands",
+        || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(credentials_never_appear_in_commands_body())
+        },
+    );
+}
+
+async fn credentials_never_appear_in_commands_body() {
     std::env::set_var("GOOGLE_APPLICATION_CREDENTIALS", "/secret/key.json");
     let exec = Arc::new(Recorded::default());
     let s = scenario("canary-cluster.yaml");
@@ -123,8 +136,21 @@ async fn listings_read_stdout_only_and_a_parse_failure_is_an_infrastructure_erro
 /// Issue 14, item 5: credentials that reach the harness through a tool's output, an error or the
 /// environment appear in no report (text or JSON) and no error. Without `meshmig::redact`, every
 /// one of them would be printed.
-#[tokio::test]
-async fn credentials_appear_in_no_report_or_error() {
+#[test]
+fn credentials_appear_in_no_report_or_error() {
+    // It sets an environment variable: in a process of its own, so that the variable reaches no
+    // other test of this binary.
+    meshmig_testsupport::in_own_process(
+        "gke::failures::credentials_appear_in_no_report_or_error",
+        || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(credentials_appear_in_no_report_or_error_body())
+        },
+    );
+}
+
+async fn credentials_appear_in_no_report_or_error_body() {
     const TOKEN: &str = "ya29.a0AfB_byC-SECRETtokenVALUE.0123";
     const KEY_BODY: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCsecret";
     const KEY_ID: &str = "5f1d2e3c4b5a49688776655443322110deadbeef";

@@ -17,7 +17,10 @@ use meshmig::tools::Tools;
 
 #[test]
 fn metadata_overlay_under_server_side_apply() {
-    meshmig::netns::run_test_in_own_namespace("metadata_overlay_under_server_side_apply", run);
+    meshmig::netns::run_test_in_own_namespace(
+        "real_ssa::metadata_overlay_under_server_side_apply",
+        run,
+    );
 }
 
 async fn run() {

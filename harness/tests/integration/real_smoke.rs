@@ -24,7 +24,7 @@ use serde_json::Value;
 
 #[test]
 fn real_components_smoke() {
-    meshmig::netns::run_test_in_own_namespace("real_components_smoke", smoke);
+    meshmig::netns::run_test_in_own_namespace("real_smoke::real_components_smoke", smoke);
 }
 
 /// A test that names another test (or none) to run in its namespace fails, where libtest alone
@@ -38,7 +38,7 @@ fn netns_rerun_of_a_misnamed_test_fails() {
 #[test]
 fn emulated_translation_matches_real_istiod() {
     meshmig::netns::run_test_in_own_namespace(
-        "emulated_translation_matches_real_istiod",
+        "real_smoke::emulated_translation_matches_real_istiod",
         || async {
             let mut env = up().await;
             differential::run(&env).await;
@@ -47,7 +47,6 @@ fn emulated_translation_matches_real_istiod() {
     );
 }
 
-#[path = "real/differential.rs"]
 mod differential;
 
 /// One cluster with Istio installed, its istiod, the gateway's Envoy and a frontend stand-in.
