@@ -143,6 +143,55 @@ pub fn deployment_available(d: &Value) -> bool {
     })
 }
 
+/// Whether a Deployment's rollout has finished, as `kubectl rollout status` judges it (kubectl
+/// v0.35.4, `pkg/polymorphichelpers/rollout_status.go`, `DeploymentStatusViewer::Status`): the
+/// controller has seen the newest spec, every replica runs the newest template, no old replica is
+/// left, and every updated replica is available. `Err` says what is still awaited, in kubectl's
+/// words. `Available` alone is not enough: after a template change (the kind backend's
+/// `GCE_METADATA_HOST`), the old pods keep the Deployment Available while they are replaced.
+pub fn deployment_rolled_out(d: &Value) -> Result<(), String> {
+    let name = d["metadata"]["name"].as_str().unwrap_or_default();
+    let generation = d["metadata"]["generation"].as_i64().unwrap_or(0);
+    let status = &d["status"];
+    let count = |f: &str| status[f].as_i64().unwrap_or(0);
+    if generation > count("observedGeneration") {
+        return Err(format!(
+            "{name}: waiting for deployment spec update to be observed"
+        ));
+    }
+    let timed_out = status["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
+    });
+    if timed_out {
+        return Err(format!("{name}: exceeded its progress deadline"));
+    }
+    let (updated, replicas, available) = (
+        count("updatedReplicas"),
+        count("replicas"),
+        count("availableReplicas"),
+    );
+    if let Some(wanted) = d["spec"]["replicas"].as_i64() {
+        if updated < wanted {
+            return Err(format!(
+                "{name}: {updated} out of {wanted} new replicas have been updated"
+            ));
+        }
+    }
+    if replicas > updated {
+        return Err(format!(
+            "{name}: {} old replicas are pending termination",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return Err(format!(
+            "{name}: {available} of {updated} updated replicas are available"
+        ));
+    }
+    Ok(())
+}
+
 /// One object's edit (`kubectl patch --type=json`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -410,6 +459,35 @@ mod tests {
 
     fn upstream(rel: &str) -> PathBuf {
         meshmig_testsupport::shared("upstream").join(rel)
+    }
+
+    /// A Deployment `frontend` of `spec.replicas` 1 at `generation` 2, with this status.
+    fn frontend_at(status: serde_json::Value) -> Value {
+        serde_json::json!({"metadata": {"name": "frontend", "generation": 2},
+                           "spec": {"replicas": 1}, "status": status})
+    }
+
+    #[rstest]
+    #[case::unobserved(serde_json::json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}),
+        Some("frontend: waiting for deployment spec update to be observed"))]
+    #[case::not_updated(serde_json::json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 0, "availableReplicas": 1}),
+        Some("frontend: 0 out of 1 new replicas have been updated"))]
+    #[case::old_pending(serde_json::json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 2}),
+        Some("frontend: 1 old replicas are pending termination"))]
+    #[case::unavailable(serde_json::json!({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1}),
+        Some("frontend: 0 of 1 updated replicas are available"))]
+    #[case::deadline(serde_json::json!({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1,
+        "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}),
+        Some("frontend: exceeded its progress deadline"))]
+    #[case::rolled_out(serde_json::json!({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}), None)]
+    fn rollouts_are_judged_as_kubectl_rollout_status_does(
+        #[case] status: serde_json::Value,
+        #[case] waiting: Option<&str>,
+    ) {
+        assert_eq!(
+            deployment_rolled_out(&frontend_at(status)).err().as_deref(),
+            waiting
+        );
     }
 
     #[rstest]

@@ -124,7 +124,7 @@ impl ClusterOps {
     pub async fn install_istio(&self, cmd: Cmd, cluster: &str) -> Result<Output, BackendError> {
         let out = self.run(cmd).await?;
         let kube = self.kube(cluster).await?;
-        kube.wait_deployments_available("istio-system", &[], self.ready_timeout)
+        kube.wait_deployments_rolled_out("istio-system", &[], self.ready_timeout)
             .await
             .map_err(kube_err)?;
         self.wait_load_balancers(&kube, "istio-system").await?;
@@ -254,7 +254,7 @@ impl ClusterOps {
         let mut note = String::new();
         if !deployments.is_empty() {
             if let Err(e) = kube
-                .wait_deployments_available(ns, &deployments, self.ready_timeout)
+                .wait_deployments_rolled_out(ns, &deployments, self.ready_timeout)
                 .await
             {
                 note = format!("(not all available yet: {e})\n");

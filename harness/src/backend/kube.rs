@@ -319,8 +319,11 @@ impl Kube {
         }
     }
 
-    /// Waits until the Deployments (all of the namespace when `names` is empty) are Available.
-    pub async fn wait_deployments_available(
+    /// Waits until the Deployments (all of the namespace when `names` is empty) have rolled out
+    /// as `kubectl rollout status` judges it ([`crate::manifest::deployment_rolled_out`]): a
+    /// template change applied before the wait (the kind backend's `GCE_METADATA_HOST`) has
+    /// replaced every old pod when it returns, so no rollout is left to reach a later step's load.
+    pub async fn wait_deployments_rolled_out(
         &self,
         namespace: &str,
         names: &[String],
@@ -334,15 +337,7 @@ impl Kube {
                 .filter(|d| {
                     names.is_empty() || names.iter().any(|n| d["metadata"]["name"] == n.as_str())
                 })
-                .filter(|d| !crate::manifest::deployment_available(d))
-                .map(|d| {
-                    format!(
-                        "{} {}/{} available",
-                        d["metadata"]["name"].as_str().unwrap_or_default(),
-                        d["status"]["availableReplicas"].as_u64().unwrap_or(0),
-                        d["spec"]["replicas"].as_u64().unwrap_or(1)
-                    )
-                })
+                .filter_map(|d| crate::manifest::deployment_rolled_out(d).err())
                 .collect();
             let missing: Vec<&String> = names
                 .iter()
@@ -353,9 +348,9 @@ impl Kube {
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(KubeError::Timeout {
-                    what: format!("Deployments in {namespace} to be Available"),
+                    what: format!("Deployments in {namespace} to roll out"),
                     waited: timeout,
-                    last: format!("not available: {pending:?}; missing: {missing:?}"),
+                    last: format!("not rolled out: {pending:?}; missing: {missing:?}"),
                 });
             }
             tokio::time::sleep(self.poll).await;

@@ -291,13 +291,76 @@ async fn a_deployment_goes_from_progressing_to_available() {
         ),
     ]);
     let kube = Kube::from_client(client, "cluster-with-istio");
-    kube.wait_deployments_available(
+    kube.wait_deployments_rolled_out(
         "onlineboutique",
         &["frontend".into()],
         Duration::from_secs(300),
     )
     .await
     .unwrap();
+    drop(kube); // so a script left unfinished fails the test rather than waiting for a call
+    server.await.unwrap();
+}
+
+/// The frontend during the rollout a template change starts (the kind backend's
+/// `GCE_METADATA_HOST`), as the deployment controller reports it: `generation` 2, and `status`
+/// (observed generation, replicas, updated, available) at each stage.
+fn rolling(rv: &str, observed: i64, replicas: i64, updated: i64, available: i64) -> Value {
+    let mut d = deployment(rv, true);
+    d["metadata"]["generation"] = json!(2);
+    d["status"] = json!({"observedGeneration": observed, "replicas": replicas,
+        "updatedReplicas": updated, "readyReplicas": available, "availableReplicas": available,
+        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                       {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]});
+    d
+}
+
+/// Issue 22's predicted defect: after a template change the old pod keeps the Deployment
+/// Available, so a wait on `Available` returned while the rollout had still to replace the pod
+/// that served the load. The wait goes on until `kubectl rollout status` would say "successfully
+/// rolled out": the spec observed, every replica updated, no old replica left.
+#[tokio::test(start_paused = true)]
+async fn a_template_change_is_waited_out_until_the_old_pod_is_gone() {
+    let list = "/apis/apps/v1/namespaces/onlineboutique/deployments";
+    let (client, server) = mock(vec![
+        // Not yet observed by the controller.
+        ex(
+            Method::GET,
+            list,
+            200,
+            deployment_list(vec![rolling("5", 1, 1, 0, 1)]),
+        ),
+        // The new pod created, not ready; the old one still serving.
+        ex(
+            Method::GET,
+            list,
+            200,
+            deployment_list(vec![rolling("6", 2, 2, 1, 1)]),
+        ),
+        // The new pod ready; the old one terminating.
+        ex(
+            Method::GET,
+            list,
+            200,
+            deployment_list(vec![rolling("7", 2, 2, 1, 2)]),
+        ),
+        // Rolled out.
+        ex(
+            Method::GET,
+            list,
+            200,
+            deployment_list(vec![rolling("8", 2, 1, 1, 1)]),
+        ),
+    ]);
+    let kube = Kube::from_client(client, "cluster-with-istio");
+    kube.wait_deployments_rolled_out(
+        "onlineboutique",
+        &["frontend".into()],
+        Duration::from_secs(300),
+    )
+    .await
+    .unwrap();
+    drop(kube); // so a script left unfinished fails the test rather than waiting for a call
     server.await.unwrap();
 }
 
@@ -317,7 +380,7 @@ async fn a_wait_that_times_out_says_what_it_saw() {
     let (client, _server) = mock(script);
     let kube = Kube::from_client(client, "cluster-with-istio");
     let err = kube
-        .wait_deployments_available(
+        .wait_deployments_rolled_out(
             "onlineboutique",
             &["frontend".into()],
             Duration::from_secs(10),
@@ -326,7 +389,7 @@ async fn a_wait_that_times_out_says_what_it_saw() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "waiting 10s for Deployments in onlineboutique to be Available: last seen not available: [\"frontend 0/1 available\"]; missing: []"
+        "waiting 10s for Deployments in onlineboutique to roll out: last seen not rolled out: [\"frontend: 0 of 1 updated replicas are available\"]; missing: []"
     );
 }
 
