@@ -38,16 +38,20 @@ envoy="${MESHMIG_ENVOY:-$("$meshmig" doctor 2>/dev/null | sed -n 's/^ok *envoy: 
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 chmod 755 "$stage"
-mkdir -p "$stage/bin" "$stage/project"
+mkdir -p "$stage/bin" "$stage/project" "$stage/reports"
+chmod 777 "$stage/reports"
 install -m 755 "$envoy" "$stage/bin/envoy"
 install -m 755 "$conformance" "$stage/bin/conformance"
 install -m 755 "$meshmig" "$stage/bin/meshmig"
 cp -r scenarios fixtures "$stage/project/"
 chmod -R a+rX "$stage"
 
+# runuser keeps the caller's environment: a MESHMIG_REPORT_DIR given to .ci/run names a folder
+# this user may not write, so its reports go to the stage instead.
 as_user() {
   runuser -u "$user" -- env --chdir="$stage/project" HOME="$(getent passwd "$user" | cut -d: -f6)" \
-    MESHMIG_ENVOY="$stage/bin/envoy" MESHMIG_CONFORMANCE_ROOT="$stage/project" "$@"
+    MESHMIG_ENVOY="$stage/bin/envoy" MESHMIG_CONFORMANCE_ROOT="$stage/project" \
+    ${MESHMIG_REPORT_DIR:+MESHMIG_REPORT_DIR="$stage/reports"} "$@"
 }
 conformance="$stage/bin/conformance"
 meshmig="$stage/bin/meshmig"
