@@ -267,29 +267,15 @@ async fn delete_waits_until_the_object_is_gone() {
     server.await.unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_deployment_goes_from_progressing_to_available() {
+/// Waits for the frontend to roll out while the API server answers the lists with these
+/// successive states of it; fails if the wait returns before reading every one of them.
+async fn waits_through(states: Vec<Value>) {
     let list = "/apis/apps/v1/namespaces/onlineboutique/deployments";
-    let (client, server) = mock(vec![
-        ex(
-            Method::GET,
-            list,
-            200,
-            deployment_list(vec![deployment("3", false)]),
-        ),
-        ex(
-            Method::GET,
-            list,
-            200,
-            deployment_list(vec![deployment("3", false)]),
-        ),
-        ex(
-            Method::GET,
-            list,
-            200,
-            deployment_list(vec![deployment("4", true)]),
-        ),
-    ]);
+    let script = states
+        .into_iter()
+        .map(|d| ex(Method::GET, list, 200, deployment_list(vec![d])))
+        .collect();
+    let (client, server) = mock(script);
     let kube = Kube::from_client(client, "cluster-with-istio");
     kube.wait_deployments_rolled_out(
         "onlineboutique",
@@ -300,6 +286,16 @@ async fn a_deployment_goes_from_progressing_to_available() {
     .unwrap();
     drop(kube); // so a script left unfinished fails the test rather than waiting for a call
     server.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_goes_from_progressing_to_available() {
+    waits_through(vec![
+        deployment("3", false),
+        deployment("3", false),
+        deployment("4", true),
+    ])
+    .await;
 }
 
 /// The frontend during the rollout a template change starts (the kind backend's
@@ -321,47 +317,17 @@ fn rolling(rv: &str, observed: i64, replicas: i64, updated: i64, available: i64)
 /// rolled out": the spec observed, every replica updated, no old replica left.
 #[tokio::test(start_paused = true)]
 async fn a_template_change_is_waited_out_until_the_old_pod_is_gone() {
-    let list = "/apis/apps/v1/namespaces/onlineboutique/deployments";
-    let (client, server) = mock(vec![
+    waits_through(vec![
         // Not yet observed by the controller.
-        ex(
-            Method::GET,
-            list,
-            200,
-            deployment_list(vec![rolling("5", 1, 1, 0, 1)]),
-        ),
+        rolling("5", 1, 1, 0, 1),
         // The new pod created, not ready; the old one still serving.
-        ex(
-            Method::GET,
-            list,
-            200,
-            deployment_list(vec![rolling("6", 2, 2, 1, 1)]),
-        ),
+        rolling("6", 2, 2, 1, 1),
         // The new pod ready; the old one terminating.
-        ex(
-            Method::GET,
-            list,
-            200,
-            deployment_list(vec![rolling("7", 2, 2, 1, 2)]),
-        ),
+        rolling("7", 2, 2, 1, 2),
         // Rolled out.
-        ex(
-            Method::GET,
-            list,
-            200,
-            deployment_list(vec![rolling("8", 2, 1, 1, 1)]),
-        ),
-    ]);
-    let kube = Kube::from_client(client, "cluster-with-istio");
-    kube.wait_deployments_rolled_out(
-        "onlineboutique",
-        &["frontend".into()],
-        Duration::from_secs(300),
-    )
-    .await
-    .unwrap();
-    drop(kube); // so a script left unfinished fails the test rather than waiting for a call
-    server.await.unwrap();
+        rolling("8", 2, 1, 1, 1),
+    ])
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
