@@ -6,7 +6,8 @@
 //! computes its own. Both are brought to one normal form:
 //! - listeners by the port the load balancer exposes (the real listener binds the Service's
 //!   targetPort; the emulated one binds the Gateway port on the load-balancer address);
-//! - per port, virtual hosts by their domains, each route's match and its weighted clusters;
+//! - per port, virtual hosts by their domains, each route's match, its weighted clusters and its
+//!   retry policy (Istio's default one unless the VirtualService sets `retries`);
 //! - the clusters routes name but CDS lacks (what answers 503).
 //!
 //! A case whose forms differ fails the test, unless the difference is one the README lists as
@@ -17,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use meshmig::backend::emulated::store::{AddressPlan, Store};
-use meshmig::backend::emulated::xds::{translate, Workload};
+use meshmig::backend::emulated::xds::{envoy_resources, route_name, translate, Workload};
 use meshmig::manifest::Object;
 use serde_json::{json, Value};
 
@@ -197,6 +198,30 @@ fn normal(
     json!({"listeners": listener_ports, "routes": routes, "missing_clusters": missing})
 }
 
+/// A route's retry policy in normal form: what to retry on, how often, which status codes, how
+/// a retry picks its host (predicate names) and how many picks it tries. Null when the route
+/// has none (istiod's 404 routes).
+fn retry(policy: &Value) -> Value {
+    if policy.is_null() {
+        return Value::Null;
+    }
+    // Envoy's config_dump writes int64 fields as strings (proto3 JSON); the emulation writes
+    // what it serves.
+    let count = |v: &Value| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    json!({
+        "retry_on": policy["retry_on"],
+        "num_retries": count(&policy["num_retries"]),
+        "retriable_status_codes": policy["retriable_status_codes"],
+        "host_predicates": policy["retry_host_predicate"].as_array().into_iter().flatten()
+            .map(|p| p["name"].clone()).collect::<Vec<_>>(),
+        "host_selection_retry_max_attempts": count(&policy["host_selection_retry_max_attempts"]),
+        "retry_priority": policy["retry_priority"]["name"],
+    })
+}
+
 fn real_form(dump: &Value, port_of_target: &BTreeMap<u16, u16>) -> Value {
     let configs = dump["configs"].as_array().cloned().unwrap_or_default();
     let of_type = |t: &str| {
@@ -287,7 +312,7 @@ fn real_form(dump: &Value, port_of_target: &BTreeMap<u16, u16>) -> Value {
                         missing.insert(c.clone());
                     }
                 }
-                rs.push(json!({"match": matcher, "to": to}));
+                rs.push(json!({"match": matcher, "to": to, "retry": retry(&r["route"]["retry_policy"])}));
             }
             // istiod's 404 "blackhole" host for a port with no routes answers as no host does.
             let only_404 = rs.iter().all(|r| r["to"][0][0] == "direct_response 404");
@@ -333,6 +358,24 @@ fn emulated_form(
         store.apply(o, "default", &none).unwrap();
     }
     let snap = translate(&store, workload);
+    // The retry policies are in the Envoy resources the emulation serves, not in its snapshot.
+    let (_, rds, _) = envoy_resources(&snap, 0, Path::new("."));
+    let retry_of = |port: u16, vhost: &str, i: usize| {
+        rds["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|rc| rc["name"] == route_name(port).as_str())
+            .and_then(|rc| {
+                rc["virtual_hosts"]
+                    .as_array()?
+                    .iter()
+                    .find(|v| v["name"] == vhost)
+                    .cloned()
+            })
+            .map(|v| retry(&v["routes"][i]["route"]["retry_policy"]))
+            .unwrap_or(Value::Null)
+    };
     let present: BTreeSet<&str> = snap.clusters.iter().map(|c| c.name.as_str()).collect();
     let mut missing = BTreeSet::new();
     let mut routes = BTreeMap::new();
@@ -344,13 +387,15 @@ fn emulated_form(
             let rs: Vec<Value> = vh
                 .routes
                 .iter()
-                .map(|r| {
+                .enumerate()
+                .map(|(i, r)| {
                     for (c, _) in &r.clusters {
                         if !present.contains(c.as_str()) {
                             missing.insert(c.clone());
                         }
                     }
-                    json!({"match": format!("{}:{}", r.path.0, r.path.1), "to": r.clusters})
+                    json!({"match": format!("{}:{}", r.path.0, r.path.1), "to": r.clusters,
+                           "retry": retry_of(*port, &vh.name, i)})
                 })
                 .collect();
             hosts.insert(domains.join(","), rs);
