@@ -140,8 +140,10 @@ fn run_trial(suite: Suite, path: &Path) -> Result<(), Failed> {
             .map_err(|e| meshmig::error_chain(&e))?;
         let scratch = backend.scratch_paths();
         let report = engine::run(scenario.clone(), backend, RunOptions::default()).await;
+        // A folder per backend: the same scenario runs on several, and its files are named
+        // after the scenario.
         if let Some(dir) = std::env::var_os("MESHMIG_REPORT_DIR") {
-            meshmig::report::write_all(&report, Path::new(&dir))
+            meshmig::report::write_all(&report, &Path::new(&dir).join(suite.name()))
                 .map_err(|e| meshmig::error_chain(&e))?;
         }
         let text: Vec<String> = report
