@@ -54,16 +54,26 @@ pub fn in_own_process(test: &str, body: impl FnOnce()) {
         test.replace("::", "-")
     ));
     let _ = std::fs::remove_file(&ran);
-    let status = std::process::Command::new(&exe)
+    // The run's output is captured and shown as this test's own (libtest prints it when this
+    // test fails): left on the terminal, a run that fails on purpose (the test below that proves
+    // a failure is seen) printed "test result: FAILED" in a passing suite.
+    let out = std::process::Command::new(&exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(RAN, &ran)
-        .status()
+        .output()
         .expect("running the test binary again for one test");
     let recorded = std::fs::read_to_string(&ran).unwrap_or_default();
     let _ = std::fs::remove_file(&ran);
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{output}");
     assert!(
-        status.success(),
-        "{test} in its own process failed: {status}"
+        out.status.success(),
+        "{test} in its own process failed: {}\n{output}",
+        out.status
     );
     assert!(
         recorded == test,
