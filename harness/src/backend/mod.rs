@@ -417,6 +417,18 @@ pub trait Backend: Send + Sync {
     fn mesh_wait(&self, timeout: Duration, poll: Duration) -> (Duration, Duration) {
         (timeout, poll)
     }
+    /// What the gateway pods that Gateway `namespace/gateway` selects route: each running pod's
+    /// Envoy `config_dump`, on a backend that can read it (its witnesses name the gateway for
+    /// [`witness::Source::Routes`]); `None` where the `routes` check reads the VirtualServices
+    /// as stored instead.
+    async fn gateway_routes(
+        &self,
+        _cluster: &str,
+        _namespace: &str,
+        _gateway: &str,
+    ) -> Result<Option<crate::checks::gateway_routes::Dumps>, BackendError> {
+        Ok(None)
+    }
     /// Who answers each kind of question a check asks on this backend: a real component (with
     /// its version where known), a stand-in, or the harness's own records.
     fn witnesses(&self) -> &witness::Witnesses;

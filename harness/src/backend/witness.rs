@@ -98,8 +98,10 @@ pub enum Source {
     Kubeconfig,
     /// A cluster's Kubernetes API: objects, pods, Services, namespaces.
     KubernetesApi,
-    /// A cluster's VirtualServices as stored, judged by the harness's copy of istiod's rules.
-    RoutesAsStored,
+    /// What a Gateway's routes are: its gateway pods' Envoy where the backend reads them
+    /// ([`Witnesses::routes`]), else the VirtualServices as stored, judged by the harness's copy
+    /// of istiod's rules.
+    Routes,
     /// The fleet (`gcloud container fleet mesh describe`).
     Fleet,
     /// The DNS server that holds the domain's record.
@@ -131,6 +133,10 @@ pub struct Witnesses {
     pub data_plane: Witness,
     /// [`Source::Inventory`].
     pub inventory: Witness,
+    /// [`Source::Routes`], where the backend reads the gateways' own routes
+    /// ([`crate::backend::Backend::gateway_routes`]); `None`: the harness's reading of the
+    /// VirtualServices as stored.
+    pub routes: Option<Witness>,
     /// [`Source::Command`]: the program's witness, by program name; a program not listed is
     /// the harness's (`Witnesses::of` says so).
     pub commands: Vec<(&'static str, Witness)>,
@@ -147,6 +153,7 @@ impl Witnesses {
             dns: w.clone(),
             data_plane: w.clone(),
             inventory: w,
+            routes: None,
             commands: Vec::new(),
         }
     }
@@ -157,10 +164,12 @@ impl Witnesses {
             Source::ClusterList => self.cluster_list.clone(),
             Source::Kubeconfig => self.kubeconfig.clone(),
             Source::KubernetesApi => self.kubernetes_api.clone(),
-            Source::RoutesAsStored => Witness::harness(format!(
-                "the harness's reading of the VirtualServices that {} stores (not the gateway's routes)",
-                self.kubernetes_api.component
-            )),
+            Source::Routes => self.routes.clone().unwrap_or_else(|| {
+                Witness::harness(format!(
+                    "the harness's reading of the VirtualServices that {} stores (not the gateway's routes)",
+                    self.kubernetes_api.component
+                ))
+            }),
             Source::Fleet => self.fleet.clone(),
             Source::Dns => self.dns.clone(),
             Source::ClientResolver => Witness::stand_in(
@@ -231,6 +240,7 @@ mod tests {
             dns: Witness::stand_in("dns"),
             data_plane: Witness::real("Envoy"),
             inventory: Witness::harness("x"),
+            routes: None,
             commands: vec![("istioctl", Witness::real("istioctl 1.31.0"))],
         };
         assert!(w.of(&Source::Command("istioctl".into())).is_real());
@@ -238,8 +248,14 @@ mod tests {
             w.of(&Source::Command("gcloud".into())).kind,
             WitnessKind::Harness
         );
-        let routes = w.of(&Source::RoutesAsStored);
+        let routes = w.of(&Source::Routes);
         assert_eq!(routes.kind, WitnessKind::Harness);
         assert!(routes.component.contains("kube-apiserver 1.35.4"));
+        let gateway = Witness::real("the gateway's Envoy");
+        let w = Witnesses {
+            routes: Some(gateway.clone()),
+            ..w
+        };
+        assert_eq!(w.of(&Source::Routes), gateway);
     }
 }

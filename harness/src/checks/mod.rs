@@ -23,6 +23,7 @@ use crate::stats::SplitParams;
 mod cluster;
 mod dns;
 mod fleet;
+pub mod gateway_routes;
 mod kube;
 mod output;
 mod routes;
@@ -37,7 +38,7 @@ pub use kube::{
     service_entry_address,
 };
 pub use output::{istio_installed, output_contains};
-pub use routes::routes;
+pub use routes::{routes, stored_virtual_services};
 pub use traffic::{
     continuous_load, describe_decision, describe_shares, home_page, parse_ip, pods_by_cluster,
     progress_bar, split, SplitHow,
@@ -148,7 +149,7 @@ pub fn source(check: &Check, output: Option<&Output>) -> Source {
         | Check::ServiceEntryAddress { .. }
         | Check::InjectionDisabled { .. }
         | Check::NoPublicService { .. } => Source::KubernetesApi,
-        Check::Routes { .. } => Source::RoutesAsStored,
+        Check::Routes { .. } => Source::Routes,
         Check::MeshActive { .. } | Check::MeshFeatureEnabled | Check::MembershipListed { .. } => {
             Source::Fleet
         }
@@ -225,10 +226,7 @@ async fn judge(ctx: &Ctx<'_>, check: &Check) -> R {
             namespace,
             gateway,
             expect,
-        } => {
-            let vss = ctx.backend.list(cluster, None, "VirtualService").await?;
-            Ok(routes(&vss, namespace, gateway, expect))
-        }
+        } => routes_at(ctx, cluster, namespace, gateway, expect).await,
         Check::InjectionDisabled { cluster, name } => {
             let nss = ctx.backend.list(cluster, None, "Namespace").await?;
             Ok(injection_disabled(&nss, name))
@@ -281,6 +279,40 @@ async fn judge(ctx: &Ctx<'_>, check: &Check) -> R {
             published,
             ctx.backend.istio_version().as_deref(),
         )),
+    }
+}
+
+/// `routes` of Gateway `namespace/gateway`: on a backend that reads the gateway pods' own routes,
+/// those, asked again until they are as expected or the backend's convergence time has passed
+/// (istiod's push can land after the action returned; a person would look again); elsewhere the
+/// VirtualServices as stored.
+async fn routes_at(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    namespace: &str,
+    gateway: &str,
+    expect: &BTreeMap<String, f64>,
+) -> R {
+    let deadline = tokio::time::Instant::now() + ctx.backend.convergence();
+    loop {
+        let vss = ctx.backend.list(cluster, None, "VirtualService").await?;
+        let Some(dumps) = ctx
+            .backend
+            .gateway_routes(cluster, namespace, gateway)
+            .await?
+        else {
+            return Ok(routes(&vss, namespace, gateway, expect));
+        };
+        let r = gateway_routes::gateway_routes(
+            &dumps,
+            &format!("{namespace}/{gateway}"),
+            expect,
+            stored_virtual_services(&vss),
+        );
+        if r.ok || tokio::time::Instant::now() >= deadline {
+            return Ok(r);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 

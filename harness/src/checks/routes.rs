@@ -52,6 +52,18 @@ fn binds(vs: &Value, ns: &str, gateway: &str) -> bool {
     })
 }
 
+/// Every VirtualService as stored, by name, with the gateways it binds and the hosts it claims
+/// (the evidence of both ways of reading routes).
+pub fn stored_virtual_services(vss: &[Value]) -> Value {
+    vss.iter()
+        .map(|v| {
+            let (n, m) = crate::manifest::namespace_and_name(v);
+            json!({"name": format!("{n}/{m}"), "gateways": v["spec"]["gateways"],
+                   "hosts": v["spec"]["hosts"]})
+        })
+        .collect()
+}
+
 fn hosts_overlap(a: &str, b: &str) -> bool {
     a == b || a == "*" || b == "*"
 }
@@ -104,8 +116,7 @@ pub fn routes(
     );
     let evidence = json!({"bound": bound.iter().map(|v| json!({"name": name(v), "hosts": hosts(v),
                            "http": v["spec"]["http"]})).collect::<Vec<_>>(),
-                          "all VirtualServices": vss.iter().map(|v| json!({"name": name(v),
-                           "gateways": v["spec"]["gateways"]})).collect::<Vec<_>>()});
+                          "all VirtualServices": stored_virtual_services(vss)});
     let Some(vs) = bound.first() else {
         return CheckResult::new(
             "routes",

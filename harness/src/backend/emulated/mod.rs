@@ -94,6 +94,7 @@ fn witnesses(envoy: &std::path::Path) -> Witnesses {
             super::witness::envoy_version(envoy)
         )),
         inventory: records(),
+        routes: None,
         commands: Vec::new(),
     }
 }

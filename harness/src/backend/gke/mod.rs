@@ -89,6 +89,7 @@ pub fn google_witnesses(cfg: &GkeConfig) -> crate::backend::witness::Witnesses {
         inventory: Witness::real(
             "gcloud: clusters, fleet memberships, the mesh feature, forwarding rules",
         ),
+        routes: None,
         commands: vec![
             ("gcloud", Witness::real("gcloud")),
             (

@@ -194,6 +194,7 @@ pub fn witnesses(kwok: &KwokConfig) -> crate::backend::witness::Witnesses {
         dns: embedded_dns(),
         data_plane: kw::data_plane(&kwok.tools, &kwok.envoy),
         inventory: google("GKE, fleet and Compute APIs"),
+        routes: None,
         commands: vec![
             (
                 "gcloud",

@@ -213,6 +213,7 @@ fn witnesses(cfg: &KindConfig) -> Witnesses {
         inventory: Witness::stand_in(
             "kind get clusters and the container engine (real), the fleet stand-in's records",
         ),
+        routes: None,
         commands: vec![
             (
                 "istioctl",

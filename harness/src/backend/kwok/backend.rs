@@ -24,6 +24,7 @@ use crate::backend::clusters::{ClusterOps, FleetStandIn, MANAGED_REVISION};
 use crate::backend::exec::{Cmd, Exec, Process};
 use crate::backend::witness::Witnesses;
 use crate::backend::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
+use crate::checks::gateway_routes::Dumps;
 use crate::dns::DnsServer;
 use crate::manifest::Object;
 use crate::scenario::{ClusterSpec, Fault, Scenario};
@@ -487,6 +488,34 @@ impl Backend for Kwok {
         kind: &str,
     ) -> Result<Vec<Value>, BackendError> {
         self.ops.list(cluster, namespace, kind).await
+    }
+
+    /// The running pods Gateway `namespace/gateway`'s selector matches (in any namespace, as
+    /// istiod selects them by default), and their Envoy's `config_dump`.
+    async fn gateway_routes(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        gateway: &str,
+    ) -> Result<Option<Dumps>, BackendError> {
+        let gateways = self.ops.list(cluster, Some(namespace), "Gateway").await?;
+        let Some(selector) = gateways
+            .iter()
+            .find(|g| g["metadata"]["name"] == gateway)
+            .map(|g| g["spec"]["selector"].clone())
+        else {
+            return Ok(Some(Dumps::new()));
+        };
+        let pods = self.ops.list(cluster, None, "Pod").await?;
+        let selected = super::stand_ins::selected_running_pods(&pods, &selector);
+        let live = self.live.lock().await;
+        let l = live.get(cluster).ok_or_else(|| {
+            infra(
+                format!("reading {cluster}'s gateway routes"),
+                "no such cluster runs",
+            )
+        })?;
+        Ok(Some(l.stand_ins.gateway_dumps(&selected).await))
     }
 
     async fn dns_set(

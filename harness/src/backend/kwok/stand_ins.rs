@@ -23,6 +23,7 @@ use super::pods::{
 };
 use crate::backend::emulated::frontend::{Frontend, Identity, ReadyServices};
 use crate::backend::kube::Kube;
+use crate::checks::gateway_routes::Dumps;
 use crate::scenario::ClusterSpec;
 
 /// What the reconciler needs to know.
@@ -80,6 +81,19 @@ fn ready(p: &Value) -> bool {
     p["status"]["phase"] == "Running"
         && p["status"]["podIP"].is_string()
         && p["metadata"]["deletionTimestamp"].is_null()
+}
+
+/// The running gateway pods (`NS/NAME`, [`Role::Gateway`]) whose labels hold every label of
+/// `selector` (a Gateway's `spec.selector`; an empty one selects every gateway pod, as istiod
+/// applies it to every gateway).
+pub fn selected_running_pods(pods: &[Value], selector: &Value) -> BTreeSet<String> {
+    let none = serde_json::Map::new();
+    let want = selector.as_object().unwrap_or(&none);
+    pods.iter()
+        .filter(|p| ready(p) && matches!(role(p), Role::Gateway(_)))
+        .filter(|p| want.iter().all(|(k, v)| p["metadata"]["labels"][k] == *v))
+        .map(pod_key)
+        .collect()
 }
 
 /// What a pod is, for the stand-ins.
@@ -179,6 +193,24 @@ impl StandIns {
                     .unwrap_or_default();
                 out.insert(key.clone(), v);
             }
+        }
+        out
+    }
+
+    /// The `config_dump` of the Envoy running for each of `pods` (`NS/NAME`), or why there is
+    /// none.
+    pub async fn gateway_dumps(&self, pods: &BTreeSet<String>) -> Dumps {
+        let st = self.state.lock().await;
+        let mut out = Dumps::new();
+        for key in pods {
+            let dump = match st.pods.get(key) {
+                Some((_, Running::Gateway(g))) => g.config_dump().await.map_err(|e| e.to_string()),
+                _ => Err(match st.failed.get(key) {
+                    Some(why) => format!("no Envoy runs for this pod: {why}"),
+                    None => "no Envoy runs for this pod (yet)".into(),
+                }),
+            };
+            out.insert(key.clone(), dump);
         }
         out
     }
@@ -510,5 +542,76 @@ mod tests {
         assert_eq!(role(&frontend), Role::Frontend);
         let other = json!({"metadata": {"labels": {"app": "cartservice"}}, "spec": {}});
         assert_eq!(role(&other), Role::Other);
+    }
+
+    #[test]
+    fn a_gateway_selects_its_running_gateway_pods_in_any_namespace() {
+        let pod = |ns: &str, name: &str, labels: Value, router: bool, phase: &str| {
+            let args = if router {
+                json!(["proxy", "router"])
+            } else {
+                json!(["proxy", "sidecar"])
+            };
+            json!({"metadata": {"namespace": ns, "name": name, "labels": labels},
+                   "spec": {"containers": [{"name": "istio-proxy", "args": args}]},
+                   "status": {"phase": phase, "podIP": "10.0.0.1"}})
+        };
+        let pods = vec![
+            pod(
+                "istio-system",
+                "gw-a",
+                json!({"istio": "ingressgateway"}),
+                true,
+                "Running",
+            ),
+            pod(
+                "other",
+                "gw-b",
+                json!({"istio": "ingressgateway", "x": "y"}),
+                true,
+                "Running",
+            ),
+            pod(
+                "istio-system",
+                "gw-pending",
+                json!({"istio": "ingressgateway"}),
+                true,
+                "Pending",
+            ),
+            pod(
+                "onlineboutique",
+                "sidecar",
+                json!({"istio": "ingressgateway"}),
+                false,
+                "Running",
+            ),
+            pod(
+                "asm-ingress",
+                "asm",
+                json!({"asm": "ingressgateway"}),
+                true,
+                "Running",
+            ),
+        ];
+        let keys = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            keys(&selected_running_pods(
+                &pods,
+                &json!({"istio": "ingressgateway"})
+            )),
+            ["istio-system/gw-a", "other/gw-b"]
+        );
+        assert_eq!(
+            keys(&selected_running_pods(
+                &pods,
+                &json!({"asm": "ingressgateway"})
+            )),
+            ["asm-ingress/asm"]
+        );
+        assert_eq!(
+            selected_running_pods(&pods, &json!({"istio": "none"})).len(),
+            0
+        );
+        assert_eq!(selected_running_pods(&pods, &Value::Null).len(), 3);
     }
 }

@@ -26,6 +26,15 @@ pub fn data_plane(tools: &Tools, envoy: &Path) -> Witness {
     ))
 }
 
+/// The routes check: each gateway pod's real Envoy, read through its admin `config_dump`.
+pub fn gateway_routes(tools: &Tools, envoy: &Path) -> Witness {
+    Witness::real(format!(
+        "the gateway pods' {} (admin config_dump), fed by istiod {}",
+        witness::envoy_version(envoy),
+        tools.versions.istio
+    ))
+}
+
 /// istioctl, built from Istio's module.
 pub fn istioctl(tools: &Tools) -> Witness {
     Witness::real(format!("istioctl {}", tools.versions.istio))
@@ -47,6 +56,7 @@ pub fn witnesses(tools: &Tools, envoy: &Path) -> Witnesses {
         inventory: Witness::harness(
             "the kwok backend's records (clusters, load balancers) and the fleet stand-in's",
         ),
+        routes: Some(gateway_routes(tools, envoy)),
         commands: vec![
             ("istioctl", istioctl(tools)),
             (

@@ -30,6 +30,86 @@ use super::Env;
 /// listed in docs/backends.md with its reason): (case, what differs).
 const KEPT: &[(&str, &str)] = &[];
 
+/// The `routes` check's reading of the real gateway's routes (`checks::gateway_routes`, what it
+/// judges on kwok), on the cases whose Gateway is the upstream `frontend-gateway`: (case, the
+/// shares expected, whether the check must hold, words its observation must show).
+type Reading = (
+    &'static str,
+    &'static [(&'static str, f64)],
+    bool,
+    &'static [&'static str],
+);
+const READINGS: &[Reading] = &[
+    (
+        "B4 frontend-gateway (upstream)",
+        &[("frontend", 100.0)],
+        true,
+        &["default/frontend-ingress routes frontend 100.0%"],
+    ),
+    (
+        "F2 50/50 VirtualService + F1 ServiceEntry (upstream)",
+        &[("frontend", 50.0), ("v2.example.com", 50.0)],
+        true,
+        &["default/frontend-ingress routes frontend 50.0%, v2.example.com 50.0%"],
+    ),
+    (
+        "F2 50/50 VirtualService + F1 ServiceEntry (upstream)",
+        &[("frontend", 90.0), ("v2.example.com", 10.0)],
+        false,
+        &["frontend: 50.0% instead of 90%", "v2.example.com: 50.0% instead of 10%"],
+    ),
+    (
+        "two VirtualServices on one host",
+        &[("frontend", 100.0)],
+        false,
+        &["default/frontend-ingress", "default/vs-second", "both claim host"],
+    ),
+    (
+        "weight 0 destination",
+        &[("frontend", 100.0)],
+        true,
+        &["default/vs-case routes frontend 100.0%"],
+    ),
+    (
+        "VirtualService naming a Gateway that does not exist",
+        &[("frontend", 100.0)],
+        false,
+        &["no VirtualService is bound to Gateway default/frontend-gateway"],
+    ),
+    (
+        "destination nothing defines",
+        &[("nowhere", 100.0)],
+        true,
+        &["Envoy has no cluster outbound|80||nowhere"],
+    ),
+];
+
+/// Where the `routes` check misreads the real gateway's dump for case `name`.
+fn misreadings(name: &str, dump: &Value) -> Vec<String> {
+    let dumps = BTreeMap::from([("istio-system/gateway".to_string(), Ok(dump.clone()))]);
+    READINGS
+        .iter()
+        .filter(|(case, ..)| *case == name)
+        .filter_map(|(_, shares, holds, words)| {
+            let expect: BTreeMap<String, f64> =
+                shares.iter().map(|(h, p)| (h.to_string(), *p)).collect();
+            let r = meshmig::checks::gateway_routes::gateway_routes(
+                &dumps,
+                "default/frontend-gateway",
+                &expect,
+                json!([]),
+            );
+            let missing: Vec<&&str> = words.iter().filter(|w| !r.observed.contains(**w)).collect();
+            (r.ok != *holds || !missing.is_empty()).then(|| {
+                format!(
+                    "{name}, expecting {expect:?}: held {} (wanted {holds}), lacks {missing:?}; observed {}",
+                    r.ok, r.observed
+                )
+            })
+        })
+        .collect()
+}
+
 fn parse(name: &str, yaml: &str) -> Vec<Object> {
     meshmig::manifest::parse(Path::new(name), yaml).unwrap()
 }
@@ -587,6 +667,7 @@ pub async fn run(env: &Env) {
 
     let mut report = Vec::new();
     let mut unexpected = Vec::new();
+    let mut misread = Vec::new();
     for (name, objects) in cases(&env.upstream) {
         env.kube.apply(&objects, "default").await.unwrap();
         let want = emulated_form(&objects, &workload, &gateway_service, &frontend);
@@ -598,6 +679,8 @@ pub async fn run(env: &Env) {
                 serde_json::to_vec_pretty(&dump).unwrap(),
             );
         }
+        let dump = env.gateway.config_dump().await.unwrap();
+        misread.extend(misreadings(name, &dump));
         if real == want {
             report.push(format!("same       {name}"));
         } else {
@@ -627,5 +710,10 @@ pub async fn run(env: &Env) {
         unexpected.is_empty(),
         "the emulated translation differs from istiod's:\n{}",
         unexpected.join("\n")
+    );
+    assert!(
+        misread.is_empty(),
+        "the routes check misreads the real gateway:\n{}",
+        misread.join("\n")
     );
 }
