@@ -297,11 +297,7 @@ pub fn gateway_routes(
 ) -> CheckResult {
     let expected = format!(
         "every gateway pod of Gateway {gateway} routes host \"*\" by one VirtualService: {}",
-        expect
-            .iter()
-            .map(|(h, p)| format!("{h} {p}%"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        super::routes::expected_shares(expect)
     );
     let mut pods = serde_json::Map::new();
     let mut failed = Vec::new();

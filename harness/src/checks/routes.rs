@@ -64,6 +64,15 @@ pub fn stored_virtual_services(vss: &[Value]) -> Value {
         .collect()
 }
 
+/// The shares a check expects, as its expectation lists them (`frontend 50%, v2.example.com 50%`).
+pub(super) fn expected_shares(expect: &BTreeMap<String, f64>) -> String {
+    expect
+        .iter()
+        .map(|(h, p)| format!("{h} {p}%"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn hosts_overlap(a: &str, b: &str) -> bool {
     a == b || a == "*" || b == "*"
 }
@@ -108,11 +117,7 @@ pub fn routes(
     }
     let expected = format!(
         "one VirtualService bound to Gateway {ns}/{gateway}, routing {}",
-        expect
-            .iter()
-            .map(|(h, p)| format!("{h} {p}%"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        expected_shares(expect)
     );
     let evidence = json!({"bound": bound.iter().map(|v| json!({"name": name(v), "hosts": hosts(v),
                            "http": v["spec"]["http"]})).collect::<Vec<_>>(),

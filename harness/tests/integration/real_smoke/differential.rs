@@ -56,13 +56,20 @@ const READINGS: &[Reading] = &[
         "F2 50/50 VirtualService + F1 ServiceEntry (upstream)",
         &[("frontend", 90.0), ("v2.example.com", 10.0)],
         false,
-        &["frontend: 50.0% instead of 90%", "v2.example.com: 50.0% instead of 10%"],
+        &[
+            "frontend: 50.0% instead of 90%",
+            "v2.example.com: 50.0% instead of 10%",
+        ],
     ),
     (
         "two VirtualServices on one host",
         &[("frontend", 100.0)],
         false,
-        &["default/frontend-ingress", "default/vs-second", "both claim host"],
+        &[
+            "default/frontend-ingress",
+            "default/vs-second",
+            "both claim host",
+        ],
     ),
     (
         "weight 0 destination",
