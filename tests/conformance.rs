@@ -202,7 +202,7 @@ fn run_trial(suite: Suite, path: &Path) -> Result<(), Failed> {
 
 /// Every check names its witness, and a trial expected to pass had at least the number of
 /// checks observed by real components that `MESHMIG_MIN_REAL_CHECKS` asks of its backend
-/// (`kwok=22,gke-rehearsal=25`, as `.ci/run` sets it).
+/// (`kwok=24,gke-rehearsal=25`, as `.ci/run` sets it).
 fn witnessed(
     suite: Suite,
     outcome: ExpectedOutcome,

@@ -207,7 +207,14 @@ fn judge_pod(
                         None => format!("routes to {:?}", r.to),
                     })
                     .collect();
-                format!("{} ({}) {}", v.name, v.route_config, answers.join(", "))
+                if answers.is_empty() {
+                    format!(
+                        "{} ({}) with no route, so Envoy answers 404",
+                        v.name, v.route_config
+                    )
+                } else {
+                    format!("{} ({}) {}", v.name, v.route_config, answers.join(", "))
+                }
             })
             .collect();
         return (
@@ -428,6 +435,19 @@ mod tests {
             .contains("no VirtualService is bound to Gateway onlineboutique/frontend-gateway"));
         assert!(
             r.observed.contains("blackhole:80 (http.8080) answers 404"),
+            "{}",
+            r.observed
+        );
+        // As istiod 1.31.0 pushed it in the kwok run of migration-vs-wrong-gateway: no routes.
+        let d = dump(
+            json!([{"name": "blackhole:80", "domains": ["*"], "routes": []}]),
+            &[],
+        );
+        let r = run(d, &expect(50.0, 50.0));
+        assert!(!r.ok);
+        assert!(
+            r.observed
+                .contains("blackhole:80 (http.8080) with no route, so Envoy answers 404"),
             "{}",
             r.observed
         );
