@@ -38,7 +38,8 @@ pub use kube::{
     service_entry_address,
 };
 pub use output::{istio_installed, output_contains};
-pub use routes::{routes, stored_virtual_services};
+pub use routes::routes;
+use routes::stored_virtual_services;
 pub use traffic::{
     continuous_load, describe_decision, describe_shares, home_page, parse_ip, pods_by_cluster,
     progress_bar, split, SplitHow,

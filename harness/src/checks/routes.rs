@@ -54,7 +54,7 @@ fn binds(vs: &Value, ns: &str, gateway: &str) -> bool {
 
 /// Every VirtualService as stored, by name, with the gateways it binds and the hosts it claims
 /// (the evidence of both ways of reading routes).
-pub fn stored_virtual_services(vss: &[Value]) -> Value {
+pub(super) fn stored_virtual_services(vss: &[Value]) -> Value {
     vss.iter()
         .map(|v| {
             let (n, m) = crate::manifest::namespace_and_name(v);
