@@ -425,12 +425,14 @@ async fn act(
             )
             .await
         }
-        Action::CreateNamespace { cluster, name } => b.create_namespace(cluster, name).await,
+        Action::CreateNamespace { cluster, name } => {
+            b.kubernetes().create_namespace(cluster, name).await
+        }
         Action::LabelNamespace {
             cluster,
             name,
             labels,
-        } => b.label_namespace(cluster, name, labels).await,
+        } => b.kubernetes().label_namespace(cluster, name, labels).await,
         Action::Apply {
             cluster,
             namespace,
@@ -441,7 +443,10 @@ async fn act(
         } => {
             let (objects, notes) =
                 prepare_objects(s, step, vars, manifests, replace, patch, inline)?;
-            let mut out = b.apply(cluster, namespace.as_deref(), &objects).await?;
+            let mut out = b
+                .kubernetes()
+                .apply(cluster, namespace.as_deref(), &objects)
+                .await?;
             for n in notes {
                 out.stdout.push_str(&n);
                 out.stdout.push('\n');
@@ -453,7 +458,7 @@ async fn act(
             namespace,
             kind,
             name,
-        } => b.delete(cluster, namespace, kind, name).await,
+        } => b.kubernetes().delete(cluster, namespace, kind, name).await,
         Action::ReadIngressIp {
             cluster,
             namespace,
@@ -541,7 +546,10 @@ async fn read_ingress_ip(
     save_as: &str,
     effects: &mut Effects,
 ) -> Result<Output, BackendError> {
-    let svcs = b.list(cluster, Some(namespace), "Service").await?;
+    let svcs = b
+        .kubernetes()
+        .list(cluster, Some(namespace), "Service")
+        .await?;
     let command = format!(
         "kubectl --namespace {namespace} --context={cluster} get service --output jsonpath='{{.items[0].status.loadBalancer.ingress[0].ip}}'"
     );

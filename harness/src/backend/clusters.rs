@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::exec::{Cmd, Exec, Ran};
-use super::kube::{Kube, KubeError};
-use super::{BackendError, FleetOp, Output};
+use super::kube::{Kube, KubeError, FIELD_MANAGER};
+use super::{BackendError, FleetOp, Kubernetes, Output};
 use crate::fleet::{describe_yaml, stand_in_state, ControlPlaneFault};
 use crate::manifest::Object;
 use crate::scenario::Scenario;
@@ -74,6 +75,34 @@ pub struct ClusterOps {
     pub lb_uids: Mutex<BTreeSet<String>>,
     /// How long to wait for Deployments and load balancers after an apply.
     pub ready_timeout: Duration,
+    hooks: Option<Arc<dyn KubeHooks>>,
+}
+
+/// What a backend adds around [`ClusterOps`]' Kubernetes calls, so that the calls themselves
+/// are written once: a liveness guard (kind: cloud-provider-kind) and its own way to apply.
+#[async_trait]
+pub trait KubeHooks: Send + Sync {
+    /// Checked before each call: fails when what the calls depend on has died.
+    async fn check(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+    /// Resolves, with the error, when that dies during a call; never, by default.
+    async fn died(&self) -> BackendError {
+        std::future::pending().await
+    }
+    /// Applies objects (by default [`ClusterOps::apply_as`] with meshmig's field manager); a
+    /// backend wraps that with what must follow (kind: the metadata stand-in; kwok: waiting
+    /// for istiod's push to reach the gateways).
+    async fn apply(
+        &self,
+        ops: &ClusterOps,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+    ) -> Result<Output, BackendError> {
+        ops.apply_as(cluster, namespace, objects, FIELD_MANAGER)
+            .await
+    }
 }
 
 impl ClusterOps {
@@ -86,6 +115,28 @@ impl ClusterOps {
             lb_ips: Mutex::new(BTreeSet::new()),
             lb_uids: Mutex::new(BTreeSet::new()),
             ready_timeout,
+            hooks: None,
+        }
+    }
+
+    /// The same operations with a backend's [`KubeHooks`] around the Kubernetes calls.
+    pub fn with_hooks(mut self, hooks: Arc<dyn KubeHooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// Runs a Kubernetes call under the hooks' liveness guard.
+    async fn guarded<T: Send>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, BackendError>> + Send,
+    ) -> Result<T, BackendError> {
+        let Some(h) = &self.hooks else {
+            return op.await;
+        };
+        h.check().await?;
+        tokio::select! {
+            r = op => r,
+            e = h.died() => Err(e),
         }
     }
 
@@ -177,62 +228,8 @@ impl ClusterOps {
         Ok(())
     }
 
-    /// `kubectl create namespace`.
-    pub async fn create_namespace(
-        &self,
-        cluster: &str,
-        name: &str,
-    ) -> Result<Output, BackendError> {
-        self.kube(cluster)
-            .await?
-            .create_namespace(name)
-            .await
-            .map_err(kube_err)?;
-        Ok(Output::new(
-            format!("kubectl --context {cluster} create namespace {name}"),
-            format!("namespace/{name} created\n"),
-        ))
-    }
-
-    /// `kubectl label namespace`.
-    pub async fn label_namespace(
-        &self,
-        cluster: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Output, BackendError> {
-        self.kube(cluster)
-            .await?
-            .label_namespace(name, labels)
-            .await
-            .map_err(kube_err)?;
-        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect();
-        Ok(Output::new(
-            format!(
-                "kubectl --context {cluster} label namespace {name} {}",
-                pairs.join(" ")
-            ),
-            format!("namespace/{name} labeled\n"),
-        ))
-    }
-
-    /// Server-side apply, then wait for the applied Deployments and LoadBalancers.
-    pub async fn apply(
-        &self,
-        cluster: &str,
-        namespace: Option<&str>,
-        objects: &[Object],
-    ) -> Result<Output, BackendError> {
-        self.apply_as(
-            cluster,
-            namespace,
-            objects,
-            crate::backend::kube::FIELD_MANAGER,
-        )
-        .await
-    }
-
-    /// [`ClusterOps::apply`] under another server-side-apply field manager.
+    /// Server-side apply under field manager `manager`, then wait for the applied Deployments
+    /// and LoadBalancers.
     pub async fn apply_as(
         &self,
         cluster: &str,
@@ -266,46 +263,112 @@ impl ClusterOps {
             format!("{}\n{note}", lines.join("\n")),
         ))
     }
+}
 
-    /// `kubectl delete`, waiting until the object is gone.
-    pub async fn delete(
+/// The Kubernetes API of kind, kwok and GKE clusters, written once: each call under the
+/// backend's liveness guard, and applies in the backend's way ([`KubeHooks`]).
+#[async_trait]
+impl Kubernetes for ClusterOps {
+    async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError> {
+        self.guarded(async {
+            self.kube(cluster)
+                .await?
+                .create_namespace(name)
+                .await
+                .map_err(kube_err)?;
+            Ok(Output::new(
+                format!("kubectl --context {cluster} create namespace {name}"),
+                format!("namespace/{name} created\n"),
+            ))
+        })
+        .await
+    }
+
+    async fn label_namespace(
+        &self,
+        cluster: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Output, BackendError> {
+        self.guarded(async {
+            self.kube(cluster)
+                .await?
+                .label_namespace(name, labels)
+                .await
+                .map_err(kube_err)?;
+            let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect();
+            Ok(Output::new(
+                format!(
+                    "kubectl --context {cluster} label namespace {name} {}",
+                    pairs.join(" ")
+                ),
+                format!("namespace/{name} labeled\n"),
+            ))
+        })
+        .await
+    }
+
+    async fn apply(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+    ) -> Result<Output, BackendError> {
+        self.guarded(async {
+            match &self.hooks {
+                Some(h) => h.apply(self, cluster, namespace, objects).await,
+                None => {
+                    self.apply_as(cluster, namespace, objects, FIELD_MANAGER)
+                        .await
+                }
+            }
+        })
+        .await
+    }
+
+    async fn delete(
         &self,
         cluster: &str,
         namespace: &str,
         kind: &str,
         name: &str,
     ) -> Result<Output, BackendError> {
-        self.kube(cluster)
-            .await?
-            .delete(kind, namespace, name, self.ready_timeout)
-            .await
-            .map_err(kube_err)?;
-        Ok(Output::new(
-            format!(
-                "kubectl --context={cluster} --namespace={namespace} delete {} {name}",
-                kind.to_lowercase()
-            ),
-            format!("{} \"{name}\" deleted\n", kind.to_lowercase()),
-        ))
+        self.guarded(async {
+            self.kube(cluster)
+                .await?
+                .delete(kind, namespace, name, self.ready_timeout)
+                .await
+                .map_err(kube_err)?;
+            Ok(Output::new(
+                format!(
+                    "kubectl --context={cluster} --namespace={namespace} delete {} {name}",
+                    kind.to_lowercase()
+                ),
+                format!("{} \"{name}\" deleted\n", kind.to_lowercase()),
+            ))
+        })
+        .await
     }
 
-    /// `kubectl get`.
-    pub async fn list(
+    async fn list(
         &self,
         cluster: &str,
         namespace: Option<&str>,
         kind: &str,
     ) -> Result<Vec<Value>, BackendError> {
-        let items = self
-            .kube(cluster)
-            .await?
-            .list(kind, namespace)
-            .await
-            .map_err(kube_err)?;
-        if kind == "Service" {
-            self.note_lb_ips(&items).await;
-        }
-        Ok(items)
+        self.guarded(async {
+            let items = self
+                .kube(cluster)
+                .await?
+                .list(kind, namespace)
+                .await
+                .map_err(kube_err)?;
+            if kind == "Service" {
+                self.note_lb_ips(&items).await;
+            }
+            Ok(items)
+        })
+        .await
     }
 }
 

@@ -314,28 +314,11 @@ pub trait Companion: Send + Sync {
     async fn stop(&self) -> Vec<String>;
 }
 
-/// A place where the procedure runs.
+/// The Kubernetes API of a run's clusters, as the procedure's `kubectl` steps use it.
+/// [`clusters::ClusterOps`] implements it once for every backend with real API servers (kind,
+/// kwok, GKE); the emulated backend implements it over its store.
 #[async_trait]
-pub trait Backend: Send + Sync {
-    /// The backend's name (`emulated`, `kind`, `gke`).
-    fn name(&self) -> &'static str;
-
-    /// Creates a cluster (A1, C1).
-    async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError>;
-    /// Deletes a cluster by the name the procedure uses (G4, H).
-    async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError>;
-    /// Clusters of the run, with their state.
-    async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError>;
-    /// Renames the cluster's context to the cluster's name (A2, C2).
-    async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError>;
-    /// `kubectl config get-contexts --output=name`.
-    async fn contexts(&self) -> Result<Vec<String>, BackendError>;
-    /// `istioctl install --set profile=PROFILE -y` (A4).
-    async fn install_istio(&self, cluster: &str, profile: &str) -> Result<Output, BackendError>;
-    /// A fleet operation (C3..C5, clean-up).
-    async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError>;
-    /// `gcloud container fleet mesh describe` output (YAML).
-    async fn mesh_describe(&self) -> Result<String, BackendError>;
+pub trait Kubernetes: Send + Sync {
     /// `kubectl create namespace`.
     async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError>;
     /// `kubectl label namespace`.
@@ -368,6 +351,32 @@ pub trait Backend: Send + Sync {
         namespace: Option<&str>,
         kind: &str,
     ) -> Result<Vec<Value>, BackendError>;
+}
+
+/// A place where the procedure runs.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// The backend's name (`emulated`, `kind`, `gke`).
+    fn name(&self) -> &'static str;
+
+    /// Creates a cluster (A1, C1).
+    async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError>;
+    /// Deletes a cluster by the name the procedure uses (G4, H).
+    async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError>;
+    /// Clusters of the run, with their state.
+    async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError>;
+    /// Renames the cluster's context to the cluster's name (A2, C2).
+    async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError>;
+    /// `kubectl config get-contexts --output=name`.
+    async fn contexts(&self) -> Result<Vec<String>, BackendError>;
+    /// `istioctl install --set profile=PROFILE -y` (A4).
+    async fn install_istio(&self, cluster: &str, profile: &str) -> Result<Output, BackendError>;
+    /// A fleet operation (C3..C5, clean-up).
+    async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError>;
+    /// `gcloud container fleet mesh describe` output (YAML).
+    async fn mesh_describe(&self) -> Result<String, BackendError>;
+    /// The Kubernetes API of the run's clusters (namespaces and objects).
+    fn kubernetes(&self) -> &dyn Kubernetes;
     /// Creates or changes the test domain's A record.
     async fn dns_set(
         &self,

@@ -75,7 +75,11 @@ pub async fn deployments_available(
     count: Option<usize>,
     names: &[String],
 ) -> R {
-    let ds = ctx.backend.list(cluster, Some(ns), "Deployment").await?;
+    let ds = ctx
+        .backend
+        .kubernetes()
+        .list(cluster, Some(ns), "Deployment")
+        .await?;
     let summary: BTreeMap<String, String> = ds
         .iter()
         .map(|d| {
@@ -131,7 +135,11 @@ pub async fn object_presence(
     name: &str,
     want: bool,
 ) -> R {
-    let objs = ctx.backend.list(cluster, Some(ns), kind).await?;
+    let objs = ctx
+        .backend
+        .kubernetes()
+        .list(cluster, Some(ns), kind)
+        .await?;
     let names: Vec<&str> = objs
         .iter()
         .filter_map(|o| o["metadata"]["name"].as_str())
@@ -173,7 +181,11 @@ pub fn first_service_ip(services: &[Value]) -> Option<(String, Option<String>)> 
 
 /// `.items[0]` of the namespace's Services is the expected LoadBalancer.
 pub async fn first_service_is(ctx: &Ctx<'_>, cluster: &str, ns: &str, name: &str) -> R {
-    let svcs = ctx.backend.list(cluster, Some(ns), "Service").await?;
+    let svcs = ctx
+        .backend
+        .kubernetes()
+        .list(cluster, Some(ns), "Service")
+        .await?;
     let first = first_service_ip(&svcs);
     let names: Vec<&str> = svcs
         .iter()
@@ -225,7 +237,11 @@ pub async fn namespace_labels(
     name: &str,
     labels: &BTreeMap<String, String>,
 ) -> R {
-    let nss = ctx.backend.list(cluster, None, "Namespace").await?;
+    let nss = ctx
+        .backend
+        .kubernetes()
+        .list(cluster, None, "Namespace")
+        .await?;
     let got = nss
         .iter()
         .find(|n| n["metadata"]["name"] == name)
@@ -253,7 +269,11 @@ pub async fn pods_injected(
     selector: &BTreeMap<String, String>,
     revision: Option<&str>,
 ) -> R {
-    let pods = ctx.backend.list(cluster, Some(ns), "Pod").await?;
+    let pods = ctx
+        .backend
+        .kubernetes()
+        .list(cluster, Some(ns), "Pod")
+        .await?;
     let selected: Vec<&Value> = pods
         .iter()
         .filter(|p| {
@@ -302,6 +322,7 @@ pub async fn service_entry_address(
 ) -> R {
     let svcs = ctx
         .backend
+        .kubernetes()
         .list(&gateway.cluster, Some(&gateway.namespace), "Service")
         .await?;
     let svc = svcs
@@ -309,7 +330,11 @@ pub async fn service_entry_address(
         .find(|s| s["metadata"]["name"] == gateway.service.as_str());
     let lb = svc.and_then(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str());
     let address = lb.unwrap_or("(none)");
-    let ses = ctx.backend.list(cluster, Some(ns), "ServiceEntry").await?;
+    let ses = ctx
+        .backend
+        .kubernetes()
+        .list(cluster, Some(ns), "ServiceEntry")
+        .await?;
     let se = ses.iter().find(|s| s["metadata"]["name"] == name);
     let addrs: Vec<String> = se
         .and_then(|s| s["spec"]["endpoints"].as_array())

@@ -229,12 +229,17 @@ async fn judge(ctx: &Ctx<'_>, check: &Check) -> R {
             expect,
         } => routes_at(ctx, cluster, namespace, gateway, expect).await,
         Check::InjectionDisabled { cluster, name } => {
-            let nss = ctx.backend.list(cluster, None, "Namespace").await?;
+            let nss = ctx
+                .backend
+                .kubernetes()
+                .list(cluster, None, "Namespace")
+                .await?;
             Ok(injection_disabled(&nss, name))
         }
         Check::NoPublicService { cluster, namespace } => {
             let svcs = ctx
                 .backend
+                .kubernetes()
                 .list(cluster, Some(namespace), "Service")
                 .await?;
             Ok(no_public_service(&svcs, namespace))
@@ -296,7 +301,11 @@ async fn routes_at(
 ) -> R {
     let deadline = tokio::time::Instant::now() + ctx.backend.convergence();
     loop {
-        let vss = ctx.backend.list(cluster, None, "VirtualService").await?;
+        let vss = ctx
+            .backend
+            .kubernetes()
+            .list(cluster, None, "VirtualService")
+            .await?;
         let Some(dumps) = ctx
             .backend
             .gateway_routes(cluster, namespace, gateway)

@@ -91,7 +91,7 @@ pub async fn pods_by_cluster(
         if !live.contains_key(&c.name) {
             continue;
         }
-        for p in backend.list(&c.name, None, "Pod").await? {
+        for p in backend.kubernetes().list(&c.name, None, "Pod").await? {
             if let Some(n) = p["metadata"]["name"].as_str() {
                 map.insert(n.to_string(), c.name.clone());
             }

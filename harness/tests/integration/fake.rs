@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use meshmig::backend::witness::{Witness, Witnesses};
-use meshmig::backend::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
+use meshmig::backend::{
+    Backend, BackendError, FleetOp, Inventory, Kubernetes, Output, TeardownReport,
+};
 use meshmig::manifest::Object;
 use meshmig::scenario::ClusterSpec;
 use serde_json::Value;
@@ -76,9 +78,55 @@ impl Fake {
 }
 
 #[async_trait]
+impl Kubernetes for Fake {
+    async fn create_namespace(&self, _: &str, name: &str) -> Result<Output, BackendError> {
+        self.call(format!("namespace {name}"));
+        Ok(Output::default())
+    }
+
+    async fn label_namespace(
+        &self,
+        _: &str,
+        _: &str,
+        _: &BTreeMap<String, String>,
+    ) -> Result<Output, BackendError> {
+        Ok(Output::default())
+    }
+
+    async fn apply(&self, _: &str, _: Option<&str>, _: &[Object]) -> Result<Output, BackendError> {
+        Ok(Output::default())
+    }
+
+    async fn delete(&self, _: &str, _: &str, _: &str, _: &str) -> Result<Output, BackendError> {
+        Ok(Output::default())
+    }
+
+    async fn list(
+        &self,
+        cluster: &str,
+        ns: Option<&str>,
+        kind: &str,
+    ) -> Result<Vec<Value>, BackendError> {
+        let all = self
+            .objects
+            .get(&(cluster.to_string(), kind.to_string()))
+            .cloned()
+            .unwrap_or_default();
+        Ok(all
+            .into_iter()
+            .filter(|o| ns.is_none_or(|n| o["metadata"]["namespace"] == n))
+            .collect())
+    }
+}
+
+#[async_trait]
 impl Backend for Fake {
     fn name(&self) -> &'static str {
         "fake"
+    }
+
+    fn kubernetes(&self) -> &dyn Kubernetes {
+        self
     }
     fn witnesses(&self) -> &Witnesses {
         static W: LazyLock<Witnesses> =
@@ -135,40 +183,6 @@ impl Backend for Fake {
         let n = self.describes.fetch_add(1, Ordering::SeqCst);
         let d = self.describe.lock().unwrap();
         Ok(d.get(n).or(d.last()).cloned().unwrap_or_default())
-    }
-    async fn create_namespace(&self, _: &str, name: &str) -> Result<Output, BackendError> {
-        self.call(format!("namespace {name}"));
-        Ok(Output::default())
-    }
-    async fn label_namespace(
-        &self,
-        _: &str,
-        _: &str,
-        _: &BTreeMap<String, String>,
-    ) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn apply(&self, _: &str, _: Option<&str>, _: &[Object]) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn delete(&self, _: &str, _: &str, _: &str, _: &str) -> Result<Output, BackendError> {
-        Ok(Output::default())
-    }
-    async fn list(
-        &self,
-        cluster: &str,
-        ns: Option<&str>,
-        kind: &str,
-    ) -> Result<Vec<Value>, BackendError> {
-        let all = self
-            .objects
-            .get(&(cluster.to_string(), kind.to_string()))
-            .cloned()
-            .unwrap_or_default();
-        Ok(all
-            .into_iter()
-            .filter(|o| ns.is_none_or(|n| o["metadata"]["namespace"] == n))
-            .collect())
     }
     async fn dns_set(&self, _: &str, _: IpAddr, _: u32) -> Result<Output, BackendError> {
         Ok(Output::default())

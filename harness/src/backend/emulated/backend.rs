@@ -14,14 +14,122 @@ use super::store::{self, Store};
 use super::world::{Membership, VirtualCluster};
 use super::{frontend, gcloud_context, store_err, Emulated, EMULATED_ISTIO_VERSION, PROJECT};
 use crate::backend::witness::Witnesses;
-use crate::backend::{Backend, BackendError, FleetOp, Inventory, Output, TeardownReport};
+use crate::backend::{
+    Backend, BackendError, FleetOp, Inventory, Kubernetes, Output, TeardownReport,
+};
 use crate::manifest::Object;
 use crate::scenario::{ClusterSpec, Fault};
+
+#[async_trait]
+impl Kubernetes for Emulated {
+    async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError> {
+        let command = format!("kubectl --context {cluster} create namespace {name}");
+        let mut w = self.world.lock().await;
+        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
+        vc.store
+            .create_namespace(name)
+            .map_err(store_err(command.clone()))?;
+        Ok(Output::new(command, format!("namespace/{name} created\n")))
+    }
+
+    async fn label_namespace(
+        &self,
+        cluster: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Output, BackendError> {
+        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect();
+        let command = format!(
+            "kubectl --context {cluster} label namespace {name} {}",
+            pairs.join(" ")
+        );
+        let mut w = self.world.lock().await;
+        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
+        vc.store
+            .label_namespace(name, labels)
+            .map_err(store_err(command.clone()))?;
+        Ok(Output::new(command, format!("namespace/{name} labeled\n")))
+    }
+
+    async fn apply(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+    ) -> Result<Output, BackendError> {
+        let files: BTreeSet<String> = objects
+            .iter()
+            .map(|o| o.origin.file.display().to_string())
+            .collect();
+        let ns = namespace.unwrap_or("default");
+        let command = format!(
+            "kubectl --context={cluster} --namespace={ns} apply -f {}",
+            files.into_iter().collect::<Vec<_>>().join(" -f ")
+        );
+        let mut w = self.world.lock().await;
+        let revs = self.revisions(&w, cluster);
+        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
+        let mut lines = String::new();
+        for o in objects {
+            let line = vc
+                .store
+                .apply(o, ns, &revs)
+                .map_err(store_err(command.clone()))?;
+            lines.push_str(&line);
+            lines.push('\n');
+        }
+        self.reconcile(vc).await?;
+        Ok(Output::new(command, lines))
+    }
+
+    async fn delete(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Output, BackendError> {
+        let resource = store::resource_name(kind);
+        let command =
+            format!("kubectl --context={cluster} --namespace={namespace} delete {resource} {name}");
+        let mut w = self.world.lock().await;
+        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
+        vc.store
+            .delete(kind, namespace, name)
+            .map_err(store_err(command.clone()))?;
+        self.reconcile(vc).await?;
+        Ok(Output::new(
+            command,
+            format!("{resource} \"{name}\" deleted\n"),
+        ))
+    }
+
+    async fn list(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        kind: &str,
+    ) -> Result<Vec<Value>, BackendError> {
+        let command = format!("kubectl --context={cluster} get {kind}");
+        let mut w = self.world.lock().await;
+        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
+        Ok(vc
+            .store
+            .list(kind, namespace)
+            .into_iter()
+            .cloned()
+            .collect())
+    }
+}
 
 #[async_trait]
 impl Backend for Emulated {
     fn name(&self) -> &'static str {
         "emulated"
+    }
+
+    fn kubernetes(&self) -> &dyn Kubernetes {
+        self
     }
 
     async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {
@@ -271,105 +379,6 @@ impl Backend for Emulated {
     async fn mesh_describe(&self) -> Result<String, BackendError> {
         let w = self.world.lock().await;
         Ok(self.describe(&w))
-    }
-
-    async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError> {
-        let command = format!("kubectl --context {cluster} create namespace {name}");
-        let mut w = self.world.lock().await;
-        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
-        vc.store
-            .create_namespace(name)
-            .map_err(store_err(command.clone()))?;
-        Ok(Output::new(command, format!("namespace/{name} created\n")))
-    }
-
-    async fn label_namespace(
-        &self,
-        cluster: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Output, BackendError> {
-        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect();
-        let command = format!(
-            "kubectl --context {cluster} label namespace {name} {}",
-            pairs.join(" ")
-        );
-        let mut w = self.world.lock().await;
-        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
-        vc.store
-            .label_namespace(name, labels)
-            .map_err(store_err(command.clone()))?;
-        Ok(Output::new(command, format!("namespace/{name} labeled\n")))
-    }
-
-    async fn apply(
-        &self,
-        cluster: &str,
-        namespace: Option<&str>,
-        objects: &[Object],
-    ) -> Result<Output, BackendError> {
-        let files: BTreeSet<String> = objects
-            .iter()
-            .map(|o| o.origin.file.display().to_string())
-            .collect();
-        let ns = namespace.unwrap_or("default");
-        let command = format!(
-            "kubectl --context={cluster} --namespace={ns} apply -f {}",
-            files.into_iter().collect::<Vec<_>>().join(" -f ")
-        );
-        let mut w = self.world.lock().await;
-        let revs = self.revisions(&w, cluster);
-        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
-        let mut lines = String::new();
-        for o in objects {
-            let line = vc
-                .store
-                .apply(o, ns, &revs)
-                .map_err(store_err(command.clone()))?;
-            lines.push_str(&line);
-            lines.push('\n');
-        }
-        self.reconcile(vc).await?;
-        Ok(Output::new(command, lines))
-    }
-
-    async fn delete(
-        &self,
-        cluster: &str,
-        namespace: &str,
-        kind: &str,
-        name: &str,
-    ) -> Result<Output, BackendError> {
-        let resource = store::resource_name(kind);
-        let command =
-            format!("kubectl --context={cluster} --namespace={namespace} delete {resource} {name}");
-        let mut w = self.world.lock().await;
-        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
-        vc.store
-            .delete(kind, namespace, name)
-            .map_err(store_err(command.clone()))?;
-        self.reconcile(vc).await?;
-        Ok(Output::new(
-            command,
-            format!("{resource} \"{name}\" deleted\n"),
-        ))
-    }
-
-    async fn list(
-        &self,
-        cluster: &str,
-        namespace: Option<&str>,
-        kind: &str,
-    ) -> Result<Vec<Value>, BackendError> {
-        let command = format!("kubectl --context={cluster} get {kind}");
-        let mut w = self.world.lock().await;
-        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
-        Ok(vc
-            .store
-            .list(kind, namespace)
-            .into_iter()
-            .cloned()
-            .collect())
     }
 
     async fn dns_set(

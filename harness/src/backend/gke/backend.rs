@@ -8,16 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::commands::{membership_parts, Commands};
 use super::GkeConfig;
 use crate::backend::clusters::{ClusterOps, Creations};
 use crate::backend::exec::{Cmd, Exec, Process};
-use crate::backend::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
+use crate::backend::{
+    Backend, BackendError, FleetOp, Inventory, Kubernetes, Output, Scratch, TeardownReport,
+};
 use crate::dns::DnsServer;
-use crate::manifest::Object;
 use crate::scenario::{ClusterSpec, Scenario};
 use crate::tools::MissingTool;
 
@@ -232,6 +232,10 @@ impl Backend for Gke {
         "gke"
     }
 
+    fn kubernetes(&self) -> &dyn Kubernetes {
+        self.ops.as_ref()
+    }
+
     fn witnesses(&self) -> &crate::backend::witness::Witnesses {
         &self.witnesses
     }
@@ -321,47 +325,6 @@ impl Backend for Gke {
 
     async fn mesh_describe(&self) -> Result<String, BackendError> {
         Ok(self.to_procedure_names(&self.describe().await?))
-    }
-
-    async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError> {
-        self.ops.create_namespace(cluster, name).await
-    }
-
-    async fn label_namespace(
-        &self,
-        cluster: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Output, BackendError> {
-        self.ops.label_namespace(cluster, name, labels).await
-    }
-
-    async fn apply(
-        &self,
-        cluster: &str,
-        namespace: Option<&str>,
-        objects: &[Object],
-    ) -> Result<Output, BackendError> {
-        self.ops.apply(cluster, namespace, objects).await
-    }
-
-    async fn delete(
-        &self,
-        cluster: &str,
-        namespace: &str,
-        kind: &str,
-        name: &str,
-    ) -> Result<Output, BackendError> {
-        self.ops.delete(cluster, namespace, kind, name).await
-    }
-
-    async fn list(
-        &self,
-        cluster: &str,
-        namespace: Option<&str>,
-        kind: &str,
-    ) -> Result<Vec<Value>, BackendError> {
-        self.ops.list(cluster, namespace, kind).await
     }
 
     async fn dns_set(

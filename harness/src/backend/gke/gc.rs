@@ -11,7 +11,7 @@ use super::commands::{membership_parts, Commands};
 use super::{GkeConfig, LOAD_BALANCER_KINDS, RUN_LABEL};
 use crate::backend::exec::Exec;
 use crate::backend::run_id::chrono_like;
-use crate::backend::{Backend, BackendError, FleetOp, TeardownReport};
+use crate::backend::{Backend, BackendError, FleetOp, Kubernetes, TeardownReport};
 
 /// The name Kubernetes' service controller gives the cloud load balancer of a Service
 /// (`DefaultLoadBalancerName` in k8s.io/cloud-provider's cloud.go: `a` + the Service's UID

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::json;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
@@ -18,10 +18,13 @@ use super::{
     KindConfig, KindError, CLOUD_PROVIDER_CHECK_EVERY, CLOUD_PROVIDER_KIND_IMAGE,
     CLOUD_PROVIDER_KIND_TAG,
 };
-use crate::backend::clusters::{ClusterOps, Creations, FleetStandIn};
+use crate::backend::clusters::{ClusterOps, Creations, FleetStandIn, KubeHooks};
 use crate::backend::exec::{Exec, Process};
+use crate::backend::kube::FIELD_MANAGER;
 use crate::backend::witness::{self, Witness, Witnesses};
-use crate::backend::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
+use crate::backend::{
+    Backend, BackendError, FleetOp, Inventory, Kubernetes, Output, Scratch, TeardownReport,
+};
 use crate::dns::DnsServer;
 use crate::manifest::{parse, Object};
 use crate::scenario::{ClusterSpec, Scenario};
@@ -189,7 +192,7 @@ pub struct Kind {
     pub(super) creations: Creations,
     pub(super) fleet: FleetStandIn,
     pub(super) dns: DnsServer,
-    pub(super) cloud_provider: std::sync::Mutex<Option<Arc<CloudProvider>>>,
+    pub(super) cloud_provider: Arc<CloudSlot>,
     witnesses: Witnesses,
 }
 
@@ -264,24 +267,34 @@ impl Kind {
             .map_err(|e| {
                 BackendError::infra("starting the embedded DNS server", crate::error_chain(&e))
             })?;
+        let cloud_provider = Arc::new(CloudSlot(std::sync::Mutex::new(cloud.map(Arc::new))));
+        let hooks = KindHooks {
+            cloud: cloud_provider.clone(),
+            cfg: cfg.clone(),
+            zones: s
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.zone.clone()))
+                .collect(),
+            archive: scratch.path().join("metadata-image.tar"),
+        };
         Ok(Self {
             witnesses: witnesses(&cfg),
-            ops: Arc::new(ClusterOps::new(exec, kubeconfig, cfg.ready_timeout)),
+            ops: Arc::new(
+                ClusterOps::new(exec, kubeconfig, cfg.ready_timeout).with_hooks(Arc::new(hooks)),
+            ),
             scratch,
             clusters: s.clusters.clone(),
             cfg,
             creations: Creations::default(),
             fleet: FleetStandIn::new(s),
             dns,
-            cloud_provider: std::sync::Mutex::new(cloud.map(Arc::new)),
+            cloud_provider,
         })
     }
 
     fn cloud(&self) -> Option<Arc<CloudProvider>> {
-        self.cloud_provider
-            .lock()
-            .expect("cloud-provider lock is never poisoned")
-            .clone()
+        self.cloud_provider.get()
     }
 
     /// Runs a step's operation while cloud-provider-kind is alive: checked before it starts and
@@ -336,10 +349,76 @@ impl Kind {
             .map(str::to_string)
             .collect())
     }
+}
 
+/// Where a run keeps its cloud-provider-kind (taken out at teardown).
+pub(super) struct CloudSlot(std::sync::Mutex<Option<Arc<CloudProvider>>>);
+
+impl CloudSlot {
+    fn get(&self) -> Option<Arc<CloudProvider>> {
+        self.0
+            .lock()
+            .expect("cloud-provider lock is never poisoned")
+            .clone()
+    }
+
+    /// Takes it out (teardown stops it).
+    pub(super) fn take(&self) -> Option<Arc<CloudProvider>> {
+        self.0
+            .lock()
+            .expect("cloud-provider lock is never poisoned")
+            .take()
+    }
+}
+
+/// kind's [`KubeHooks`]: every Kubernetes call while cloud-provider-kind is alive (checked before
+/// it starts and every [`CLOUD_PROVIDER_CHECK_EVERY`] while it runs), and an apply followed by
+/// the GCE metadata stand-in for the applied frontends.
+struct KindHooks {
+    cloud: Arc<CloudSlot>,
+    cfg: KindConfig,
+    /// Cluster name → zone, for the metadata stand-in's answers.
+    zones: BTreeMap<String, String>,
+    archive: PathBuf,
+}
+
+#[async_trait]
+impl KubeHooks for KindHooks {
+    async fn check(&self) -> Result<(), BackendError> {
+        match self.cloud.get() {
+            Some(cp) => Ok(cp.check().await?),
+            None => Ok(()),
+        }
+    }
+
+    async fn died(&self) -> BackendError {
+        match self.cloud.get() {
+            Some(cp) => cp.died(CLOUD_PROVIDER_CHECK_EVERY).await.into(),
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn apply(
+        &self,
+        ops: &ClusterOps,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+    ) -> Result<Output, BackendError> {
+        let out = ops
+            .apply_as(cluster, namespace, objects, FIELD_MANAGER)
+            .await?;
+        self.attach_metadata(ops, cluster, namespace.unwrap_or("default"), objects)
+            .await?;
+        Ok(out)
+    }
+}
+
+impl KindHooks {
     /// Runs the GCE metadata stand-in for the frontends of `namespace` and points them at it.
     async fn attach_metadata(
         &self,
+        ops: &ClusterOps,
         cluster: &str,
         namespace: &str,
         objects: &[Object],
@@ -347,32 +426,30 @@ impl Kind {
         let Some(image) = &self.cfg.metadata_image else {
             return Ok(());
         };
-        let zone = self
-            .clusters
-            .iter()
-            .find(|c| c.name == cluster)
-            .map(|c| c.zone.clone())
-            .unwrap_or_default();
+        let zone = self.zones.get(cluster).cloned().unwrap_or_default();
         let Some(overlay) = metadata_overlay(objects, cluster, &zone, image, namespace)
             .map_err(|e| BackendError::infra("building the metadata stand-in", e))?
         else {
             return Ok(());
         };
-        let archive = self.scratch.path().join("metadata-image.tar");
-        for cmd in self.cmds().load_image(image, cluster, &archive) {
-            self.ops.run(cmd).await?;
+        let cmds = Commands::new(&self.cfg, &ops.kubeconfig);
+        for cmd in cmds.load_image(image, cluster, &self.archive) {
+            ops.run(cmd).await?;
         }
-        self.ops
-            .apply(cluster, Some(METADATA_NAMESPACE), &overlay.stand_in)
-            .await?;
-        self.ops
-            .apply_as(
-                cluster,
-                Some(namespace),
-                &overlay.frontend_env,
-                METADATA_FIELD_MANAGER,
-            )
-            .await?;
+        ops.apply_as(
+            cluster,
+            Some(METADATA_NAMESPACE),
+            &overlay.stand_in,
+            FIELD_MANAGER,
+        )
+        .await?;
+        ops.apply_as(
+            cluster,
+            Some(namespace),
+            &overlay.frontend_env,
+            METADATA_FIELD_MANAGER,
+        )
+        .await?;
         Ok(())
     }
 }
@@ -439,6 +516,10 @@ pub fn metadata_overlay(
 impl Backend for Kind {
     fn name(&self) -> &'static str {
         "kind"
+    }
+
+    fn kubernetes(&self) -> &dyn Kubernetes {
+        self.ops.as_ref()
     }
 
     fn witnesses(&self) -> &Witnesses {
@@ -521,55 +602,6 @@ impl Backend for Kind {
 
     async fn mesh_describe(&self) -> Result<String, BackendError> {
         self.fleet.describe(&self.ops, "kind").await
-    }
-
-    async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError> {
-        self.guarded(self.ops.create_namespace(cluster, name)).await
-    }
-
-    async fn label_namespace(
-        &self,
-        cluster: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Output, BackendError> {
-        self.guarded(self.ops.label_namespace(cluster, name, labels))
-            .await
-    }
-
-    async fn apply(
-        &self,
-        cluster: &str,
-        namespace: Option<&str>,
-        objects: &[Object],
-    ) -> Result<Output, BackendError> {
-        self.guarded(async {
-            let out = self.ops.apply(cluster, namespace, objects).await?;
-            self.attach_metadata(cluster, namespace.unwrap_or("default"), objects)
-                .await?;
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn delete(
-        &self,
-        cluster: &str,
-        namespace: &str,
-        kind: &str,
-        name: &str,
-    ) -> Result<Output, BackendError> {
-        self.guarded(self.ops.delete(cluster, namespace, kind, name))
-            .await
-    }
-
-    async fn list(
-        &self,
-        cluster: &str,
-        namespace: Option<&str>,
-        kind: &str,
-    ) -> Result<Vec<Value>, BackendError> {
-        self.guarded(self.ops.list(cluster, namespace, kind)).await
     }
 
     async fn dns_set(

@@ -70,11 +70,7 @@ impl Kind {
         let mut report = TeardownReport::default();
         self.creations.settle().await;
         let listed = self.listed().await.unwrap_or_default();
-        let cloud = self
-            .cloud_provider
-            .lock()
-            .expect("cloud-provider lock is never poisoned")
-            .take();
+        let cloud = self.cloud_provider.take();
         if keep {
             report.kept.extend(
                 listed

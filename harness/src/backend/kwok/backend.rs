@@ -20,10 +20,13 @@ use tokio::sync::Mutex;
 use super::cluster::{kubeconfig_yaml, Addresses, Cluster};
 use super::lb::LoadBalancers;
 use super::stand_ins::{new_ready_services, Settings, StandIns};
-use crate::backend::clusters::{ClusterOps, FleetStandIn, MANAGED_REVISION};
+use crate::backend::clusters::{ClusterOps, FleetStandIn, KubeHooks, MANAGED_REVISION};
 use crate::backend::exec::{Cmd, Exec, Process};
+use crate::backend::kube::FIELD_MANAGER;
 use crate::backend::witness::Witnesses;
-use crate::backend::{Backend, BackendError, FleetOp, Inventory, Output, Scratch, TeardownReport};
+use crate::backend::{
+    Backend, BackendError, FleetOp, Inventory, Kubernetes, Output, Scratch, TeardownReport,
+};
 use crate::checks::gateway_routes::Dumps;
 use crate::dns::DnsServer;
 use crate::manifest::Object;
@@ -70,7 +73,7 @@ pub struct Kwok {
     specs: Vec<ClusterSpec>,
     ops: Arc<ClusterOps>,
     scratch: Scratch,
-    live: Mutex<BTreeMap<String, Live>>,
+    live: Arc<Mutex<BTreeMap<String, Live>>>,
     creating: Mutex<Option<tokio::task::JoinHandle<()>>>,
     created: Arc<Mutex<BTreeMap<String, Result<Live, String>>>>,
     fleet: FleetStandIn,
@@ -136,13 +139,15 @@ impl Kwok {
         let dns = DnsServer::start(Ipv4Addr::LOCALHOST, &s.dns.domain)
             .await
             .map_err(|e| infra("starting the embedded DNS server", crate::error_chain(&e)))?;
+        let live = Arc::new(Mutex::new(BTreeMap::new()));
+        let hooks = Arc::new(PushSeen { live: live.clone() });
         Ok(Self {
             witnesses: super::witness::witnesses(&cfg.tools, &cfg.envoy),
-            ops: Arc::new(ClusterOps::new(exec, kubeconfig, cfg.ready_timeout)),
+            ops: Arc::new(ClusterOps::new(exec, kubeconfig, cfg.ready_timeout).with_hooks(hooks)),
             cfg,
             specs: s.clusters.clone(),
             scratch,
-            live: Mutex::new(BTreeMap::new()),
+            live,
             creating: Mutex::new(None),
             created: Arc::new(Mutex::new(BTreeMap::new())),
             fleet: FleetStandIn::new(s),
@@ -245,10 +250,75 @@ impl Kwok {
     }
 }
 
+/// kwok's [`KubeHooks`]: an apply that changes Istio configuration waits until every gateway
+/// Envoy of the cluster has accepted istiod's push.
+struct PushSeen {
+    live: Arc<Mutex<BTreeMap<String, Live>>>,
+}
+
+#[async_trait]
+impl KubeHooks for PushSeen {
+    /// Applies, and when Istio configuration changed, waits until every gateway Envoy of the
+    /// cluster has accepted istiod's push (as the emulated backend waits for Envoy's
+    /// acknowledgement), so a check that samples right after sees the new routes.
+    async fn apply(
+        &self,
+        ops: &ClusterOps,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+    ) -> Result<Output, BackendError> {
+        let istio = objects
+            .iter()
+            .any(|o| o.api_version.starts_with("networking.istio.io/"));
+        let before = if istio {
+            match self.live.lock().await.get(cluster) {
+                Some(l) => l.stand_ins.gateway_versions().await,
+                None => BTreeMap::new(),
+            }
+        } else {
+            BTreeMap::new()
+        };
+        let mut out = ops
+            .apply_as(cluster, namespace, objects, FIELD_MANAGER)
+            .await?;
+        if before.is_empty() {
+            return Ok(out);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = match self.live.lock().await.get(cluster) {
+                Some(l) => l.stand_ins.gateway_versions().await,
+                None => BTreeMap::new(),
+            };
+            let pending: Vec<&String> = before
+                .iter()
+                .filter(|(k, v)| now.get(*k).is_some_and(|n| n == *v))
+                .map(|(k, _)| k)
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                out.stdout.push_str(&format!(
+                    "(istiod's push not seen within 15 s by gateway pods {pending:?})\n"
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl Backend for Kwok {
     fn name(&self) -> &'static str {
         "kwok"
+    }
+
+    fn kubernetes(&self) -> &dyn Kubernetes {
+        self.ops.as_ref()
     }
 
     fn convergence(&self) -> Duration {
@@ -407,87 +477,6 @@ impl Backend for Kwok {
 
     async fn mesh_describe(&self) -> Result<String, BackendError> {
         self.fleet.describe(&self.ops, "kwok").await
-    }
-
-    async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError> {
-        self.ops.create_namespace(cluster, name).await
-    }
-
-    async fn label_namespace(
-        &self,
-        cluster: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Output, BackendError> {
-        self.ops.label_namespace(cluster, name, labels).await
-    }
-
-    /// Applies, and when Istio configuration changed, waits until every gateway Envoy of the
-    /// cluster has accepted istiod's push (as the emulated backend waits for Envoy's
-    /// acknowledgement), so a check that samples right after sees the new routes.
-    async fn apply(
-        &self,
-        cluster: &str,
-        namespace: Option<&str>,
-        objects: &[Object],
-    ) -> Result<Output, BackendError> {
-        let istio = objects
-            .iter()
-            .any(|o| o.api_version.starts_with("networking.istio.io/"));
-        let before = if istio {
-            match self.live.lock().await.get(cluster) {
-                Some(l) => l.stand_ins.gateway_versions().await,
-                None => BTreeMap::new(),
-            }
-        } else {
-            BTreeMap::new()
-        };
-        let mut out = self.ops.apply(cluster, namespace, objects).await?;
-        if before.is_empty() {
-            return Ok(out);
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let now = match self.live.lock().await.get(cluster) {
-                Some(l) => l.stand_ins.gateway_versions().await,
-                None => BTreeMap::new(),
-            };
-            let pending: Vec<&String> = before
-                .iter()
-                .filter(|(k, v)| now.get(*k).is_some_and(|n| n == *v))
-                .map(|(k, _)| k)
-                .collect();
-            if pending.is_empty() {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                out.stdout.push_str(&format!(
-                    "(istiod's push not seen within 15 s by gateway pods {pending:?})\n"
-                ));
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(out)
-    }
-
-    async fn delete(
-        &self,
-        cluster: &str,
-        namespace: &str,
-        kind: &str,
-        name: &str,
-    ) -> Result<Output, BackendError> {
-        self.ops.delete(cluster, namespace, kind, name).await
-    }
-
-    async fn list(
-        &self,
-        cluster: &str,
-        namespace: Option<&str>,
-        kind: &str,
-    ) -> Result<Vec<Value>, BackendError> {
-        self.ops.list(cluster, namespace, kind).await
     }
 
     /// The running pods Gateway `namespace/gateway`'s selector matches (in any namespace, as
