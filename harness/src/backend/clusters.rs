@@ -75,7 +75,7 @@ pub struct ClusterOps {
     pub lb_uids: Mutex<BTreeSet<String>>,
     /// How long to wait for Deployments and load balancers after an apply.
     pub ready_timeout: Duration,
-    hooks: Option<Arc<dyn KubeHooks>>,
+    hooks: Arc<dyn KubeHooks>,
 }
 
 /// What a backend adds around [`ClusterOps`]' Kubernetes calls, so that the calls themselves
@@ -105,6 +105,11 @@ pub trait KubeHooks: Send + Sync {
     }
 }
 
+/// No hooks: every call as [`KubeHooks`]' defaults make it (GKE's clusters).
+struct NoHooks;
+
+impl KubeHooks for NoHooks {}
+
 impl ClusterOps {
     /// Operations with this runner and kubeconfig.
     pub fn new(exec: Arc<dyn Exec>, kubeconfig: PathBuf, ready_timeout: Duration) -> Self {
@@ -115,13 +120,13 @@ impl ClusterOps {
             lb_ips: Mutex::new(BTreeSet::new()),
             lb_uids: Mutex::new(BTreeSet::new()),
             ready_timeout,
-            hooks: None,
+            hooks: Arc::new(NoHooks),
         }
     }
 
     /// The same operations with a backend's [`KubeHooks`] around the Kubernetes calls.
     pub fn with_hooks(mut self, hooks: Arc<dyn KubeHooks>) -> Self {
-        self.hooks = Some(hooks);
+        self.hooks = hooks;
         self
     }
 
@@ -130,13 +135,10 @@ impl ClusterOps {
         &self,
         op: impl std::future::Future<Output = Result<T, BackendError>> + Send,
     ) -> Result<T, BackendError> {
-        let Some(h) = &self.hooks else {
-            return op.await;
-        };
-        h.check().await?;
+        self.hooks.check().await?;
         tokio::select! {
             r = op => r,
-            e = h.died() => Err(e),
+            e = self.hooks.died() => Err(e),
         }
     }
 
@@ -314,16 +316,8 @@ impl Kubernetes for ClusterOps {
         namespace: Option<&str>,
         objects: &[Object],
     ) -> Result<Output, BackendError> {
-        self.guarded(async {
-            match &self.hooks {
-                Some(h) => h.apply(self, cluster, namespace, objects).await,
-                None => {
-                    self.apply_as(cluster, namespace, objects, FIELD_MANAGER)
-                        .await
-                }
-            }
-        })
-        .await
+        self.guarded(async { self.hooks.apply(self, cluster, namespace, objects).await })
+            .await
     }
 
     async fn delete(
