@@ -35,6 +35,10 @@ use serde_json::Value;
 use crate::manifest::Object;
 use crate::scenario::ClusterSpec;
 
+/// Each gateway pod's Envoy `config_dump` (by `namespace/pod`), or why it could not be read:
+/// what [`Backend::gateway_routes`] hands the `routes` check.
+pub type GatewayDumps = BTreeMap<String, Result<Value, String>>;
+
 /// Errors of a backend operation.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -435,7 +439,7 @@ pub trait Backend: Send + Sync {
         _cluster: &str,
         _namespace: &str,
         _gateway: &str,
-    ) -> Result<Option<crate::checks::gateway_routes::Dumps>, BackendError> {
+    ) -> Result<Option<GatewayDumps>, BackendError> {
         Ok(None)
     }
     /// Who answers each kind of question a check asks on this backend: a real component (with

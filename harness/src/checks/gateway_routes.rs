@@ -25,8 +25,8 @@ use serde_json::{json, Value};
 
 use super::CheckResult;
 
-/// One gateway pod's `config_dump`, or why it could not be read.
-pub type Dumps = BTreeMap<String, Result<Value, String>>;
+/// Each gateway pod's `config_dump`, or why it could not be read (the backend's reading).
+pub use crate::backend::GatewayDumps as Dumps;
 
 /// The configuration of `config_dump`'s section of type `…ConfigDump` named `kind`.
 fn section<'a>(dump: &'a Value, kind: &str) -> &'a Value {

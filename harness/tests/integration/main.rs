@@ -9,6 +9,7 @@
 //! namespace of their own (`meshmig::netns::run_test_in_own_namespace`). cargo-nextest runs every
 //! test in a process of its own anyway.
 
+mod architecture;
 mod checks_fail;
 mod e2e;
 mod engine;

@@ -24,10 +24,10 @@ use crate::backend::clusters::{ClusterOps, FleetStandIn, KubeHooks, MANAGED_REVI
 use crate::backend::exec::{Cmd, Exec, Process};
 use crate::backend::kube::FIELD_MANAGER;
 use crate::backend::witness::Witnesses;
+use crate::backend::GatewayDumps as Dumps;
 use crate::backend::{
     Backend, BackendError, FleetOp, Inventory, Kubernetes, Output, Scratch, TeardownReport,
 };
-use crate::checks::gateway_routes::Dumps;
 use crate::dns::DnsServer;
 use crate::manifest::Object;
 use crate::scenario::{ClusterSpec, Fault, Scenario};

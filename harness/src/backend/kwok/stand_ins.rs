@@ -23,7 +23,7 @@ use super::pods::{
 };
 use crate::backend::emulated::frontend::{Frontend, Identity, ReadyServices};
 use crate::backend::kube::Kube;
-use crate::checks::gateway_routes::Dumps;
+use crate::backend::GatewayDumps as Dumps;
 use crate::scenario::ClusterSpec;
 
 /// What the reconciler needs to know.
