@@ -1,8 +1,10 @@
 //! Translating a virtual cluster's Istio configuration into Envoy configuration, as istiod does
 //! for a gateway workload.
 //!
-//! - Gateways whose `selector` matches the workload's pod labels give listeners (one per server
-//!   port; bound on the LoadBalancer address of the Service that exposes that port).
+//! - Gateways whose `selector` matches the workload's pod labels give listeners, one per pod port
+//!   that istiod resolves a server port to (the `targetPort` of the workload's Service port equal
+//!   to the server port, or the server port itself); each is bound where the load balancer
+//!   reaches that pod port (the Service port targeting it), or on the pod when none does.
 //! - VirtualServices bound to those Gateways (`name` in their own namespace, or `namespace/name`)
 //!   give virtual hosts and weighted routes, first match first; Istio's default retry policy and
 //!   disabled timeout are kept.
@@ -36,7 +38,10 @@ pub struct Workload {
 pub struct Listener {
     /// Where it binds.
     pub addr: SocketAddr,
-    /// The Gateway server port.
+    /// The port the listener binds on the gateway pod (istiod's resolved port: the Service's
+    /// `targetPort` for the server port, see [`resolve_port`]); it names the listener's route
+    /// configuration (`http.PORT`), as istiod names it. `addr` is where the emulation binds it:
+    /// the load balancer's port that reaches it, or the pod's own.
     pub port: u16,
 }
 
@@ -82,7 +87,7 @@ pub struct Cluster {
 pub struct Snapshot {
     /// Listeners.
     pub listeners: Vec<Listener>,
-    /// Route configurations by listener port.
+    /// Route configurations by listener port ([`Listener::port`]).
     pub routes: BTreeMap<u16, Vec<VirtualHost>>,
     /// Clusters.
     pub clusters: Vec<Cluster>,
@@ -93,7 +98,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// The same configuration with every port below 1024 that Envoy binds or connects to moved
     /// as `shift` says (listeners on load-balancer addresses, endpoints such as another
-    /// cluster's load balancer); route names keep the Gateway's port, as istiod names them.
+    /// cluster's load balancer); route names keep the listener's pod port, as istiod names them.
     pub fn shifted(mut self, shift: &crate::backend::ports::PortShift) -> Self {
         for l in &mut self.listeners {
             l.addr = shift.addr(l.addr);
@@ -146,6 +151,30 @@ fn host_admitted(vs_host: &str, server_hosts: &[String], vs_ns: &str) -> bool {
     })
 }
 
+/// A Service port's numeric `targetPort` (its `port` when unset). A named `targetPort` is not
+/// resolved: the emulation knows no container port names.
+fn target_port(p: &Value) -> Option<u16> {
+    match &p["targetPort"] {
+        Value::Null => p["port"].as_u64(),
+        t => t.as_u64(),
+    }
+    .and_then(|n| u16::try_from(n).ok())
+}
+
+/// The port a Gateway server's listener binds on the gateway pod, as istiod's `resolvePorts`
+/// decides it for a Gateway that selects by label (pilot/pkg/model/gateway.go, istio 1.31): the
+/// `targetPort` of the first of the workload's Service ports whose `port` is the server's;
+/// with none, the server port as it is. So a server on port 8080 beside a Service 80 → 8080
+/// binds 8080, which the load balancer's port 80 reaches.
+fn resolve_port(exposing: &[&&Value], server_port: u16) -> u16 {
+    exposing
+        .iter()
+        .flat_map(|s| s["spec"]["ports"].as_array().into_iter().flatten())
+        .find(|p| p["port"].as_u64() == Some(u64::from(server_port)))
+        .and_then(target_port)
+        .unwrap_or(server_port)
+}
+
 /// Translates the cluster's configuration for one gateway workload.
 pub fn translate(store: &Store, workload: &Workload) -> Snapshot {
     let mut snap = Snapshot::default();
@@ -156,8 +185,11 @@ pub fn translate(store: &Store, workload: &Workload) -> Snapshot {
         .filter(|g| selects(&g.spec.selector, &workload.labels))
         .collect();
     let services: Vec<&Value> = store.list("Service", None);
+    // The workload's Services (istiod's ServiceTargets of the gateway proxy): a Service
+    // selects pods in its own namespace only.
     let exposing: Vec<&&Value> = services
         .iter()
+        .filter(|s| s["metadata"]["namespace"] == workload.namespace.as_str())
         .filter(|s| selects(&string_map(&s["spec"]["selector"]), &workload.labels))
         .collect();
     let pod_ip = store
@@ -184,21 +216,26 @@ pub fn translate(store: &Store, workload: &Workload) -> Snapshot {
                 ));
                 continue;
             }
+            let port = resolve_port(&exposing, port);
             if !snap.listeners.iter().any(|l| l.port == port) {
-                let ip = exposing
-                    .iter()
-                    .find(|s| {
-                        s["spec"]["ports"]
-                            .as_array()
-                            .is_some_and(|ps| ps.iter().any(|p| p["port"] == port))
-                    })
-                    .and_then(|s| {
+                // Reachable through the load balancer on each Service port that targets it;
+                // only on the pod otherwise.
+                let via_lb = exposing.iter().find_map(|s| {
+                    let lb_port = s["spec"]["ports"]
+                        .as_array()?
+                        .iter()
+                        .find(|p| target_port(p) == Some(port))?["port"]
+                        .as_u64()?;
+                    Some((
                         s["status"]["loadBalancer"]["ingress"][0]["ip"]
                             .as_str()
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_else(|| pod_ip.clone());
-                if let Ok(addr) = format!("{ip}:{port}").parse() {
+                            .unwrap_or(&pod_ip)
+                            .to_string(),
+                        lb_port,
+                    ))
+                });
+                let (ip, bind) = via_lb.unwrap_or_else(|| (pod_ip.clone(), u64::from(port)));
+                if let Ok(addr) = format!("{ip}:{bind}").parse() {
                     snap.listeners.push(Listener { addr, port });
                 }
             }
@@ -557,7 +594,9 @@ mod tests {
             snap.listeners[0].addr.ip().to_string(),
             s.load_balancers()[0]
         );
-        let vh = &snap.routes[&80];
+        // istiod names the route configuration by the pod port the server resolves to.
+        let vh = &snap.routes[&8080];
+        assert_eq!(snap.listeners[0].port, 8080);
         assert_eq!(vh[0].domains, vec!["*"]);
         assert_eq!(
             vh[0].routes[0].clusters,
@@ -591,7 +630,7 @@ mod tests {
             s.apply(&o, "onlineboutique", &revs).unwrap();
         }
         let snap = translate(&s, &w);
-        let routes = &snap.routes[&80][0].routes;
+        let routes = &snap.routes[&8080][0].routes;
         assert_eq!(
             routes.len(),
             1,
@@ -656,5 +695,41 @@ mod tests {
             labels: [("asm".to_string(), "ingressgateway".to_string())].into(),
         };
         assert!(translate(&s, &other).listeners.is_empty());
+    }
+
+    /// Where a server's listener lands, as istiod's `resolvePorts` puts it, beside the Service
+    /// 80 → 8080: (server port, the pod port istiod binds, the address port the emulation binds,
+    /// whether that is the load balancer).
+    #[rstest::rstest]
+    #[case::service_port(80, 8080, 80, true)]
+    #[case::target_port_itself(8080, 8080, 80, true)]
+    #[case::no_service_port(8081, 8081, 8081, false)]
+    fn a_server_port_binds_as_istiod_resolves_it(
+        #[case] server: u16,
+        #[case] pod_port: u16,
+        #[case] bound: u16,
+        #[case] on_lb: bool,
+    ) {
+        let (mut s, w) = istio_cluster();
+        let gw = format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: frontend-gateway\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {server}, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n"
+        );
+        for o in parse_manifest(Path::new("gw.yaml"), &gw).unwrap() {
+            s.apply(&o, "onlineboutique", &BTreeSet::new()).unwrap();
+        }
+        let snap = translate(&s, &w);
+        assert_eq!(snap.listeners.len(), 1, "{:?}", snap.listeners);
+        let l = &snap.listeners[0];
+        assert_eq!((l.port, l.addr.port()), (pod_port, bound));
+        assert_eq!(
+            l.addr.ip().to_string() == s.load_balancers()[0],
+            on_lb,
+            "{l:?}"
+        );
+        assert!(
+            snap.routes.contains_key(&pod_port),
+            "{:?}",
+            snap.routes.keys()
+        );
     }
 }
