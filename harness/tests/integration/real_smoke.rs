@@ -294,6 +294,9 @@ async fn install_istio(
     (istiod, istiod_ip)
 }
 
+/// The Deployment `check_injection` applies in namespace `smoke` (labelled for injection).
+pub const SMOKE_APP: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  selector: {matchLabels: {app: app}}\n  template:\n    metadata: {labels: {app: app}}\n    spec:\n      containers: [{name: app, image: example.com/app:1}]\n";
+
 /// A pod of a labelled namespace comes out of the real webhook with istio-proxy, native.
 async fn check_injection(kube: &Kube) {
     // Injection by the real webhook: a labelled namespace's pod comes out with istio-proxy.
@@ -304,11 +307,7 @@ async fn check_injection(kube: &Kube) {
     )
     .await
     .unwrap();
-    let deploy = meshmig::manifest::parse(
-        Path::new("smoke.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  selector: {matchLabels: {app: app}}\n  template:\n    metadata: {labels: {app: app}}\n    spec:\n      containers: [{name: app, image: example.com/app:1}]\n",
-    )
-    .unwrap();
+    let deploy = meshmig::manifest::parse(Path::new("smoke.yaml"), SMOKE_APP).unwrap();
     kube.apply(&deploy, "smoke").await.unwrap();
     let app = wait_pod(kube, "smoke", ("app", "app"), Duration::from_secs(60)).await;
     let proxies: Vec<&str> = ["initContainers", "containers"]

@@ -18,6 +18,7 @@ pub mod store;
 pub mod xds;
 
 mod backend;
+mod inject;
 mod reconcile;
 mod world;
 

@@ -11,13 +11,11 @@ use std::net::Ipv4Addr;
 use rand::Rng;
 use serde_json::{json, Value};
 
+use super::inject::{inject, injected_metadata, injecting_revision};
 use crate::manifest::{namespace_and_name, string_map, Object};
 
 /// Kubernetes' alphabet for generated name suffixes (no vowels, no look-alikes).
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-
-/// The image the Istio proxy runs as (what `image: auto` becomes when injected).
-pub const PROXY_IMAGE: &str = "gcr.io/gke-release/asm/proxyv2:emulated";
 
 /// Key of an object: kind, namespace ("" for cluster-scoped), name.
 pub type Key = (String, String, String);
@@ -346,14 +344,22 @@ impl Store {
                 || labels["sidecar.istio.io/inject"] == "false";
             if let (Some(rev), false) = (&injector, opted_out) {
                 let gateway = annotations["inject.istio.io/templates"] == "gateway";
-                inject(&mut containers, &mut init_containers, gateway);
-                labels["istio.io/rev"] = json!(rev);
-                labels["service.istio.io/canonical-name"] = labels["app"].clone();
+                let injected = inject(&mut containers, &mut init_containers, gateway);
+                let added = injected_metadata(&labels, name, &containers, rev, gateway);
+                for (k, v) in added.labels {
+                    labels[k] = json!(v);
+                }
+                for (k, v) in added.annotations {
+                    if annotations[k.as_str()].is_null() {
+                        annotations[k] = json!(v);
+                    }
+                }
                 annotations["sidecar.istio.io/status"] = json!(serde_json::to_string(&json!({
-                    "containers": ["istio-proxy"],
-                    "initContainers": if gateway { json!(null) } else { json!(["istio-init"]) },
+                    "initContainers": injected.init_containers,
+                    "containers": injected.containers,
+                    "volumes": null,
+                    "imagePullSecrets": null,
                     "revision": rev,
-                    "templates": [if gateway { "gateway" } else { "sidecar" }],
                 }))
                 .unwrap_or_default());
             }
@@ -503,47 +509,6 @@ pub fn pod_ready(p: &Value) -> bool {
 /// Whether `selector` (non-empty) selects `labels`.
 pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-/// The revision that injects pods of a namespace with these labels, if any.
-fn injecting_revision(
-    ns_labels: &BTreeMap<String, String>,
-    revisions: &BTreeSet<String>,
-) -> Option<String> {
-    if let Some(rev) = ns_labels.get("istio.io/rev") {
-        return revisions.contains(rev).then(|| rev.clone());
-    }
-    if ns_labels.get("istio-injection").map(String::as_str) == Some("enabled") {
-        // The default revision; on a managed-CSM cluster, the managed revision is tagged
-        // default ("default injection label" in Google's provisioning guide).
-        if revisions.contains("default") {
-            return Some("default".into());
-        }
-        if revisions.contains(crate::backend::clusters::MANAGED_REVISION) {
-            return Some(crate::backend::clusters::MANAGED_REVISION.into());
-        }
-    }
-    None
-}
-
-/// What the injector does to a pod's containers.
-fn inject(containers: &mut Value, init_containers: &mut Value, gateway: bool) {
-    let Some(cs) = containers.as_array_mut() else {
-        return;
-    };
-    if let Some(proxy) = cs.iter_mut().find(|c| c["name"] == "istio-proxy") {
-        proxy["image"] = json!(PROXY_IMAGE);
-        proxy["args"] = json!(["proxy", if gateway { "router" } else { "sidecar" }]);
-    } else {
-        cs.push(json!({"name": "istio-proxy", "image": PROXY_IMAGE, "args": ["proxy", "sidecar"]}));
-    }
-    if !gateway {
-        let init = json!({"name": "istio-init", "image": PROXY_IMAGE});
-        match init_containers.as_array_mut() {
-            Some(v) => v.push(init),
-            None => *init_containers = json!([init]),
-        }
-    }
 }
 
 /// A stable pod-template hash in Kubernetes' alphabet.

@@ -1,7 +1,8 @@
 //! Translating a virtual cluster's Istio configuration into Envoy configuration, as istiod does
 //! for a gateway workload.
 //!
-//! - Gateways whose `selector` matches the workload's pod labels give listeners, one per pod port
+//! - Gateways whose `selector` matches the workload's pod labels (an empty one matches every
+//!   gateway, as in istiod) give listeners, one per pod port
 //!   that istiod resolves a server port to (the `targetPort` of the workload's Service port equal
 //!   to the server port, or the server port itself); each is bound where the load balancer
 //!   reaches that pod port (the Service port targeting it), or on the pod when none does.
@@ -175,6 +176,13 @@ fn resolve_port(exposing: &[&&Value], server_port: u16) -> u16 {
         .unwrap_or(server_port)
 }
 
+/// Whether a Gateway's `selector` picks a gateway workload, as istiod's `mergeGateways` decides
+/// it (pilot/pkg/model/push_context.go, istio 1.31): an empty selector applies to every gateway;
+/// otherwise every label of the selector must be on the workload's pods.
+fn gateway_selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.is_empty() || selects(selector, labels)
+}
+
 /// Translates the cluster's configuration for one gateway workload.
 pub fn translate(store: &Store, workload: &Workload) -> Snapshot {
     let mut snap = Snapshot::default();
@@ -182,7 +190,7 @@ pub fn translate(store: &Store, workload: &Workload) -> Snapshot {
         .list_by_age("Gateway")
         .into_iter()
         .filter_map(parse::<Gateway>)
-        .filter(|g| selects(&g.spec.selector, &workload.labels))
+        .filter(|g| gateway_selects(&g.spec.selector, &workload.labels))
         .collect();
     let services: Vec<&Value> = store.list("Service", None);
     // The workload's Services (istiod's ServiceTargets of the gateway proxy): a Service
@@ -731,5 +739,30 @@ mod tests {
             "{:?}",
             snap.routes.keys()
         );
+    }
+
+    #[test]
+    fn an_empty_gateway_selector_applies_to_every_gateway() {
+        let (mut s, w) = istio_cluster();
+        let gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: frontend-gateway\nspec:\n  selector: {}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n";
+        for o in parse_manifest(Path::new("gw.yaml"), gw).unwrap() {
+            s.apply(&o, "onlineboutique", &BTreeSet::new()).unwrap();
+        }
+        let other = Workload {
+            namespace: "asm-ingress".into(),
+            name: "asm-ingressgateway".into(),
+            labels: [("asm".to_string(), "ingressgateway".to_string())].into(),
+        };
+        for workload in [&w, &other] {
+            let snap = translate(&s, workload);
+            assert_eq!(
+                snap.listeners.len(),
+                1,
+                "{}: {:?}",
+                workload.name,
+                snap.listeners
+            );
+            assert_eq!(snap.routes[&snap.listeners[0].port][0].domains, vec!["*"]);
+        }
     }
 }

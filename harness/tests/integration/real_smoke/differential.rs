@@ -4,11 +4,15 @@
 //! and variations). It is applied to the real cluster, where the real istiod pushes Envoy
 //! configuration to the gateway's real Envoy, and to an emulated store, where `xds::translate`
 //! computes its own. Both are brought to one normal form:
-//! - listeners by the port the load balancer exposes (the real listener binds the Service's
-//!   targetPort; the emulated one binds the Gateway port on the load-balancer address);
+//! - listeners by the port the load balancer exposes (the real listener binds the pod port
+//!   istiod resolves the server port to, which the Service maps back; the emulated one binds the
+//!   load-balancer port that reaches that pod port, or the pod port when none does);
 //! - per port, virtual hosts by their domains, each route's match, its weighted clusters and its
 //!   retry policy (Istio's default one unless the VirtualService sets `retries`);
 //! - the clusters routes name but CDS lacks (what answers 503).
+//!
+//! Each comparison waits for istiod's push of what the case applied (a new listener push
+//! version on the gateway, see [`settle`]).
 //!
 //! A case whose forms differ fails the test, unless the difference is one the README lists as
 //! kept, with its reason ([`KEPT`]).
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use meshmig::backend::emulated::store::{AddressPlan, Store};
 use meshmig::backend::emulated::xds::{envoy_resources, route_name, translate, Workload};
-use meshmig::manifest::Object;
+use meshmig::manifest::{string_map, Object};
 use serde_json::{json, Value};
 
 use meshmig::backend::kwok::pods::{router_bootstrap, GatewayPod, Sandbox};
@@ -165,8 +169,8 @@ fn dest(host: &str, port: u16, weight: Option<u32>) -> String {
     format!("    - destination: {{host: {host}, port: {{number: {port}}}}}\n{w}")
 }
 
-/// The cases whose Gateway is their own: a port without a Service port, `./host`, an empty
-/// selector.
+/// The cases whose Gateway is their own: a port without a Service port, a port equal to the
+/// Service's targetPort, `./host`, an empty selector.
 fn own_gateway_cases() -> Vec<(&'static str, Vec<Object>)> {
     let frontend = dest("frontend", 80, None);
     vec![
@@ -177,6 +181,18 @@ fn own_gateway_cases() -> Vec<(&'static str, Vec<Object>)> {
                 &format!(
                     "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw-8081\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 8081, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n---\n{}",
                     vs("gw-8081", "*", &frontend)
+                ),
+            ),
+        ),
+        (
+            // istiod binds a server port that no Service port equals as it is: 8080, which the
+            // Service's port 80 targets, so the load balancer's port 80 reaches it.
+            "Gateway port equal to the Service's targetPort (8080)",
+            parse(
+                "case.yaml",
+                &format!(
+                    "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw-8080\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 8080, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n---\n{}",
+                    vs("gw-8080", "*", &frontend)
                 ),
             ),
         ),
@@ -487,10 +503,13 @@ fn emulated_form(
                 .collect();
             hosts.insert(domains.join(","), rs);
         }
-        routes.insert(*port, hosts);
+        // By the port the emulation binds (the load balancer's, or the pod's), as the real form
+        // maps the real listener's pod port through the Service.
+        let bound = snap.listeners.iter().find(|l| l.port == *port);
+        routes.insert(bound.map_or(*port, |l| l.addr.port()), hosts);
     }
     normal(
-        snap.listeners.iter().map(|l| l.port).collect(),
+        snap.listeners.iter().map(|l| l.addr.port()).collect(),
         routes,
         missing,
     )
@@ -510,29 +529,70 @@ fn as_object(v: &Value) -> Object {
         .unwrap()
 }
 
-async fn settle(gateway: &GatewayPod, ports: &BTreeMap<u16, u16>, want: &Value) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(8);
+/// The version of the last listener push the gateway's Envoy accepted: istiod stamps each
+/// push with its push version (the SotW `version_info` of `ListenersConfigDump`); empty before
+/// the first push, or while Envoy's admin does not answer.
+async fn pushed(gateway: &GatewayPod) -> String {
+    match gateway.config_dump().await {
+        Ok(d) => d["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| {
+                c["@type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(".ListenersConfigDump"))
+            })
+            .and_then(|c| c["version_info"].as_str())
+            .unwrap_or_default()
+            .to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The gateway's configuration once istiod has pushed what was applied after `before` (the
+/// push version read by [`pushed`] before the apply): it waits for a listener push newer than
+/// `before`, then until the configuration has been quiet for 1.5 s (the routes a listener push
+/// names arrive after it). Comparing earlier would compare the old configuration, which can
+/// equal the emulated answer by chance, so no push within 20 s fails the test.
+async fn settle(
+    gateway: &GatewayPod,
+    ports: &BTreeMap<u16, u16>,
+    before: &str,
+    what: &str,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = pushed(gateway).await;
+        if now != before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: istiod pushed no new listeners to the gateway within 20 s (still push {before:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let quiet = Duration::from_millis(1500);
     let mut last = Value::Null;
-    let mut stable_since = Instant::now();
+    let mut since = Instant::now();
     loop {
         // Envoy's admin answers once Envoy is up: until then there is no configuration.
         let form = match gateway.config_dump().await {
             Ok(d) => real_form(&d, ports),
             Err(_) => Value::Null,
         };
-        if &form == want {
-            return form;
-        }
         if form != last {
             last = form;
-            stable_since = Instant::now();
-        } else if stable_since.elapsed() > Duration::from_secs(3) && Instant::now() > deadline {
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
             return last;
         }
-        if Instant::now() > deadline + Duration::from_secs(4) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(20),
+            "{what}: the gateway's configuration never stayed unchanged for {quiet:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -560,7 +620,9 @@ fn port_map(svc: &Value) -> BTreeMap<u16, u16> {
         .collect()
 }
 
-async fn e2(env: &Env, frontend: &[Object]) -> (&'static str, String) {
+/// E2's cases, each as (name, report line): the gateway template's injection and the CSM
+/// gateway's translation.
+async fn e2(env: &Env, frontend: &[Object]) -> Vec<(String, String)> {
     let name = "E2 asm-ingressgateway + Online Boutique's VirtualService (upstream)";
     let read = |p: &str| {
         let path = env.upstream.join(p);
@@ -583,6 +645,16 @@ async fn e2(env: &Env, frontend: &[Object]) -> (&'static str, String) {
         Duration::from_secs(60),
     )
     .await;
+    let injection_name = "injection of the gateway template (asm-ingressgateway, upstream)";
+    let injection = injection_case(
+        injection_name,
+        &pod,
+        deploy
+            .iter()
+            .find(|o| o.kind == "Deployment")
+            .expect("the upstream gateway Deployment"),
+        "asm-ingress",
+    );
     let (pod_name, ip) = (super::name_of(&pod), super::ip_of(&pod));
     let sandbox = Sandbox::create(&pod_name, ip, 1, &env.dir.path().join("asm-gw"))
         .await
@@ -625,16 +697,103 @@ async fn e2(env: &Env, frontend: &[Object]) -> (&'static str, String) {
     objects.extend(read(
         "anthos-service-mesh-samples/docs/shared/online-boutique/virtual-service.yaml",
     ));
+    // The new gateway has had no listener push yet (istiod pushes listeners to a gateway once a
+    // Gateway selects it), so `before` is normally empty.
+    let before = pushed(&gateway).await;
     env.kube.apply(&objects, "default").await.unwrap();
     let want = emulated_form(&objects, &workload, &service, frontend);
-    let real = settle(&gateway, &ports, &want).await;
+    let real = settle(&gateway, &ports, &before, name).await;
     gateway.stop().await;
     let line = if real == want {
         format!("same       {name}")
     } else {
         format!("DIFFERENT  {name}\n  emulated: {want}\n  istiod:   {real}")
     };
-    (name, line)
+    vec![
+        (injection_name.to_string(), injection),
+        (name.to_string(), line),
+    ]
+}
+
+/// What injection made of a pod, in normal form: its containers, its init containers with their
+/// `restartPolicy` (a native sidecar's is `Always`), the labels the injector added (beside the
+/// template's and `pod-template-hash`), the annotations it adds, and the injector's record
+/// (`sidecar.istio.io/status`: which init containers and containers it added, and the revision).
+fn injection_shape(pod: &Value, template_labels: &BTreeMap<String, String>) -> Value {
+    let containers = |k: &str, policy: bool| -> Vec<Value> {
+        pod["spec"][k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                if policy {
+                    json!([c["name"], c["restartPolicy"]])
+                } else {
+                    c["name"].clone()
+                }
+            })
+            .collect()
+    };
+    let labels_added: BTreeMap<String, Value> = pod["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !template_labels.contains_key(*k) && *k != "pod-template-hash")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let annotations = &pod["metadata"]["annotations"];
+    let status: Value = annotations["sidecar.istio.io/status"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    let list = |v: &Value| if v.is_null() { json!([]) } else { v.clone() };
+    json!({
+        "containers": containers("containers", false),
+        "init_containers": containers("initContainers", true),
+        "labels_added": labels_added,
+        "annotations": {
+            "istio.io/rev": annotations["istio.io/rev"],
+            "kubectl.kubernetes.io/default-container": annotations["kubectl.kubernetes.io/default-container"],
+            "kubectl.kubernetes.io/default-logs-container": annotations["kubectl.kubernetes.io/default-logs-container"],
+        },
+        "status": {
+            "initContainers": list(&status["initContainers"]),
+            "containers": list(&status["containers"]),
+            "revision": status["revision"],
+        },
+    })
+}
+
+/// Compares the real webhook's injection of `real` (a pod of `deployment` in `namespace`,
+/// labelled `istio-injection=enabled`, revision `default`) with the emulated injector's.
+fn injection_case(name: &str, real: &Value, deployment: &Object, namespace: &str) -> String {
+    let mut store = Store::new(AddressPlan::new(251, 0));
+    store.create_namespace(namespace).unwrap();
+    store
+        .label_namespace(
+            namespace,
+            &BTreeMap::from([("istio-injection".to_string(), "enabled".to_string())]),
+        )
+        .unwrap();
+    store
+        .apply(
+            deployment,
+            namespace,
+            &BTreeSet::from(["default".to_string()]),
+        )
+        .unwrap();
+    let pods = store.pods_of(namespace, &deployment.name);
+    let emulated = pods.first().expect("the emulated Deployment's pod");
+    let template = string_map(&deployment.body["spec"]["template"]["metadata"]["labels"]);
+    let (want, got) = (
+        injection_shape(emulated, &template),
+        injection_shape(real, &template),
+    );
+    if want == got {
+        format!("same       {name}")
+    } else {
+        format!("DIFFERENT  {name}\n  emulated: {want}\n  webhook:  {got}")
+    }
 }
 
 /// Runs every case; fails on a difference not in [`KEPT`].
@@ -664,9 +823,10 @@ pub async fn run(env: &Env) {
             .collect();
     // Start from no Istio configuration (up() applied B4's objects).
     let b4 = cases(&env.upstream)[0].1.clone();
+    let before = pushed(&env.gateway).await;
     remove(env, &b4).await;
     let baseline = emulated_form(&[], &workload, &gateway_service, &frontend);
-    let seen = settle(&env.gateway, &ports, &baseline).await;
+    let seen = settle(&env.gateway, &ports, &before, "removing B4's objects").await;
     assert_eq!(
         seen, baseline,
         "the gateway did not return to no configuration"
@@ -676,9 +836,10 @@ pub async fn run(env: &Env) {
     let mut unexpected = Vec::new();
     let mut misread = Vec::new();
     for (name, objects) in cases(&env.upstream) {
+        let before = pushed(&env.gateway).await;
         env.kube.apply(&objects, "default").await.unwrap();
         let want = emulated_form(&objects, &workload, &gateway_service, &frontend);
-        let real = settle(&env.gateway, &ports, &want).await;
+        let real = settle(&env.gateway, &ports, &before, name).await;
         if let Ok(d) = std::env::var("MESHMIG_DIFF_DUMPS") {
             let dump = env.gateway.config_dump().await.unwrap();
             let _ = std::fs::write(
@@ -697,16 +858,31 @@ pub async fn run(env: &Env) {
                 unexpected.push(line);
             }
         }
+        let before = pushed(&env.gateway).await;
         remove(env, &objects).await;
-        settle(&env.gateway, &ports, &baseline).await;
+        let back = settle(&env.gateway, &ports, &before, name).await;
+        assert_eq!(
+            back, baseline,
+            "{name}: the gateway did not return to no configuration"
+        );
     }
+    // Injection of a sidecar: the real webhook's pod of `check_injection`'s Deployment.
+    let sidecar = "injection of the sidecar template (namespace smoke)";
+    let app = super::wait_pod(&env.kube, "smoke", ("app", "app"), Duration::from_secs(60)).await;
+    let deployment = parse("smoke.yaml", super::SMOKE_APP).pop().unwrap();
+    let mut lines = vec![(
+        sidecar.to_string(),
+        injection_case(sidecar, &app, &deployment, "smoke"),
+    )];
     // E2: the CSM gateway's set, on a second real gateway: asm-ingressgateway from the real
     // upstream Deployment (`image: auto`, injected by the real webhook), its Gateway and Online
     // Boutique's VirtualService bound to it.
-    let (name, line) = e2(env, &frontend).await;
-    report.push(line.clone());
-    if line.starts_with("DIFFERENT") && !KEPT.iter().any(|(c, _)| *c == name) {
-        unexpected.push(line);
+    lines.extend(e2(env, &frontend).await);
+    for (name, line) in lines {
+        report.push(line.clone());
+        if line.starts_with("DIFFERENT") && !KEPT.iter().any(|(c, _)| *c == name) {
+            unexpected.push(line);
+        }
     }
     println!(
         "differential, {} cases:\n{}",
