@@ -28,8 +28,9 @@ use super::CheckResult;
 /// Each gateway pod's `config_dump`, or why it could not be read (the backend's reading).
 pub use crate::backend::GatewayDumps as Dumps;
 
-/// The configuration of `config_dump`'s section of type `…ConfigDump` named `kind`.
-fn section<'a>(dump: &'a Value, kind: &str) -> &'a Value {
+/// The configuration of `config_dump`'s section of type `…ConfigDump` named `kind`
+/// (`RoutesConfigDump`, `ClustersConfigDump`, `ListenersConfigDump`…); null when it has none.
+pub fn section<'a>(dump: &'a Value, kind: &str) -> &'a Value {
     dump["configs"]
         .as_array()
         .into_iter()

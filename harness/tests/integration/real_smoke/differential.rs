@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use meshmig::backend::emulated::store::{AddressPlan, Store};
 use meshmig::backend::emulated::xds::{envoy_resources, route_name, translate, Workload};
+use meshmig::checks::gateway_routes::section;
 use meshmig::manifest::{string_map, Object};
 use serde_json::{json, Value};
 
@@ -326,20 +327,8 @@ fn retry(policy: &Value) -> Value {
 }
 
 fn real_form(dump: &Value, port_of_target: &BTreeMap<u16, u16>) -> Value {
-    let configs = dump["configs"].as_array().cloned().unwrap_or_default();
-    let of_type = |t: &str| {
-        configs
-            .iter()
-            .find(|c| {
-                c["@type"]
-                    .as_str()
-                    .is_some_and(|x| x.ends_with(&format!(".{t}")))
-            })
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
     let map = |p: u16| *port_of_target.get(&p).unwrap_or(&p);
-    let listeners: BTreeSet<u16> = of_type("ListenersConfigDump")["dynamic_listeners"]
+    let listeners: BTreeSet<u16> = section(dump, "ListenersConfigDump")["dynamic_listeners"]
         .as_array()
         .into_iter()
         .flatten()
@@ -351,7 +340,7 @@ fn real_form(dump: &Value, port_of_target: &BTreeMap<u16, u16>) -> Value {
     let clusters: BTreeSet<String> = ["dynamic_active_clusters", "dynamic_warming_clusters"]
         .iter()
         .flat_map(|k| {
-            of_type("ClustersConfigDump")[*k]
+            section(dump, "ClustersConfigDump")[*k]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
@@ -360,7 +349,7 @@ fn real_form(dump: &Value, port_of_target: &BTreeMap<u16, u16>) -> Value {
         .collect();
     let mut routes = BTreeMap::new();
     let mut missing = BTreeSet::new();
-    for rc in of_type("RoutesConfigDump")["dynamic_route_configs"]
+    for rc in section(dump, "RoutesConfigDump")["dynamic_route_configs"]
         .as_array()
         .into_iter()
         .flatten()
@@ -534,16 +523,8 @@ fn as_object(v: &Value) -> Object {
 /// the first push, or while Envoy's admin does not answer.
 async fn pushed(gateway: &GatewayPod) -> String {
     match gateway.config_dump().await {
-        Ok(d) => d["configs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| {
-                c["@type"]
-                    .as_str()
-                    .is_some_and(|t| t.ends_with(".ListenersConfigDump"))
-            })
-            .and_then(|c| c["version_info"].as_str())
+        Ok(d) => section(&d, "ListenersConfigDump")["version_info"]
+            .as_str()
             .unwrap_or_default()
             .to_string(),
         Err(_) => String::new(),
