@@ -80,7 +80,7 @@ pub(super) fn inject(
     }
 }
 
-/// The labels and annotations the injection templates add (those already set are kept).
+/// The labels and annotations the injection templates set on the pod.
 pub(super) struct InjectedMetadata {
     pub(super) labels: Vec<(String, String)>,
     pub(super) annotations: Vec<(String, String)>,
@@ -89,9 +89,11 @@ pub(super) struct InjectedMetadata {
 /// What Istio 1.31's injection templates add to an injected pod's metadata: the canonical
 /// service labels (and, for a sidecar, `security.istio.io/tlsMode`), the revision as the
 /// annotation `istio.io/rev` (no `istio.io/rev` label), and the default container annotations
-/// naming the first container that is not `istio-proxy`.
+/// naming the first container that is not `istio-proxy`. A label or annotation the pod already
+/// has keeps its value.
 pub(super) fn injected_metadata(
     labels: &Value,
+    annotations: &Value,
     deployment: &str,
     containers: &Value,
     rev: &str,
@@ -133,7 +135,7 @@ pub(super) fn injected_metadata(
             label(&["security.istio.io/tlsMode"], "istio"),
         ));
     }
-    let mut annotations = vec![("istio.io/rev".to_string(), rev.to_string())];
+    let mut set = vec![("istio.io/rev".to_string(), rev.to_string())];
     if let Some(first) = containers
         .as_array()
         .into_iter()
@@ -145,11 +147,13 @@ pub(super) fn injected_metadata(
             "kubectl.kubernetes.io/default-logs-container",
             "kubectl.kubernetes.io/default-container",
         ] {
-            annotations.push((k.to_string(), first.to_string()));
+            set.push((k.to_string(), first.to_string()));
         }
     }
+    // An annotation the pod already has keeps its value.
+    set.retain(|(k, _)| annotations[k.as_str()].is_null());
     InjectedMetadata {
         labels: added,
-        annotations,
+        annotations: set,
     }
 }

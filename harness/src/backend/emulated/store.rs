@@ -345,14 +345,12 @@ impl Store {
             if let (Some(rev), false) = (&injector, opted_out) {
                 let gateway = annotations["inject.istio.io/templates"] == "gateway";
                 let injected = inject(&mut containers, &mut init_containers, gateway);
-                let added = injected_metadata(&labels, name, &containers, rev, gateway);
-                for (k, v) in added.labels {
+                let set = injected_metadata(&labels, &annotations, name, &containers, rev, gateway);
+                for (k, v) in set.labels {
                     labels[k] = json!(v);
                 }
-                for (k, v) in added.annotations {
-                    if annotations[k.as_str()].is_null() {
-                        annotations[k] = json!(v);
-                    }
+                for (k, v) in set.annotations {
+                    annotations[k] = json!(v);
                 }
                 annotations["sidecar.istio.io/status"] = json!(serde_json::to_string(&json!({
                     "initContainers": injected.init_containers,

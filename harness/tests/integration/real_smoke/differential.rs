@@ -601,6 +601,15 @@ fn port_map(svc: &Value) -> BTreeMap<u16, u16> {
         .collect()
 }
 
+/// A case's report line: `same`, or `DIFFERENT` with both forms (`witness` names the real side).
+fn verdict(name: &str, emulated: &Value, real: &Value, witness: &str) -> String {
+    if emulated == real {
+        format!("same       {name}")
+    } else {
+        format!("DIFFERENT  {name}\n  emulated: {emulated}\n  {witness:<9} {real}")
+    }
+}
+
 /// E2's cases, each as (name, report line): the gateway template's injection and the CSM
 /// gateway's translation.
 async fn e2(env: &Env, frontend: &[Object]) -> Vec<(String, String)> {
@@ -685,14 +694,9 @@ async fn e2(env: &Env, frontend: &[Object]) -> Vec<(String, String)> {
     let want = emulated_form(&objects, &workload, &service, frontend);
     let real = settle(&gateway, &ports, &before, name).await;
     gateway.stop().await;
-    let line = if real == want {
-        format!("same       {name}")
-    } else {
-        format!("DIFFERENT  {name}\n  emulated: {want}\n  istiod:   {real}")
-    };
     vec![
         (injection_name.to_string(), injection),
-        (name.to_string(), line),
+        (name.to_string(), verdict(name, &want, &real, "istiod:")),
     ]
 }
 
@@ -770,11 +774,7 @@ fn injection_case(name: &str, real: &Value, deployment: &Object, namespace: &str
         injection_shape(emulated, &template),
         injection_shape(real, &template),
     );
-    if want == got {
-        format!("same       {name}")
-    } else {
-        format!("DIFFERENT  {name}\n  emulated: {want}\n  webhook:  {got}")
-    }
+    verdict(name, &want, &got, "webhook:")
 }
 
 /// Runs every case; fails on a difference not in [`KEPT`].
@@ -813,32 +813,23 @@ pub async fn run(env: &Env) {
         "the gateway did not return to no configuration"
     );
 
-    let mut report = Vec::new();
-    let mut unexpected = Vec::new();
+    // (case, report line) of every case, judged together at the end.
+    let mut lines: Vec<(String, String)> = Vec::new();
     let mut misread = Vec::new();
     for (name, objects) in cases(&env.upstream) {
         let before = pushed(&env.gateway).await;
         env.kube.apply(&objects, "default").await.unwrap();
         let want = emulated_form(&objects, &workload, &gateway_service, &frontend);
         let real = settle(&env.gateway, &ports, &before, name).await;
+        let dump = env.gateway.config_dump().await.unwrap();
         if let Ok(d) = std::env::var("MESHMIG_DIFF_DUMPS") {
-            let dump = env.gateway.config_dump().await.unwrap();
             let _ = std::fs::write(
                 Path::new(&d).join(format!("{}.json", name.replace(['/', ' '], "_"))),
                 serde_json::to_vec_pretty(&dump).unwrap(),
             );
         }
-        let dump = env.gateway.config_dump().await.unwrap();
         misread.extend(misreadings(name, &dump));
-        if real == want {
-            report.push(format!("same       {name}"));
-        } else {
-            let line = format!("DIFFERENT  {name}\n  emulated: {want}\n  istiod:   {real}");
-            report.push(line.clone());
-            if !KEPT.iter().any(|(c, _)| *c == name) {
-                unexpected.push(line);
-            }
-        }
+        lines.push((name.to_string(), verdict(name, &want, &real, "istiod:")));
         let before = pushed(&env.gateway).await;
         remove(env, &objects).await;
         let back = settle(&env.gateway, &ports, &before, name).await;
@@ -851,20 +842,22 @@ pub async fn run(env: &Env) {
     let sidecar = "injection of the sidecar template (namespace smoke)";
     let app = super::wait_pod(&env.kube, "smoke", ("app", "app"), Duration::from_secs(60)).await;
     let deployment = parse("smoke.yaml", super::SMOKE_APP).pop().unwrap();
-    let mut lines = vec![(
+    lines.push((
         sidecar.to_string(),
         injection_case(sidecar, &app, &deployment, "smoke"),
-    )];
+    ));
     // E2: the CSM gateway's set, on a second real gateway: asm-ingressgateway from the real
     // upstream Deployment (`image: auto`, injected by the real webhook), its Gateway and Online
     // Boutique's VirtualService bound to it.
     lines.extend(e2(env, &frontend).await);
-    for (name, line) in lines {
-        report.push(line.clone());
-        if line.starts_with("DIFFERENT") && !KEPT.iter().any(|(c, _)| *c == name) {
-            unexpected.push(line);
-        }
-    }
+    let report: Vec<&str> = lines.iter().map(|(_, line)| line.as_str()).collect();
+    let unexpected: Vec<&str> = lines
+        .iter()
+        .filter(|(name, line)| {
+            line.starts_with("DIFFERENT") && !KEPT.iter().any(|(c, _)| *c == name.as_str())
+        })
+        .map(|(_, line)| line.as_str())
+        .collect();
     println!(
         "differential, {} cases:\n{}",
         report.len(),
