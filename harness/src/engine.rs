@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, BackendError, FleetOp, Output};
 use crate::checks::{self, Ctx};
 use crate::outcome::{NotRun, Outcome, RunObserver, RunReport, StepReport, StepStatus};
 use crate::sampler::Pace;
-use crate::scenario::{substitute, Action, Scenario, Step};
 use crate::stats::SplitParams;
+use meshmig_backends::{Backend, BackendError, FleetOp, Output};
+use meshmig_core::scenario::{substitute, Action, Scenario, Step};
 
 mod mesh_wait;
 pub use mesh_wait::wait_mesh_active;
@@ -58,7 +58,7 @@ struct Shared {
     observer: Arc<dyn RunObserver>,
     reports: Mutex<Vec<StepReport>>,
     /// The users' resolver, for the whole run (split checks through the domain, DNS waits).
-    clients: Arc<crate::dns::ClientResolver>,
+    clients: Arc<meshmig_core::dns::ClientResolver>,
     /// When the run started.
     t0: Instant,
     /// The step(s) in progress, for the continuous load's record.
@@ -140,7 +140,7 @@ pub async fn run_observed(
         opts: opts.clone(),
         observer,
         reports: Mutex::new(Vec::new()),
-        clients: Arc::new(crate::dns::ClientResolver::new(
+        clients: Arc::new(meshmig_core::dns::ClientResolver::new(
             backend.dns_server(),
             scenario.dns.ttl_scale,
         )),
@@ -166,7 +166,7 @@ pub async fn run_observed(
             }
             Err(_) => Outcome::Interrupted,
         },
-        _ = crate::shutdown_signal() => {
+        _ = meshmig_core::shutdown_signal() => {
             task.abort();
             let _ = task.await;
             Outcome::Interrupted
@@ -180,7 +180,7 @@ pub async fn run_observed(
         let witness = shared
             .backend
             .witnesses()
-            .of(&crate::backend::witness::Source::DataPlane);
+            .of(&meshmig_backends::witness::Source::DataPlane);
         let report = load_step(l, failed, witness);
         shared.observer.step_finished(&report);
         Shared::lock(&shared.reports).push(report);
@@ -302,7 +302,7 @@ async fn run_step(
             Ok(o) => report.injected.push(o),
             Err(e) => {
                 report.status = StepStatus::Error;
-                report.error = Some(crate::error_chain(&e));
+                report.error = Some(meshmig_core::error_chain(&e));
                 report.seconds = started.elapsed().as_secs_f64();
                 return (report, effects);
             }
@@ -334,7 +334,7 @@ async fn run_step(
     match action {
         Some(Ok(o)) => report.output = Some(o),
         Some(Err(e)) => {
-            report.error = Some(crate::error_chain(&e));
+            report.error = Some(meshmig_core::error_chain(&e));
             report.status = if e.is_procedure() {
                 StepStatus::Failed
             } else {
@@ -367,7 +367,7 @@ async fn run_step(
                 }
                 Err(e) => {
                     report.status = StepStatus::Error;
-                    report.error = Some(crate::error_chain(&e));
+                    report.error = Some(meshmig_core::error_chain(&e));
                     break;
                 }
             }
@@ -495,10 +495,10 @@ fn prepare_objects(
     step: &Step,
     vars: &BTreeMap<String, String>,
     manifests: &[String],
-    replace: &[crate::scenario::Replacement],
-    patch: &[crate::manifest::ObjectPatch],
+    replace: &[meshmig_core::scenario::Replacement],
+    patch: &[meshmig_core::manifest::ObjectPatch],
     inline: &[serde_json::Value],
-) -> Result<(Vec<crate::manifest::Object>, Vec<String>), BackendError> {
+) -> Result<(Vec<meshmig_core::manifest::Object>, Vec<String>), BackendError> {
     let pairs: Vec<(String, String)> = replace
         .iter()
         .map(|r| (r.from.clone(), substitute(&r.to, vars)))
@@ -509,7 +509,7 @@ fn prepare_objects(
         let (objs, unmatched) = s.manifests.objects(m, &pairs).map_err(|e| {
             BackendError::infra(
                 format!("preparing step {}", step.id),
-                crate::error_chain(&EngineError::Prepare {
+                meshmig_core::error_chain(&EngineError::Prepare {
                     step: step.id.clone(),
                     message: e.to_string(),
                 }),
@@ -518,10 +518,10 @@ fn prepare_objects(
         objects.extend(objs);
         notes.extend(unmatched);
     }
-    crate::manifest::patch_objects(&mut objects, patch).map_err(|message| {
+    meshmig_core::manifest::patch_objects(&mut objects, patch).map_err(|message| {
         BackendError::infra(
             format!("preparing step {}", step.id),
-            crate::error_chain(&EngineError::Prepare {
+            meshmig_core::error_chain(&EngineError::Prepare {
                 step: step.id.clone(),
                 message,
             }),
@@ -531,12 +531,12 @@ fn prepare_objects(
         .step_locations
         .get(&step.id)
         .cloned()
-        .unwrap_or(crate::yaml::Location {
+        .unwrap_or(meshmig_core::yaml::Location {
             file: s.path.clone(),
             line: 1,
             column: 1,
         });
-    objects.extend(crate::manifest::inline_objects(inline, &at));
+    objects.extend(meshmig_core::manifest::inline_objects(inline, &at));
     Ok((objects, notes))
 }
 
@@ -609,7 +609,7 @@ async fn wait_ttl(shared: &Shared, seconds: u32) -> Result<Output, BackendError>
 /// outcome if the load cannot start.
 async fn drive_load(
     shared: &Shared,
-    l: &crate::scenario::ContinuousLoad,
+    l: &meshmig_core::scenario::ContinuousLoad,
     batch: &[Step],
     vars: &BTreeMap<String, String>,
 ) -> Result<(), Outcome> {
@@ -631,7 +631,7 @@ async fn drive_load(
         let load = crate::load::Load::start(target, l.rate, shared.current.clone(), shared.t0)
             .map_err(|e| Outcome::Infrastructure {
                 step: l.start_after.clone(),
-                message: crate::error_chain(&e),
+                message: meshmig_core::error_chain(&e),
             })?;
         *shared.load.lock().await = Some(load);
     }
@@ -657,7 +657,7 @@ async fn drive_load(
 }
 
 /// A URL as users reach it on this backend: with the port the backend really serves where it
-/// cannot bind the procedure's (an ordinary user's fallback, see [`crate::preflight`]).
+/// cannot bind the procedure's (an ordinary user's fallback, see [`meshmig_backends::preflight`]).
 fn shifted(shared: &Shared, url: String) -> String {
     match shared.backend.port_shift() {
         Some(shift) => shift.url(&url).0,
@@ -670,7 +670,7 @@ fn shifted(shared: &Shared, url: String) -> String {
 fn load_step(
     l: &crate::load::LoadReport,
     failed: bool,
-    witness: crate::backend::witness::Witness,
+    witness: meshmig_backends::witness::Witness,
 ) -> StepReport {
     let check = crate::checks::continuous_load(l).witnessed_by(witness);
     StepReport {

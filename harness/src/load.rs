@@ -117,12 +117,12 @@ impl Load {
                         flight.push(async move {
                             let answer = sampler::fetch(&c, &target)
                                 .await
-                                .and_then(|p| crate::identity::footer_of(&p));
+                                .and_then(|p| meshmig_core::identity::footer_of(&p));
                             let (served, error, example) = match answer {
                                 Ok(f) => match f.cluster.clone().or(f.pod.clone()) {
                                     Some(who) => (Some(who), None, None),
                                     None => {
-                                        let (cause, ex) = crate::identity::unidentified(&f);
+                                        let (cause, ex) = meshmig_core::identity::unidentified(&f);
                                         (None, Some(cause), Some(ex))
                                     }
                                 },
@@ -193,8 +193,8 @@ pub struct Planned {
 /// move the A record to another address. The split before is the last split check before the
 /// step; after, the first from the step on that samples the same way (the ingress address for
 /// routes, the domain for DNS).
-pub fn plan(s: &crate::scenario::Scenario) -> Vec<Planned> {
-    use crate::scenario::{Action, Check};
+pub fn plan(s: &meshmig_core::scenario::Scenario) -> Vec<Planned> {
+    use meshmig_core::scenario::{Action, Check};
     let splits: Vec<(usize, bool, &BTreeMap<String, f64>)> = s
         .steps
         .iter()
@@ -319,7 +319,7 @@ pub fn judge(
     samples: &[Sample],
     cluster_of: &dyn Fn(&str) -> Option<String>,
     changes: &[Change],
-    spec: &crate::scenario::ContinuousLoad,
+    spec: &meshmig_core::scenario::ContinuousLoad,
 ) -> LoadReport {
     let resolved: Vec<Resolved> = samples
         .iter()
@@ -543,8 +543,8 @@ pub fn render(r: &LoadReport) -> String {
 mod tests {
     use super::*;
 
-    fn spec(budget: u64) -> crate::scenario::ContinuousLoad {
-        crate::scenario::ContinuousLoad {
+    fn spec(budget: u64) -> meshmig_core::scenario::ContinuousLoad {
+        meshmig_core::scenario::ContinuousLoad {
             start_after: "B6".into(),
             url: "http://ip/".into(),
             via_domain_after: None,
@@ -573,8 +573,8 @@ mod tests {
     /// client and the target change together. Switched back and forth under load.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn after_a_switch_to_the_domain_every_request_uses_the_users_resolver() {
-        use crate::backend::emulated::frontend::{Frontend, Identity, HOME_PAGE_DEPENDENCIES};
-        let ready: crate::backend::emulated::frontend::ReadyServices = Default::default();
+        use meshmig_backends::emulated::frontend::{Frontend, Identity, HOME_PAGE_DEPENDENCIES};
+        let ready: meshmig_backends::emulated::frontend::ReadyServices = Default::default();
         for d in HOME_PAGE_DEPENDENCIES {
             ready.write().unwrap().insert(("ns".into(), d.into()));
         }
@@ -588,19 +588,20 @@ mod tests {
                 zone: "z".into(),
                 pod: "frontend-1".into(),
                 namespace: "ns".into(),
-                variant: crate::scenario::FooterVariant::Gke,
+                variant: meshmig_core::scenario::FooterVariant::Gke,
             },
             ready,
         )
         .await
         .unwrap();
-        let dns = crate::dns::DnsServer::start(std::net::Ipv4Addr::LOCALHOST, "shop.example")
-            .await
-            .unwrap();
+        let dns =
+            meshmig_core::dns::DnsServer::start(std::net::Ipv4Addr::LOCALHOST, "shop.example")
+                .await
+                .unwrap();
         dns.set_a("shop.example", std::net::Ipv4Addr::LOCALHOST, 300)
             .await
             .unwrap();
-        let clients = Arc::new(crate::dns::ClientResolver::new(dns.addr(), 1.0));
+        let clients = Arc::new(meshmig_core::dns::ClientResolver::new(dns.addr(), 1.0));
         let by_ip = Target {
             url: format!("http://{addr}/"),
             host: None,

@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
-use crate::backend::{Output, TeardownReport};
 use crate::checks::CheckResult;
-use crate::scenario::{Scenario, Step};
+use meshmig_backends::{Output, TeardownReport};
+use meshmig_core::scenario::{Scenario, Step};
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -156,7 +156,7 @@ pub struct WitnessCounts {
 impl WitnessCounts {
     /// The counts over these steps' checks.
     pub fn of(steps: &[StepReport]) -> Self {
-        use crate::backend::witness::WitnessKind;
+        use meshmig_backends::witness::WitnessKind;
         let mut c = WitnessCounts::default();
         for check in steps.iter().flat_map(|s| &s.checks) {
             c.total += 1;

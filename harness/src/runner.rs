@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::backend::entry::BackendEntry;
-use crate::backend::{Backend, BackendError};
 use crate::engine::{self, RunOptions};
-use crate::manifest::ManifestSource;
 use crate::outcome::{RunObserver, RunReport};
-use crate::scenario::{self, Scenario, ScenarioError};
+use meshmig_backends::entry::BackendEntry;
+use meshmig_backends::{Backend, BackendError};
+use meshmig_core::manifest::ManifestSource;
+use meshmig_core::scenario::{self, Scenario, ScenarioError};
 
 /// Errors before a run starts.
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +45,15 @@ impl RunnerError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunnerError::Input(_) | RunnerError::FaultsUnsupported { .. } => {
-                crate::exit::INVALID_INPUT
+                meshmig_core::exit::INVALID_INPUT
             }
-            RunnerError::Backend { .. } => crate::exit::INFRASTRUCTURE,
+            RunnerError::Backend { .. } => meshmig_core::exit::INFRASTRUCTURE,
         }
     }
 }
 
-pub use crate::backend::kind::entry::kind_configs_for;
-pub use crate::backend::options::BackendOptions;
+pub use meshmig_backends::kind::entry::kind_configs_for;
+pub use meshmig_backends::options::BackendOptions;
 
 /// Refuses a scenario with faults `backend` cannot inject, before anything starts.
 pub fn check_faults(backend: &dyn BackendEntry, s: &Scenario) -> Result<(), RunnerError> {
@@ -149,13 +149,13 @@ mod tests {
         )
         .unwrap();
         let flap = load(&faults_dir().join("control-plane-flapping.yaml"), None).unwrap();
-        let b = |name| crate::backend::registry::lookup(name).unwrap();
+        let b = |name| meshmig_backends::registry::lookup(name).unwrap();
         for s in [&gateway, &flap] {
             assert!(check_faults(b("emulated"), s).is_ok());
             assert!(check_faults(b("kwok"), s).is_ok());
             for cloud in ["gke", "gke-rehearsal"] {
                 let e = check_faults(b(cloud), s).unwrap_err();
-                assert_eq!(e.exit_code(), crate::exit::INVALID_INPUT);
+                assert_eq!(e.exit_code(), meshmig_core::exit::INVALID_INPUT);
             }
         }
         let e = check_faults(b("kind"), &gateway).unwrap_err();

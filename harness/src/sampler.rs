@@ -1,5 +1,5 @@
 //! Sampling user traffic: independent `GET /` requests, each answer read by an identity extractor
-//! ([`crate::identity`]; Online Boutique's footer by default) to find who served it.
+//! ([`meshmig_core::identity`]; Online Boutique's footer by default) to find who served it.
 //!
 //! No cookie is kept between requests (the reqwest client has no cookie store), so every request
 //! is a new user. When sampling an address, connections are kept alive (Envoy picks a destination
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::identity::{Identifier, Page, Unattributed};
 use crate::stats::SplitTest;
+use meshmig_core::identity::{Identifier, Page, Unattributed};
 
 /// Errors setting up sampling.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub struct Target {
     /// Fixed resolutions (`--resolve DOMAIN:PORT:ADDR`).
     pub resolve: Vec<(String, SocketAddr)>,
     /// The clients' resolver to resolve the URL's domain through (TTL honoured, for the run).
-    pub dns: Option<Arc<crate::dns::ClientResolver>>,
+    pub dns: Option<Arc<meshmig_core::dns::ClientResolver>>,
 }
 
 /// How one answer is attributed.
@@ -79,7 +79,7 @@ impl Samples {
     }
 }
 
-struct ClientResolve(Arc<crate::dns::ClientResolver>);
+struct ClientResolve(Arc<meshmig_core::dns::ClientResolver>);
 
 impl reqwest::dns::Resolve for ClientResolve {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
@@ -122,8 +122,8 @@ pub fn client_waiting(
         b = b
             .dns_resolver(Arc::new(ClientResolve(dns.clone())))
             .pool_max_idle_per_host(0)
-            .connect_timeout(crate::dns::RESOLVE_BUDGET + Duration::from_secs(2))
-            .timeout(crate::dns::RESOLVE_BUDGET + Duration::from_secs(5));
+            .connect_timeout(meshmig_core::dns::RESOLVE_BUDGET + Duration::from_secs(2))
+            .timeout(meshmig_core::dns::RESOLVE_BUDGET + Duration::from_secs(5));
     }
     if let Some(p) = patience {
         b = b.timeout(p);
@@ -144,7 +144,7 @@ enum Answer {
 fn resolution_failed(e: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
-        if s.downcast_ref::<crate::dns::DnsError>().is_some() {
+        if s.downcast_ref::<meshmig_core::dns::DnsError>().is_some() {
             return true;
         }
         source = s.source();
@@ -171,7 +171,7 @@ pub async fn fetch(client: &reqwest::Client, target: &Target) -> Result<Page, Un
             } else {
                 "request failed"
             };
-            return Err((cause.into(), crate::error_chain(&e)));
+            return Err((cause.into(), meshmig_core::error_chain(&e)));
         }
     };
     let status = resp.status();

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{CheckResult, Ctx, R};
-use crate::backend::BackendError;
+use meshmig_backends::BackendError;
 /// What the users' resolver holds for the domain (it resolves now when it holds nothing, as a
 /// client would).
 pub async fn clients_resolve(ctx: &Ctx<'_>, address: &str, max_ttl: u32) -> R {
@@ -33,7 +33,7 @@ pub async fn clients_resolve(ctx: &Ctx<'_>, address: &str, max_ttl: u32) -> R {
 
 /// The verdict of `clients_resolve` on what is held.
 pub fn clients_hold(
-    held: Option<&crate::dns::Held>,
+    held: Option<&meshmig_core::dns::Held>,
     domain: &str,
     address: &str,
     max_ttl: u32,
@@ -67,7 +67,7 @@ pub fn clients_hold(
 pub async fn dns_record(ctx: &Ctx<'_>, address: &str, ttl: u32) -> R {
     let server = ctx.backend.dns_server();
     let domain = &ctx.scenario.dns.domain;
-    let (ok, observed, evidence) = match crate::dns::query_a(server, domain).await {
+    let (ok, observed, evidence) = match meshmig_core::dns::query_a(server, domain).await {
         Ok((ips, got_ttl)) => {
             let ips: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
             (

@@ -3,9 +3,10 @@
 use serde_json::json;
 
 use super::{CheckResult, Ctx, R};
-use crate::backend::BackendError;
-fn fleet_overview(yaml: &str) -> Result<crate::fleet::Overview, BackendError> {
-    crate::fleet::overview(yaml).map_err(|e| BackendError::infra("reading fleet mesh describe", e))
+use meshmig_backends::BackendError;
+fn fleet_overview(yaml: &str) -> Result<meshmig_core::fleet::Overview, BackendError> {
+    meshmig_core::fleet::overview(yaml)
+        .map_err(|e| BackendError::infra("reading fleet mesh describe", e))
 }
 
 /// `fleet mesh describe` reports the mesh feature enabled.
@@ -56,7 +57,7 @@ pub fn membership_listed(yaml: &str, membership: &str, management: Option<&str>)
 /// `fleet mesh describe` shows both planes ACTIVE for the membership.
 pub async fn mesh_active(ctx: &Ctx<'_>, membership: &str) -> R {
     let yaml = ctx.backend.mesh_describe().await?;
-    let status = crate::fleet::membership_status(&yaml, membership)
+    let status = meshmig_core::fleet::membership_status(&yaml, membership)
         .map_err(|e| BackendError::infra("reading fleet mesh describe", e))?;
     Ok(CheckResult::new(
         "mesh_active",

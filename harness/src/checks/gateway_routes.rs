@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use super::CheckResult;
 
 /// Each gateway pod's `config_dump`, or why it could not be read (the backend's reading).
-pub use crate::backend::GatewayDumps as Dumps;
+pub use meshmig_backends::GatewayDumps as Dumps;
 
 /// The configuration of `config_dump`'s section of type `…ConfigDump` named `kind`
 /// (`RoutesConfigDump`, `ClustersConfigDump`, `ListenersConfigDump`…); null when it has none.

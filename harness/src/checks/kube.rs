@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::{CheckResult, Ctx, R};
-use crate::manifest::string_map;
+use meshmig_core::manifest::string_map;
 /// The namespace exists and no label of it asks for injection.
 pub fn injection_disabled(namespaces: &[Value], name: &str) -> CheckResult {
     let got = namespaces
@@ -98,7 +98,7 @@ pub async fn deployments_available(
         .collect();
     let unavailable: Vec<&str> = ds
         .iter()
-        .filter(|d| !crate::manifest::deployment_available(d))
+        .filter(|d| !meshmig_core::manifest::deployment_available(d))
         .filter_map(|d| d["metadata"]["name"].as_str())
         .collect();
     let missing: Vec<&String> = names.iter().filter(|n| !summary.contains_key(*n)).collect();
@@ -318,7 +318,7 @@ pub async fn service_entry_address(
     cluster: &str,
     ns: &str,
     name: &str,
-    gateway: &crate::scenario::ServiceRef,
+    gateway: &meshmig_core::scenario::ServiceRef,
 ) -> R {
     let svcs = ctx
         .backend

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::backend::witness::{Source, Witness};
-use crate::backend::{Backend, BackendError, Output};
 use crate::sampler::Pace;
-use crate::scenario::{substitute, Check, Scenario};
 use crate::stats::SplitParams;
+use meshmig_backends::witness::{Source, Witness};
+use meshmig_backends::{Backend, BackendError, Output};
+use meshmig_core::scenario::{substitute, Check, Scenario};
 
 mod cluster;
 mod dns;
@@ -63,7 +63,7 @@ pub struct CheckResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deviations: Vec<String>,
     /// Who made the observation: a real component, a stand-in, or the harness ([`run`] and the
-    /// engine set it from the backend's [`Witnesses`](crate::backend::witness::Witnesses)).
+    /// engine set it from the backend's [`Witnesses`](meshmig_backends::witness::Witnesses)).
     pub witness: Witness,
 }
 
@@ -124,7 +124,7 @@ pub struct Ctx<'a> {
     /// Whether to draw progress bars.
     pub progress: bool,
     /// The users' resolver, for the whole run.
-    pub clients: &'a Arc<crate::dns::ClientResolver>,
+    pub clients: &'a Arc<meshmig_core::dns::ClientResolver>,
 }
 
 pub(crate) type R = Result<CheckResult, BackendError>;

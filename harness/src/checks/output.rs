@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::CheckResult;
-use crate::backend::Output;
+use meshmig_backends::Output;
 /// The action printed these lines, in this order.
 /// A published line that gcloud now words otherwise (`gcloud::DRIFTS`) counts as found, and is
 /// reported as a deviation, which does not fail the step.
@@ -15,7 +15,7 @@ pub fn output_contains(output: Option<&Output>, lines: &[String]) -> CheckResult
     for l in lines {
         if let Some(i) = rest.find(l.as_str()) {
             rest = &rest[i + l.len()..];
-        } else if let Some((said, why)) = crate::gcloud::drifted(l, rest) {
+        } else if let Some((said, why)) = meshmig_core::gcloud::drifted(l, rest) {
             deviations.push(format!(
                 "the published procedure shows {l:?}; the tool printed {said:?} ({why})"
             ));
@@ -50,7 +50,7 @@ pub fn istio_installed(
     published: &[String],
     version: Option<&str>,
 ) -> CheckResult {
-    use crate::backend::istioctl::install_output::{default_line, minor, success_lines};
+    use meshmig_backends::istioctl::install_output::{default_line, minor, success_lines};
     let stdout = output.map(|o| o.stdout.as_str()).unwrap_or_default();
     let want = success_lines(profile);
     let mut rest = stdout;
@@ -96,7 +96,7 @@ pub fn istio_installed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::istioctl::install_output::RECORDED_1_31_0_DEFAULT;
+    use meshmig_backends::istioctl::install_output::RECORDED_1_31_0_DEFAULT;
     use rstest::rstest;
 
     const PUBLISHED: &str = "Making this installation the default for injection and validation.";

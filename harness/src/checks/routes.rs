@@ -57,7 +57,7 @@ fn binds(vs: &Value, ns: &str, gateway: &str) -> bool {
 pub(super) fn stored_virtual_services(vss: &[Value]) -> Value {
     vss.iter()
         .map(|v| {
-            let (n, m) = crate::manifest::namespace_and_name(v);
+            let (n, m) = meshmig_core::manifest::namespace_and_name(v);
             json!({"name": format!("{n}/{m}"), "gateways": v["spec"]["gateways"],
                    "hosts": v["spec"]["hosts"]})
         })
@@ -87,7 +87,7 @@ pub fn routes(
 ) -> CheckResult {
     let bound: Vec<&Value> = vss.iter().filter(|v| binds(v, ns, gateway)).collect();
     let name = |v: &Value| {
-        let (n, m) = crate::manifest::namespace_and_name(v);
+        let (n, m) = meshmig_core::manifest::namespace_and_name(v);
         format!("{n}/{m}")
     };
     let hosts = |v: &Value| -> Vec<String> {

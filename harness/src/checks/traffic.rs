@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{CheckResult, Ctx, R};
-use crate::backend::{Backend, BackendError};
-use crate::footer::{self, FooterState};
-use crate::identity::{Extractor, Identifier, Identify};
 use crate::sampler::{self, Target};
-use crate::scenario::Scenario;
 use crate::stats::{self, SplitTest};
+use meshmig_backends::{Backend, BackendError};
+use meshmig_core::footer::{self, FooterState};
+use meshmig_core::identity::{Extractor, Identifier, Identify};
+use meshmig_core::scenario::Scenario;
 /// The page answers with `status` and a footer that identifies who served it.
 pub async fn home_page(ctx: &Ctx<'_>, url: &str, status: u16) -> R {
     let client = sampler::client(&Target {
@@ -22,7 +22,7 @@ pub async fn home_page(ctx: &Ctx<'_>, url: &str, status: u16) -> R {
         resolve: vec![],
         dns: None,
     })
-    .map_err(|e| BackendError::infra(format!("fetching {url}"), crate::error_chain(&e)))?;
+    .map_err(|e| BackendError::infra(format!("fetching {url}"), meshmig_core::error_chain(&e)))?;
     // On backends where changes reach the data plane after the action returns, ask again until
     // the page is as expected or the backend's convergence time has passed (as a person would
     // reload); every earlier answer is kept as evidence.
@@ -31,7 +31,7 @@ pub async fn home_page(ctx: &Ctx<'_>, url: &str, status: u16) -> R {
     let (got, body) = loop {
         let answer = match client.get(url).send().await {
             Ok(r) => Ok((r.status().as_u16(), r.text().await.unwrap_or_default())),
-            Err(e) => Err(crate::error_chain(&e)),
+            Err(e) => Err(meshmig_core::error_chain(&e)),
         };
         let good = matches!(&answer, Ok((g, b)) if *g == status
             && matches!(footer::parse(b), Ok(f) if f.state == FooterState::Identified));
@@ -166,7 +166,9 @@ pub async fn split(
         .then(|| progress_bar(ctx.params.max_requests, url));
     let s = sampler::sample_until(&target, &mut test, ctx.pace, &id, bar.as_ref())
         .await
-        .map_err(|e| BackendError::infra(format!("sampling {url}"), crate::error_chain(&e)))?;
+        .map_err(|e| {
+            BackendError::infra(format!("sampling {url}"), meshmig_core::error_chain(&e))
+        })?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }

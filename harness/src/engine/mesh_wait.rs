@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::backend::{Backend, BackendError, Output};
+use meshmig_backends::{Backend, BackendError, Output};
 
 /// Repeats `fleet mesh describe` until both planes are ACTIVE, or the timeout: the interval
 /// starts at `poll` and grows by half each time, up to four times `poll`.
@@ -24,7 +24,7 @@ pub async fn wait_mesh_active(
     loop {
         polls += 1;
         let yaml = b.mesh_describe().await?;
-        let status = crate::fleet::membership_status(&yaml, membership)
+        let status = meshmig_core::fleet::membership_status(&yaml, membership)
             .map_err(|e| BackendError::infra("reading fleet mesh describe", e))?;
         let line = match &status {
             Some(s) => format!(
@@ -94,7 +94,7 @@ async fn stay_active(
         tokio::time::sleep(poll.min(stable)).await;
         polls += 1;
         let yaml = b.mesh_describe().await?;
-        let status = crate::fleet::membership_status(&yaml, membership)
+        let status = meshmig_core::fleet::membership_status(&yaml, membership)
             .map_err(|e| BackendError::infra("reading fleet mesh describe", e))?;
         if status.as_ref().is_some_and(|s| s.control_plane_active()) {
             continue;

@@ -28,7 +28,7 @@ const COLOURS: [&str; 6] = [
 ];
 
 fn e(text: &str) -> String {
-    escape(crate::redact::scrub(text).as_ref()).into_owned()
+    escape(meshmig_core::redact::scrub(text).as_ref()).into_owned()
 }
 
 /// The report as an HTML page (scrubbed of credentials).
@@ -107,7 +107,7 @@ pub fn render(r: &RunReport) -> String {
         }
     }
     h.push_str("</ul>\n</section>\n</body>\n</html>\n");
-    crate::redact::scrub(&h).into_owned()
+    meshmig_core::redact::scrub(&h).into_owned()
 }
 
 fn class(s: StepStatus) -> &'static str {

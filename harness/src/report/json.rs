@@ -7,5 +7,5 @@ use crate::outcome::RunReport;
 /// The report as pretty-printed JSON, scrubbed of credentials.
 pub fn render(r: &RunReport) -> String {
     let json = serde_json::to_string_pretty(r).expect("reports serialize");
-    crate::redact::scrub(&json).into_owned()
+    meshmig_core::redact::scrub(&json).into_owned()
 }

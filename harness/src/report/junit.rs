@@ -30,7 +30,7 @@ pub enum JunitError {
 /// `text` made safe for XML 1.0 and scrubbed of credentials: characters XML 1.0 does not allow
 /// even escaped (control characters such as a terminal's ESC) become U+FFFD.
 fn clean(text: &str) -> String {
-    crate::redact::scrub(text)
+    meshmig_core::redact::scrub(text)
         .chars()
         .map(|c| match c {
             '\t' | '\n' | '\r' => c,

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::outcome::{RunObserver, RunReport, StepReport, StepStatus};
-use crate::scenario::Scenario;
+use meshmig_core::scenario::Scenario;
 
 /// Errors writing a report.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +101,7 @@ impl RunObserver for Printer {
 
 /// A step as text: status, id, title, time, command, and per check expected/observed/evidence.
 pub fn render_step(r: &StepReport) -> String {
-    crate::redact::scrubbed(render_step_raw(r))
+    meshmig_core::redact::scrubbed(render_step_raw(r))
 }
 
 fn render_step_raw(r: &StepReport) -> String {
@@ -161,7 +161,7 @@ fn compact(v: &serde_json::Value) -> String {
 
 /// The run's outcome and teardown as text.
 pub fn render_end(r: &RunReport) -> String {
-    crate::redact::scrubbed(render_end_raw(r))
+    meshmig_core::redact::scrubbed(render_end_raw(r))
 }
 
 fn render_end_raw(r: &RunReport) -> String {
@@ -223,7 +223,7 @@ pub fn write_all(r: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, ReportError>
         let path = dir.join(name);
         // Every renderer scrubs; scrubbing the whole file again costs little and also catches
         // a secret split across fields.
-        std::fs::write(&path, crate::redact::scrub(&text).as_bytes()).map_err(|source| {
+        std::fs::write(&path, meshmig_core::redact::scrub(&text).as_bytes()).map_err(|source| {
             ReportError::Write {
                 path: path.clone(),
                 source,

@@ -40,7 +40,7 @@ async fn enable_mesh(s: &GcpStandIn, d: &Path) {
         err.contains("Waiting for Feature Service Mesh to be created...done."),
         "{err}"
     );
-    // Again: the published line's other wording (harness/src/gcloud.rs, DRIFTS).
+    // Again: the published line's other wording (harness/core/src/gcloud.rs, DRIFTS).
     let o = run(&["container", "fleet", "mesh", "enable", "--project", "demo"]).await;
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(
@@ -80,7 +80,7 @@ async fn register(s: &GcpStandIn, d: &Path) {
 /// C5: management set to automatic.
 async fn mesh_update(s: &GcpStandIn, d: &Path) {
     let run = |args: &'static [&'static str]| gcloud(s, d, args);
-    // C5: the v2 membership feature (the drift harness/src/gcloud.rs records).
+    // C5: the v2 membership feature (the drift harness/core/src/gcloud.rs records).
     let o = run(&[
         "container",
         "fleet",

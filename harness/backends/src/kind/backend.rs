@@ -1,0 +1,694 @@
+//! The kind backend itself: starting a run (its kubeconfig, cloud-provider-kind's container
+//! kept alive, the embedded DNS server), the [`Backend`] operations, and the GCE metadata
+//! stand-in that lets every frontend print its cluster's name.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use super::commands::{cloud_provider_container, cloud_provider_request, Commands};
+use super::{
+    KindConfig, KindError, CLOUD_PROVIDER_CHECK_EVERY, CLOUD_PROVIDER_KIND_IMAGE,
+    CLOUD_PROVIDER_KIND_TAG,
+};
+use crate::clusters::{ClusterOps, Creations, FleetStandIn, KubeHooks};
+use crate::exec::{Exec, Process};
+use crate::kube::FIELD_MANAGER;
+use crate::witness::{self, Witness, Witnesses};
+use crate::{
+    Backend, BackendError, FleetOp, Inventory, Kubernetes, Output, Scratch, TeardownReport,
+};
+use meshmig_core::dns::DnsServer;
+use meshmig_core::manifest::{parse, Object};
+use meshmig_core::scenario::{ClusterSpec, Scenario};
+
+/// What Docker says about the cloud-provider-kind container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderState {
+    /// Running.
+    Running,
+    /// Stopped, with its exit code when Docker has one.
+    Exited {
+        /// The exit code.
+        code: Option<i64>,
+    },
+    /// Docker could not say (the container is gone, the engine is unreachable…).
+    Unknown {
+        /// Why.
+        why: String,
+    },
+}
+
+/// Whether cloud-provider-kind is alive; when not, an error naming it, with how it ended and the
+/// last lines of its log.
+pub fn liveness(state: &ProviderState, container: &str, log: &Path) -> Result<(), KindError> {
+    let how = match state {
+        ProviderState::Running => return Ok(()),
+        ProviderState::Exited { code: Some(c) } => format!("exited with code {c}"),
+        ProviderState::Exited { code: None } => "stopped".to_string(),
+        ProviderState::Unknown { why } => format!("Docker cannot inspect it ({why})"),
+    };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail: String = lines[lines.len().saturating_sub(20)..]
+        .iter()
+        .map(|l| format!("\n    {l}"))
+        .collect();
+    Err(KindError::CloudProviderDied {
+        container: container.to_string(),
+        how,
+        log: log.to_path_buf(),
+        tail,
+    })
+}
+
+/// A run's cloud-provider-kind: its container (removed when dropped), name and log.
+pub struct CloudProvider {
+    container: ContainerAsync<GenericImage>,
+    name: String,
+    log: PathBuf,
+}
+
+impl CloudProvider {
+    /// Starts it from [`cloud_provider_request`], its output streamed to `log`, and checks it is
+    /// still running a moment later (it exits at once when it finds no Docker engine).
+    pub async fn start(run_id: &str, log: &Path) -> Result<Self, KindError> {
+        let name = cloud_provider_container(run_id);
+        let file = std::fs::File::create(log).map_err(|source| KindError::Log {
+            log: log.to_path_buf(),
+            source,
+        })?;
+        let file = std::sync::Mutex::new(file);
+        let consumer = move |frame: &testcontainers::core::logs::LogFrame| {
+            use std::io::Write;
+            if let Ok(mut f) = file.lock() {
+                let _ = f.write_all(frame.bytes());
+            }
+        };
+        let container = cloud_provider_request(run_id)
+            .with_log_consumer(consumer)
+            .start()
+            .await
+            .map_err(|source| KindError::CloudProviderStart {
+                image: format!("{CLOUD_PROVIDER_KIND_IMAGE}:{CLOUD_PROVIDER_KIND_TAG}"),
+                container: name.clone(),
+                source: Box::new(source),
+            })?;
+        let cp = Self {
+            container,
+            name,
+            log: log.to_path_buf(),
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cp.check().await?;
+        Ok(cp)
+    }
+
+    /// Its container's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// What Docker says about it now.
+    pub async fn state(&self) -> ProviderState {
+        match self.container.is_running().await {
+            Ok(true) => ProviderState::Running,
+            Ok(false) => ProviderState::Exited {
+                code: self.container.exit_code().await.ok().flatten(),
+            },
+            Err(e) => ProviderState::Unknown {
+                why: meshmig_core::error_chain(&e),
+            },
+        }
+    }
+
+    /// Ok while it runs; the error naming it once it has died.
+    pub async fn check(&self) -> Result<(), KindError> {
+        liveness(&self.state().await, &self.name, &self.log)
+    }
+
+    /// Resolves (with the error naming it) only when it has died, checking every `every`.
+    pub async fn died(&self, every: Duration) -> KindError {
+        loop {
+            if let Err(e) = self.check().await {
+                return e;
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Removes the container: SIGTERM first, so it stops its controllers ("Exiting: received
+    /// signal", cmd/app.go), SIGKILL after 10 s, then the container itself.
+    pub async fn remove(self) -> Result<String, KindError> {
+        let name = self.name.clone();
+        // A container that already died cannot be stopped; removing it is what matters.
+        let _ = self.container.stop_with_timeout(Some(10)).await;
+        self.container
+            .rm()
+            .await
+            .map_err(|source| KindError::CloudProviderRemove {
+                container: name.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(name)
+    }
+}
+
+/// What `meshmig doctor --backend kind` adds on this machine's platform.
+pub fn doctor_notes() -> Vec<String> {
+    doctor_notes_for(std::env::consts::OS)
+}
+
+/// What `meshmig doctor --backend kind` adds on a platform (`std::env::consts::OS`): on macOS,
+/// what cloud-provider-kind's README (v0.7.0, "Mac, Windows and WSL2 support") says of it there.
+pub fn doctor_notes_for(os: &str) -> Vec<String> {
+    if os != "macos" {
+        return Vec::new();
+    }
+    vec![
+        "note    cloud-provider-kind on macOS: its README says \"On macOS and WSL2 you must run cloud-provider-kind using `sudo`\" (the binary stops with \"Please run this again with `sudo`.\" otherwise, cmd/app.go). meshmig runs it as a container (registry.k8s.io/cloud-provider-kind/cloud-controller-manager:v0.7.0) inside Docker Desktop's VM, which needs no sudo.".to_string(),
+        "note    LoadBalancer addresses on macOS: its README says \"Mac and Windows run the containers inside a VM and, on the contrary to Linux, the KIND nodes are not reachable from the host, so the LoadBalancer assigned IP is not working for users\"; the split checks send requests from this machine to those addresses, so run the kind backend on Linux (a Linux VM or CI).".to_string(),
+    ]
+}
+
+/// The kind backend.
+pub struct Kind {
+    cfg: KindConfig,
+    clusters: Vec<ClusterSpec>,
+    pub(super) ops: Arc<ClusterOps>,
+    pub(super) scratch: Scratch,
+    pub(super) creations: Creations,
+    pub(super) fleet: FleetStandIn,
+    pub(super) dns: DnsServer,
+    pub(super) cloud_provider: Arc<CloudSlot>,
+    witnesses: Witnesses,
+}
+
+/// Who answers the checks on kind: kind, the clusters' real API servers, istiod and the
+/// gateways' Envoy behind cloud-provider-kind's load balancers; the harness's stand-ins for the
+/// fleet and DNS.
+fn witnesses(cfg: &KindConfig) -> Witnesses {
+    let node = cfg
+        .node_image
+        .clone()
+        .unwrap_or_else(|| "the kind release's default node image".into());
+    Witnesses {
+        cluster_list: Witness::real("kind get clusters"),
+        kubeconfig: Witness::real("kubectl's contexts, written by kind"),
+        kubernetes_api: Witness::real(format!("the kind cluster's kube-apiserver ({node})")),
+        fleet: witness::fleet_stand_in(),
+        dns: witness::embedded_dns(),
+        data_plane: Witness::real(
+            "cloud-provider-kind's load balancer and the ingress gateway's Envoy, fed by istiod",
+        ),
+        inventory: Witness::stand_in(
+            "kind get clusters and the container engine (real), the fleet stand-in's records",
+        ),
+        routes: None,
+        commands: vec![
+            (
+                "istioctl",
+                Witness::real(format!("istioctl ({})", cfg.istioctl.display())),
+            ),
+            ("kubectl", Witness::real("kubectl")),
+            ("kind", Witness::real("kind")),
+        ],
+    }
+}
+
+impl Kind {
+    /// Starts a run: its kubeconfig, cloud-provider-kind (its container checked alive), the
+    /// embedded DNS server.
+    pub async fn start(cfg: KindConfig, s: &Scenario) -> Result<Self, BackendError> {
+        let scratch = Scratch::create("meshmig-kind-")?;
+        let kubeconfig = scratch.path().join("kubeconfig");
+        let exec: Arc<dyn Exec> = Arc::new(Process {
+            env: [("KUBECONFIG".to_string(), kubeconfig.clone())].into(),
+        });
+        let log = scratch.path().join("cloud-provider-kind.log");
+        let cloud = CloudProvider::start(&cfg.run_id, &log).await?;
+        Self::assemble(cfg, s, exec, scratch, Some(cloud)).await
+    }
+
+    /// A run whose commands (kind, kubectl, istioctl, docker) all go through `exec`, in
+    /// `scratch`, with no cloud-provider-kind container of its own: what the tests drive with
+    /// recorded outputs.
+    pub async fn with_exec(
+        cfg: KindConfig,
+        s: &Scenario,
+        exec: Arc<dyn Exec>,
+        scratch: tempfile::TempDir,
+    ) -> Result<Self, BackendError> {
+        Self::assemble(cfg, s, exec, Scratch::from(scratch), None).await
+    }
+
+    async fn assemble(
+        cfg: KindConfig,
+        s: &Scenario,
+        exec: Arc<dyn Exec>,
+        scratch: Scratch,
+        cloud: Option<CloudProvider>,
+    ) -> Result<Self, BackendError> {
+        let kubeconfig = scratch.path().join("kubeconfig");
+        let dns = DnsServer::start(Ipv4Addr::LOCALHOST, &s.dns.domain)
+            .await
+            .map_err(|e| {
+                BackendError::infra(
+                    "starting the embedded DNS server",
+                    meshmig_core::error_chain(&e),
+                )
+            })?;
+        let cloud_provider = Arc::new(CloudSlot(std::sync::Mutex::new(cloud.map(Arc::new))));
+        let hooks = KindHooks {
+            cloud: cloud_provider.clone(),
+            cfg: cfg.clone(),
+            zones: s
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.zone.clone()))
+                .collect(),
+            archive: scratch.path().join("metadata-image.tar"),
+        };
+        Ok(Self {
+            witnesses: witnesses(&cfg),
+            ops: Arc::new(
+                ClusterOps::new(exec, kubeconfig, cfg.ready_timeout).with_hooks(Arc::new(hooks)),
+            ),
+            scratch,
+            clusters: s.clusters.clone(),
+            cfg,
+            creations: Creations::default(),
+            fleet: FleetStandIn::new(s),
+            dns,
+            cloud_provider,
+        })
+    }
+
+    fn cloud(&self) -> Option<Arc<CloudProvider>> {
+        self.cloud_provider.get()
+    }
+
+    /// Runs a step's operation while cloud-provider-kind is alive: checked before it starts and
+    /// every [`CLOUD_PROVIDER_CHECK_EVERY`] while it runs (a wait for LoadBalancer addresses
+    /// stops at once when it dies, with an infrastructure error naming it).
+    async fn guarded<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        let Some(cp) = self.cloud() else {
+            return op.await;
+        };
+        cp.check().await?;
+        tokio::select! {
+            r = op => r,
+            e = cp.died(CLOUD_PROVIDER_CHECK_EVERY) => Err(e.into()),
+        }
+    }
+
+    /// Runs an operation that must not be abandoned half-way (creating or deleting a cluster:
+    /// an abandoned `kind create` could finish after teardown listed the clusters) once
+    /// cloud-provider-kind is known to be alive.
+    async fn checked<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        if let Some(cp) = self.cloud() {
+            cp.check().await?;
+        }
+        op.await
+    }
+
+    /// The kind names of every cluster the run declares.
+    pub(super) fn kind_clusters(&self) -> Vec<String> {
+        self.clusters
+            .iter()
+            .map(|c| self.cmds().cluster(&c.name))
+            .collect()
+    }
+
+    pub(super) fn cmds(&self) -> Commands<'_> {
+        Commands::new(&self.cfg, &self.ops.kubeconfig)
+    }
+
+    pub(super) async fn listed(&self) -> Result<Vec<String>, BackendError> {
+        let out = self.ops.run(self.cmds().get_clusters()).await?;
+        let suffix = format!("-{}", self.cfg.run_id);
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_suffix(&suffix))
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// Where a run keeps its cloud-provider-kind (taken out at teardown).
+pub(super) struct CloudSlot(std::sync::Mutex<Option<Arc<CloudProvider>>>);
+
+impl CloudSlot {
+    fn get(&self) -> Option<Arc<CloudProvider>> {
+        self.0
+            .lock()
+            .expect("cloud-provider lock is never poisoned")
+            .clone()
+    }
+
+    /// Takes it out (teardown stops it).
+    pub(super) fn take(&self) -> Option<Arc<CloudProvider>> {
+        self.0
+            .lock()
+            .expect("cloud-provider lock is never poisoned")
+            .take()
+    }
+}
+
+/// kind's [`KubeHooks`]: every Kubernetes call while cloud-provider-kind is alive (checked before
+/// it starts and every [`CLOUD_PROVIDER_CHECK_EVERY`] while it runs), and an apply followed by
+/// the GCE metadata stand-in for the applied frontends.
+struct KindHooks {
+    cloud: Arc<CloudSlot>,
+    cfg: KindConfig,
+    /// Cluster name → zone, for the metadata stand-in's answers.
+    zones: BTreeMap<String, String>,
+    archive: PathBuf,
+}
+
+#[async_trait]
+impl KubeHooks for KindHooks {
+    async fn check(&self) -> Result<(), BackendError> {
+        match self.cloud.get() {
+            Some(cp) => Ok(cp.check().await?),
+            None => Ok(()),
+        }
+    }
+
+    async fn died(&self) -> BackendError {
+        match self.cloud.get() {
+            Some(cp) => cp.died(CLOUD_PROVIDER_CHECK_EVERY).await.into(),
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn apply(
+        &self,
+        ops: &ClusterOps,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: &[Object],
+    ) -> Result<Output, BackendError> {
+        let out = ops
+            .apply_as(cluster, namespace, objects, FIELD_MANAGER)
+            .await?;
+        self.attach_metadata(ops, cluster, namespace.unwrap_or("default"), objects)
+            .await?;
+        Ok(out)
+    }
+}
+
+impl KindHooks {
+    /// Runs the GCE metadata stand-in for the frontends of `namespace` and points them at it.
+    async fn attach_metadata(
+        &self,
+        ops: &ClusterOps,
+        cluster: &str,
+        namespace: &str,
+        objects: &[Object],
+    ) -> Result<(), BackendError> {
+        let Some(image) = &self.cfg.metadata_image else {
+            return Ok(());
+        };
+        let zone = self.zones.get(cluster).cloned().unwrap_or_default();
+        let Some(overlay) = metadata_overlay(objects, cluster, &zone, image, namespace)
+            .map_err(|e| BackendError::infra("building the metadata stand-in", e))?
+        else {
+            return Ok(());
+        };
+        let cmds = Commands::new(&self.cfg, &ops.kubeconfig);
+        for cmd in cmds.load_image(image, cluster, &self.archive) {
+            ops.run(cmd).await?;
+        }
+        ops.apply_as(
+            cluster,
+            Some(METADATA_NAMESPACE),
+            &overlay.stand_in,
+            FIELD_MANAGER,
+        )
+        .await?;
+        ops.apply_as(
+            cluster,
+            Some(namespace),
+            &overlay.frontend_env,
+            METADATA_FIELD_MANAGER,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The namespace of the GCE metadata stand-in: not Online Boutique's, whose Deployments the
+/// procedure counts (12).
+pub const METADATA_NAMESPACE: &str = "meshmig-metadata";
+
+/// The field manager of the frontend's `GCE_METADATA_HOST`: not the one that applied the
+/// frontend, since under server-side apply a manager's apply removes every field it no longer
+/// sends (selector, image, ports…) and the API server refuses the result.
+pub const METADATA_FIELD_MANAGER: &str = "meshmig-metadata";
+
+/// What attaching the metadata stand-in applies.
+#[derive(Debug, Clone)]
+pub struct MetadataOverlay {
+    /// Namespace, Deployment and Service of the stand-in, in [`METADATA_NAMESPACE`].
+    pub stand_in: Vec<Object>,
+    /// The frontend Deployment with only its container's `GCE_METADATA_HOST` (applied as
+    /// [`METADATA_FIELD_MANAGER`]).
+    pub frontend_env: Vec<Object>,
+}
+
+/// The metadata stand-in for the frontend among `objects` (None when there is none).
+pub fn metadata_overlay(
+    objects: &[Object],
+    cluster: &str,
+    zone: &str,
+    image: &str,
+    namespace: &str,
+) -> Result<Option<MetadataOverlay>, meshmig_core::manifest::ManifestError> {
+    let Some(frontend) = objects.iter().find(|o| {
+        o.kind == "Deployment"
+            && o.body["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["image"]
+                            .as_str()
+                            .is_some_and(|i| i.contains("/frontend:"))
+                    })
+                })
+    }) else {
+        return Ok(None);
+    };
+    let server = frontend.body["spec"]["template"]["spec"]["containers"][0]["name"]
+        .as_str()
+        .unwrap_or("server");
+    let ns = METADATA_NAMESPACE;
+    let stand_in = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: gce-metadata\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels: {{app: gce-metadata}}\n  template:\n    metadata:\n      labels: {{app: gce-metadata}}\n      annotations: {{sidecar.istio.io/inject: \"false\"}}\n    spec:\n      containers:\n        - name: metadata\n          image: {image}\n          imagePullPolicy: Never\n          args: [metadata-server, --cluster-name, {cluster}, --zone, {zone}, --listen, \"0.0.0.0:8080\"]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: gce-metadata\n  namespace: {ns}\nspec:\n  selector: {{app: gce-metadata}}\n  ports:\n    - {{name: http, port: 80, targetPort: 8080}}\n"
+    );
+    let env = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {}\n  namespace: {namespace}\nspec:\n  template:\n    spec:\n      containers:\n        - name: {server}\n          env:\n            - {{name: GCE_METADATA_HOST, value: \"gce-metadata.{ns}.svc.cluster.local:80\"}}\n",
+        frontend.name
+    );
+    Ok(Some(MetadataOverlay {
+        stand_in: parse(Path::new("meshmig-gce-metadata.yaml"), &stand_in)?,
+        frontend_env: parse(Path::new("meshmig-gce-metadata-env.yaml"), &env)?,
+    }))
+}
+
+#[async_trait]
+impl Backend for Kind {
+    fn name(&self) -> &'static str {
+        "kind"
+    }
+
+    fn kubernetes(&self) -> &dyn Kubernetes {
+        self.ops.as_ref()
+    }
+
+    fn witnesses(&self) -> &Witnesses {
+        &self.witnesses
+    }
+
+    /// After an apply returns, istiod still has to push the routes to the gateway: checks that
+    /// read the data plane once ask again for up to a minute.
+    fn convergence(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Output, BackendError> {
+        self.checked(async {
+            let all = self
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), self.cmds().create(&c.name)))
+                .collect();
+            self.creations.create(&spec.name, &self.ops, all).await
+        })
+        .await
+    }
+
+    async fn delete_cluster(&self, name: &str) -> Result<Output, BackendError> {
+        self.checked(async {
+            let cmd = self.cmds().delete(name);
+            if !self.listed().await?.iter().any(|c| c == name) {
+                return Err(BackendError::Procedure {
+                    command: cmd.line(),
+                    message: format!(
+                        "Not found: cluster {} (kind get clusters does not list it)",
+                        self.cmds().cluster(name)
+                    ),
+                });
+            }
+            let out = self.ops.run(cmd).await?;
+            self.ops.forget(name).await;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn clusters(&self) -> Result<BTreeMap<String, String>, BackendError> {
+        Ok(self
+            .listed()
+            .await?
+            .into_iter()
+            .map(|c| (c, "RUNNING".to_string()))
+            .collect())
+    }
+
+    /// Once every creation has ended: `kind create cluster` writes the kubeconfig when it ends,
+    /// under a lock file that a concurrent rename would race with (issue 8, item 9).
+    async fn rename_context(&self, cluster: &str) -> Result<Output, BackendError> {
+        self.creations.settle().await;
+        self.ops.run(self.cmds().rename_context(cluster)).await
+    }
+
+    async fn contexts(&self) -> Result<Vec<String>, BackendError> {
+        self.ops.contexts(self.cmds().get_contexts()).await
+    }
+
+    async fn install_istio(&self, cluster: &str, profile: &str) -> Result<Output, BackendError> {
+        self.guarded(
+            self.ops
+                .install_istio(self.cmds().istio_install(cluster, profile), cluster),
+        )
+        .await
+    }
+
+    async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError> {
+        let cmds = self.cmds();
+        self.guarded(
+            self.fleet
+                .op(&self.ops, op, |cluster| cmds.managed_install(cluster)),
+        )
+        .await
+    }
+
+    async fn mesh_describe(&self) -> Result<String, BackendError> {
+        self.fleet.describe(&self.ops, "kind").await
+    }
+
+    async fn dns_set(
+        &self,
+        domain: &str,
+        address: IpAddr,
+        ttl: u32,
+    ) -> Result<Output, BackendError> {
+        crate::embedded_dns_set(&self.dns, domain, address, ttl).await
+    }
+
+    fn dns_server(&self) -> SocketAddr {
+        self.dns.addr()
+    }
+
+    async fn inventory(&self) -> Result<Inventory, BackendError> {
+        let (memberships, mesh_feature_enabled) = self.fleet.state().await;
+        Ok(Inventory {
+            clusters: self.clusters().await?,
+            memberships,
+            mesh_feature_enabled,
+            load_balancers: Vec::new(),
+        })
+    }
+
+    async fn teardown(&self, keep: bool) -> TeardownReport {
+        self.tear_down(keep).await
+    }
+
+    fn scratch_paths(&self) -> Vec<PathBuf> {
+        vec![self.scratch.path().to_path_buf()]
+    }
+
+    fn mesh_wait(&self, _timeout: Duration, _poll: Duration) -> (Duration, Duration) {
+        (Duration::from_secs(10 * 60), Duration::from_secs(5))
+    }
+}
+
+/// The GCE metadata stand-in: answers the look-ups the frontend makes (`Metadata-Flavor: Google`).
+pub async fn metadata_server(
+    listen: SocketAddr,
+    cluster: String,
+    zone: String,
+) -> std::io::Result<()> {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    let zone_path = format!("projects/000000000000/zones/{zone}");
+    let flavor = |h: &HeaderMap| h.get("Metadata-Flavor").is_some_and(|v| v == "Google");
+    let c = cluster.clone();
+    let app = axum::Router::new()
+        .route(
+            "/computeMetadata/v1/instance/attributes/cluster-name",
+            get(move |h: HeaderMap| {
+                let c = c.clone();
+                async move {
+                    if flavor(&h) {
+                        (StatusCode::OK, c)
+                    } else {
+                        (StatusCode::FORBIDDEN, String::new())
+                    }
+                }
+            }),
+        )
+        .route(
+            "/computeMetadata/v1/instance/zone",
+            get(move |h: HeaderMap| {
+                let z = zone_path.clone();
+                async move {
+                    if flavor(&h) {
+                        (StatusCode::OK, z)
+                    } else {
+                        (StatusCode::FORBIDDEN, String::new())
+                    }
+                }
+            }),
+        )
+        .route(
+            "/computeMetadata/v1/project/project-id",
+            get(|| async { "kind" }),
+        )
+        .route(
+            "/",
+            get(|| async { json!({"meshmig": "gce metadata stand-in"}).to_string() }),
+        );
+    let l = tokio::net::TcpListener::bind(listen).await?;
+    axum::serve(l, app).await
+}
