@@ -3,8 +3,13 @@
 //! canary-cluster procedure.
 //!
 //! The layout follows the data: [`scenario`] (the procedure as data, validated up front) →
-//! [`engine`] (order, concurrency, teardown) → [`backend`] (emulated | kind | gke, behind one
-//! trait) → [`sampler`] + [`stats`] (split verdicts) → [`report`].
+//! [`engine`] (order, concurrency, teardown) → [`backend`] (emulated | kwok | kind | gke |
+//! gke-rehearsal, behind small traits) → [`sampler`] + [`stats`] (split verdicts) → [`report`].
+//!
+//! Three crates, each knowing only those under it: `meshmig-core` (the inputs and what every
+//! layer shares), `meshmig-backends` (the traits, the backends, their registry) and this one
+//! (engine, checks, load, sampler, stats, reports, runner), which re-exports the other two under
+//! the paths below (docs/architecture.md).
 
 pub mod checks;
 pub mod engine;
