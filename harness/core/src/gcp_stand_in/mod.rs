@@ -26,8 +26,8 @@
 //! kwok cluster; [`FixedProvider`] for tests).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), meshmig::gcp_stand_in::StandInError> {
-//! use meshmig::gcp_stand_in::{FixedProvider, GcpStandIn, Timing};
+//! # async fn demo() -> Result<(), meshmig_core::gcp_stand_in::StandInError> {
+//! use meshmig_core::gcp_stand_in::{FixedProvider, GcpStandIn, Timing};
 //! let s = GcpStandIn::start(FixedProvider::new("127.0.0.1:6443", "PEM"), Timing::default()).await?;
 //! let env = s.endpoint_env(std::path::Path::new("/tmp/scratch"))?; // CLOUDSDK_* for gcloud
 //! # let _ = env;
