@@ -573,8 +573,8 @@ mod tests {
     /// client and the target change together. Switched back and forth under load.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn after_a_switch_to_the_domain_every_request_uses_the_users_resolver() {
-        use meshmig_backends::emulated::frontend::{Frontend, Identity, HOME_PAGE_DEPENDENCIES};
-        let ready: meshmig_backends::emulated::frontend::ReadyServices = Default::default();
+        use meshmig_backends::frontend::{Frontend, Identity, HOME_PAGE_DEPENDENCIES};
+        let ready: meshmig_backends::frontend::ReadyServices = Default::default();
         for d in HOME_PAGE_DEPENDENCIES {
             ready.write().unwrap().insert(("ns".into(), d.into()));
         }

@@ -10,6 +10,9 @@ pub mod clusters;
 pub mod emulated;
 pub mod entry;
 pub mod exec;
+/// The Online Boutique frontend stand-in, one place for every backend that runs one (emulated
+/// replicas, and kwok's frontend pods).
+pub mod frontend;
 pub mod gke;
 pub mod gke_rehearsal;
 pub mod istioctl;

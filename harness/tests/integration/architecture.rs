@@ -3,7 +3,8 @@
 //! with the checks, engine and report). Between the crates Cargo itself forbids a circle; within
 //! each one:
 //! - no import circle: no two modules use each other, directly or through others;
-//! - no source file over 800 lines.
+//! - no source file over 800 lines;
+//! - no backend's folder names another backend's.
 //!
 //! A module's references are the paths it names from `crate::` or `super::` (in `use` items,
 //! grouped `use` items and inline paths), outside its `#[cfg(test)]` part. A reference between
@@ -214,6 +215,77 @@ fn harness_has_no_source_file_over_800_lines() {
         found.is_empty(),
         "source files over {MAX_LINES} lines:\n{}",
         found.join("\n")
+    );
+}
+
+/// The backends' folders in meshmig-backends. Each knows only itself and the crate's shared
+/// modules (`clusters`, `frontend`, `run_id`, …); `gke_rehearsal` is left out, as the one
+/// composition by design: the gke backend's commands against kwok clusters.
+const BACKENDS: [&str; 4] = ["emulated", "kwok", "kind", "gke"];
+
+/// Each reference from one backend's folder into another's (`kwok::stand_ins → emulated::…`).
+fn backends_knowing_another(modules: &BTreeMap<Module, (PathBuf, String)>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (module, (_, text)) in modules {
+        let Some(own) = module.first().filter(|m| BACKENDS.contains(&m.as_str())) else {
+            continue;
+        };
+        for path in references(module, text) {
+            if path
+                .first()
+                .is_some_and(|p| p != own && BACKENDS.contains(&p.as_str()))
+            {
+                found.push(format!("{} → {}", module.join("::"), path.join("::")));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_backend_knows_another() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("backends/src");
+    let found = backends_knowing_another(&modules(&src));
+    assert!(
+        found.is_empty(),
+        "a backend's folder names another backend's (shared pieces belong at the crate's root):\n{}",
+        found.join("\n")
+    );
+}
+
+#[rstest::rstest]
+#[case::a_backend_using_anothers_stand_in(
+    &[("lib.rs", "pub mod emulated; pub mod kwok; pub mod frontend;"), ("kwok/stand_ins.rs", "use crate::emulated::frontend::Frontend;"), ("emulated/frontend.rs", "")],
+    "kwok::stand_ins → emulated::frontend::Frontend"
+)]
+#[case::through_super(
+    &[("kind/entry.rs", "fn f() { super::super::gke::chrono_like::now() }"), ("gke/mod.rs", "")],
+    "kind::entry → gke::chrono_like::now"
+)]
+fn a_backend_knowing_another_is_named(#[case] files: &[(&str, &str)], #[case] want: &str) {
+    let dir = tree(files);
+    assert_eq!(
+        backends_knowing_another(&modules(dir.path())),
+        vec![want.to_string()]
+    );
+}
+
+#[test]
+fn shared_pieces_and_the_rehearsal_are_no_finding() {
+    let dir = tree(&[
+        (
+            "kwok/stand_ins.rs",
+            "use crate::frontend::Frontend; use crate::clusters::ClusterOps;",
+        ),
+        (
+            "gke_rehearsal/mod.rs",
+            "use crate::kwok::provider::KwokClusters; use crate::gke::Gke;",
+        ),
+        ("frontend.rs", ""),
+    ]);
+    assert_eq!(
+        backends_knowing_another(&modules(dir.path())),
+        Vec::<String>::new()
     );
 }
 

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use meshmig::backend::emulated::envoy::Envoy;
-use meshmig::backend::emulated::frontend::{Frontend, Identity, HOME_PAGE_DEPENDENCIES};
 use meshmig::backend::emulated::xds::{Cluster, Listener, Route, Snapshot, VirtualHost};
+use meshmig::backend::frontend::{Frontend, Identity, HOME_PAGE_DEPENDENCIES};
 use meshmig::scenario::FooterVariant;
 use meshmig::tools::find_envoy;
 

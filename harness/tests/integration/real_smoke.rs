@@ -57,7 +57,7 @@ pub struct Env {
     pub istiod: Istiod,
     pub gateway: GatewayPod,
     pub gw_ip: Ipv4Addr,
-    pub frontend: Option<meshmig::backend::emulated::frontend::Frontend>,
+    pub frontend: Option<meshmig::backend::frontend::Frontend>,
     pub started: Duration,
     pub t0: Instant,
     pub upstream: std::path::PathBuf,
@@ -374,10 +374,7 @@ async fn start_gateway(
 
 /// Online Boutique's frontend (a stand-in on its pod's IP) and the upstream Gateway +
 /// VirtualService.
-async fn start_frontend(
-    kube: &Kube,
-    upstream: &Path,
-) -> meshmig::backend::emulated::frontend::Frontend {
+async fn start_frontend(kube: &Kube, upstream: &Path) -> meshmig::backend::frontend::Frontend {
     // Online Boutique's frontend and the upstream Gateway + VirtualService.
     kube.label_namespace(
         "default",
@@ -409,14 +406,14 @@ async fn start_frontend(
     let fe_ip = ip_of(&fe);
     claim_ip(&name_of(&fe), fe_ip).unwrap();
     let ready = std::sync::Arc::new(std::sync::RwLock::new(
-        meshmig::backend::emulated::frontend::HOME_PAGE_DEPENDENCIES
+        meshmig::backend::frontend::HOME_PAGE_DEPENDENCIES
             .iter()
             .map(|s| ("default".to_string(), s.to_string()))
             .collect(),
     ));
-    let frontend = meshmig::backend::emulated::frontend::Frontend::start(
+    let frontend = meshmig::backend::frontend::Frontend::start(
         SocketAddr::new(fe_ip.into(), 8080),
-        meshmig::backend::emulated::frontend::Identity {
+        meshmig::backend::frontend::Identity {
             cluster: "cluster-with-istio".into(),
             zone: "us-central1-a".into(),
             pod: name_of(&fe),

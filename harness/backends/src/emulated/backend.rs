@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use super::store::{self, Store};
 use super::world::{Membership, VirtualCluster};
-use super::{frontend, gcloud_context, store_err, Emulated, EMULATED_ISTIO_VERSION, PROJECT};
+use super::{gcloud_context, store_err, Emulated, EMULATED_ISTIO_VERSION, PROJECT};
+use crate::frontend;
 use crate::witness::Witnesses;
 use crate::{Backend, BackendError, FleetOp, Inventory, Kubernetes, Output, TeardownReport};
 use meshmig_core::manifest::Object;

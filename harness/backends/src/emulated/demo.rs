@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use super::envoy::Envoy;
-use super::frontend::{Frontend, Identity, HOME_PAGE_DEPENDENCIES};
 use super::xds::{Cluster, Listener, Route, Snapshot, VirtualHost};
+use crate::frontend::{Frontend, Identity, HOME_PAGE_DEPENDENCIES};
 use crate::BackendError;
 use meshmig_core::scenario::FooterVariant;
 

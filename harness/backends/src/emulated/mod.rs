@@ -6,14 +6,13 @@
 //! procedure's traffic touches is real: each ingress gateway is an Envoy process configured from
 //! the applied Gateway, VirtualService and ServiceEntry objects as istiod translates them
 //! ([`xds`], [`envoy`]); each frontend replica is an HTTP server rendering the real footer
-//! ([`frontend`]); the test domain is served by an authoritative DNS server ([`meshmig_core::dns`]).
+//! ([`crate::frontend`], shared with kwok); the test domain is served by an authoritative DNS server ([`meshmig_core::dns`]).
 //! The managed mesh is a stand-in that goes DISABLED → PROVISIONING → ACTIVE and then injects
 //! `istio.io/rev=asm-managed` namespaces.
 
 pub mod demo;
 pub mod entry;
 pub mod envoy;
-pub mod frontend;
 pub mod store;
 pub mod xds;
 

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::envoy::Envoy;
-use super::frontend::{Frontend, Identity};
 use super::store::{pod_ready, Store};
 use super::world::VirtualCluster;
 use super::{xds, Emulated};
+use crate::frontend::{Frontend, Identity};
 use crate::BackendError;
 use meshmig_core::manifest::string_map;
 use meshmig_core::scenario::FooterVariant;

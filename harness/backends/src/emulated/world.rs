@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::envoy::Envoy;
-use super::frontend::{Frontend, ReadyServices};
 use super::store::Store;
 use super::{Emulated, MANAGED_REVISION, PROJECT, PROJECT_NUMBER};
+use crate::frontend::{Frontend, ReadyServices};
 use crate::BackendError;
 use meshmig_core::fleet::{describe_yaml, stand_in_state, StandInState};
 use meshmig_core::scenario::ClusterSpec;

@@ -142,7 +142,7 @@ impl BackendEntry for Entry {
             &exec,
             &names,
             older_than,
-            crate::gke::chrono_like::Utc::now(),
+            crate::run_id::chrono_like::Utc::now(),
         )
         .await?;
         let failed = lines.iter().any(|d| d.starts_with("FAILED"));

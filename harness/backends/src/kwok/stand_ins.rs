@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 use super::pods::{
     claim_ip, mesh_for_upstream_envoy, release_ip, router_bootstrap, GatewayPod, Istiod, Sandbox,
 };
-use crate::emulated::frontend::{Frontend, Identity, ReadyServices};
+use crate::frontend::{Frontend, Identity, ReadyServices};
 use crate::kube::Kube;
 use crate::GatewayDumps as Dumps;
 use meshmig_core::scenario::ClusterSpec;
@@ -232,7 +232,7 @@ impl StandIns {
     /// A fault: the first frontend replica answers its next `requests` requests with `status`.
     pub async fn fail_frontend(&self, status: u16, requests: u64) -> Result<String, String> {
         let st = self.state.lock().await;
-        crate::emulated::frontend::fail_first(
+        crate::frontend::fail_first(
             st.pods.iter().filter_map(|(k, (_, r))| match r {
                 Running::Frontend(f, _) => Some((k, f)),
                 _ => None,
