@@ -485,4 +485,56 @@ mod tests {
         assert!(!r.ok);
         assert!(r.observed.contains("selects no running gateway pod"));
     }
+
+    /// A real gateway's routes and clusters, as the real istioctl 1.31.0 printed them from a
+    /// real Envoy configured by a real istiod on a kind cluster
+    /// (`fixtures/istioctl-proxy-config/README.md` says how they were captured).
+    fn captured(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/istioctl-proxy-config")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    fn judge_captured(name: &str, e: &BTreeMap<String, f64>) -> CheckResult {
+        gateway_routes(
+            &BTreeMap::from([(
+                "istio-system/istio-ingressgateway".to_string(),
+                Ok(captured(name)),
+            )]),
+            "default/frontend-gateway",
+            e,
+            json!([]),
+        )
+    }
+
+    /// The upstream migration VirtualService at 50/50, read back from the gateway istiod
+    /// configured: the judge finds its weights, its VirtualService and both clusters.
+    #[test]
+    fn a_real_gateway_holding_the_50_50_migration_passes() {
+        let r = judge_captured("migration-50-50.json", &expect(50.0, 50.0));
+        assert!(r.ok, "{}", r.observed);
+        assert_eq!(
+            r.observed,
+            "istio-system/istio-ingressgateway: default/frontend-ingress routes frontend 50.0%, v2.example.com 50.0%"
+        );
+        let r = judge_captured("migration-50-50.json", &expect(100.0, 0.0));
+        assert!(!r.ok);
+        assert!(
+            r.observed.contains("frontend 50.0%, v2.example.com 50.0%"),
+            "{}",
+            r.observed
+        );
+    }
+
+    /// The migration VirtualService under a new name beside the original: the real gateway
+    /// holds both in one virtual host and serves the first, which the judge names.
+    #[test]
+    fn a_real_gateway_holding_two_virtual_services_fails_naming_both() {
+        let r = judge_captured("two-virtual-services.json", &expect(50.0, 50.0));
+        assert!(!r.ok);
+        for needle in ["frontend-ingress", "frontend-migration", "frontend 100.0%"] {
+            assert!(r.observed.contains(needle), "{needle} in {}", r.observed);
+        }
+    }
 }
