@@ -13,6 +13,7 @@ pub mod exec;
 /// The Online Boutique frontend stand-in, one place for every backend that runs one (emulated
 /// replicas, and kwok's frontend pods).
 pub mod frontend;
+pub mod gateway_config;
 pub mod gke;
 pub mod gke_rehearsal;
 pub mod istioctl;

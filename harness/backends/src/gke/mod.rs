@@ -89,7 +89,10 @@ pub fn google_witnesses(cfg: &GkeConfig) -> crate::witness::Witnesses {
         inventory: Witness::real(
             "gcloud: clusters, fleet memberships, the mesh feature, forwarding rules",
         ),
-        routes: None,
+        routes: Some(Witness::real(format!(
+            "the gateway pods' Envoy config_dump, read with istioctl proxy-config all ({}), fed by istiod or managed CSM",
+            cfg.istioctl
+        ))),
         commands: vec![
             ("gcloud", Witness::real("gcloud")),
             (

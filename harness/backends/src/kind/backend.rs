@@ -216,7 +216,10 @@ fn witnesses(cfg: &KindConfig) -> Witnesses {
         inventory: Witness::stand_in(
             "kind get clusters and the container engine (real), the fleet stand-in's records",
         ),
-        routes: None,
+        routes: Some(Witness::real(format!(
+            "the gateway pods' Envoy config_dump, read with istioctl proxy-config all ({}), fed by istiod",
+            cfg.istioctl.display()
+        ))),
         commands: vec![
             (
                 "istioctl",
@@ -523,6 +526,20 @@ impl Backend for Kind {
 
     fn kubernetes(&self) -> &dyn Kubernetes {
         self.ops.as_ref()
+    }
+
+    /// The running gateway pods Gateway `namespace/gateway` selects, and their Envoy's
+    /// `config_dump` as `istioctl proxy-config all` prints it.
+    async fn gateway_routes(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        gateway: &str,
+    ) -> Result<Option<crate::GatewayDumps>, BackendError> {
+        let istioctl = self.cfg.istioctl.display().to_string();
+        crate::gateway_config::gateway_dumps(&self.ops, &istioctl, cluster, namespace, gateway)
+            .await
+            .map(Some)
     }
 
     fn witnesses(&self) -> &Witnesses {
