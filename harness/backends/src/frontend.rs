@@ -46,10 +46,30 @@ pub struct Identity {
     pub variant: FooterVariant,
 }
 
+/// What the home page finds about the services it calls.
+#[async_trait::async_trait]
+pub trait Dependencies: Send + Sync {
+    /// None when every service the home page calls answers; else what Online Boutique's error
+    /// page shows for the first one that does not.
+    async fn failure(&self, namespace: &str) -> Option<String>;
+}
+
+#[async_trait::async_trait]
+impl Dependencies for RwLock<BTreeSet<(String, String)>> {
+    /// A service without a ready endpoint fails as the real frontend's lookup does.
+    async fn failure(&self, namespace: &str) -> Option<String> {
+        let ready = self.read().expect("ready-services lock is never poisoned");
+        HOME_PAGE_DEPENDENCIES
+            .iter()
+            .find(|d| !ready.contains(&(namespace.to_string(), d.to_string())))
+            .map(|m| format!("could not retrieve data: rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp: lookup {m} on 10.96.0.10:53: no such host\""))
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     id: Arc<Identity>,
-    ready: ReadyServices,
+    deps: Arc<dyn Dependencies>,
     failing: Arc<Failing>,
 }
 
@@ -86,11 +106,20 @@ impl Frontend {
         id: Identity,
         ready: ReadyServices,
     ) -> std::io::Result<Self> {
+        Self::start_with(addr, id, ready).await
+    }
+
+    /// Starts a replica on `addr` whose home page asks `deps` about the services it calls.
+    pub async fn start_with(
+        addr: SocketAddr,
+        id: Identity,
+        deps: Arc<dyn Dependencies>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let failing = Arc::new(Failing::default());
         let state = AppState {
             id: Arc::new(id),
-            ready,
+            deps,
             failing: failing.clone(),
         };
         let app = Router::new()
@@ -189,27 +218,14 @@ async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
         Some(id) => (id, false),
         None => (uuid(), true),
     };
-    let missing: Vec<&str> = {
-        let ready = s
-            .ready
-            .read()
-            .expect("ready-services lock is never poisoned");
-        HOME_PAGE_DEPENDENCIES
-            .iter()
-            .copied()
-            .filter(|d| !ready.contains(&(s.id.namespace.clone(), d.to_string())))
-            .collect()
-    };
-    let (status, main) = if missing.is_empty() {
-        (StatusCode::OK, HOME_MAIN.to_string())
-    } else {
-        let m = missing[0];
-        (
+    let (status, main) = match s.deps.failure(&s.id.namespace).await {
+        None => (StatusCode::OK, HOME_MAIN.to_string()),
+        Some(detail) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!(
-                "    <main role=\"main\">\n        <div class=\"container\">\n            <h3>Uh, oh!</h3>\n            <p>Something has failed. Below are some details for debugging.</p>\n            <p><strong>HTTP Status:</strong> 500 Internal Server Error</p>\n            <pre class=\"border border-danger p-3\">could not retrieve data: rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial tcp: lookup {m} on 10.96.0.10:53: no such host\"</pre>\n        </div>\n    </main>\n"
+                "    <main role=\"main\">\n        <div class=\"container\">\n            <h3>Uh, oh!</h3>\n            <p>Something has failed. Below are some details for debugging.</p>\n            <p><strong>HTTP Status:</strong> 500 Internal Server Error</p>\n            <pre class=\"border border-danger p-3\">{detail}</pre>\n        </div>\n    </main>\n"
             ),
-        )
+        ),
     };
     let body = page(&main, &footer(&s.id, &session));
     let mut resp = (

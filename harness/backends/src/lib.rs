@@ -5,6 +5,7 @@
 //! and is listed once in [`registry`]. Reads return Kubernetes objects as JSON in the
 //! shape the API server returns them (with `status`), so the checks read every backend alike.
 
+pub mod boutique;
 pub mod cli_commands;
 pub mod clusters;
 pub mod emulated;

@@ -206,6 +206,13 @@ pub enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
     },
+    /// kind: one of Online Boutique's services as a stand-in, the entrypoint of the images the
+    /// kind kit builds under the upstream image names (gRPC health, the frontend's home page,
+    /// redis-cart's PING, the load generator's requests).
+    Boutique {
+        /// The service (frontend, cartservice, redis-cart, loadgenerator…).
+        service: String,
+    },
     /// GKE or kind: delete what crashed runs left (GKE: clusters labelled meshmig-run and their
     /// memberships; kind: clusters named after the procedure's with a run id, and their
     /// cloud-provider-kind containers).

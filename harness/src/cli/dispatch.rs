@@ -78,6 +78,12 @@ pub async fn dispatch(cmd: Command, prepared: BackendOptions) -> anyhow::Result<
                 .context("serving GCE metadata")?;
             Ok(exit::PASS)
         }
+        Command::Boutique { service } => {
+            meshmig::backend::boutique::serve(&service)
+                .await
+                .context("standing in for an Online Boutique service")?;
+            Ok(exit::PASS)
+        }
         Command::Tools { command } => Ok(match command {
             ToolsCommand::Install {
                 versions,
