@@ -21,6 +21,7 @@ pub mod istioctl;
 pub mod kind;
 pub mod kube;
 pub mod kwok;
+pub mod lb_fields;
 pub mod options;
 pub mod ports;
 pub mod preflight;

@@ -28,6 +28,8 @@ pub struct BackendOptions {
     pub kind_configs: Option<PathBuf>,
     /// kind: a GCE metadata stand-in image to load (see kind-configs/metadata.Dockerfile).
     pub metadata_image: Option<String>,
+    /// kind: a kit built by kind-configs/kit/build (default: MESHMIG_KIND_KIT).
+    pub kind_kit: Option<PathBuf>,
     /// What the backend's preflight prepared before the process had threads (the GKE
     /// rehearsal's stand-in port and scratch folder, [`crate::gke_rehearsal`]).
     pub rehearsal: Option<Prepared>,

@@ -115,6 +115,10 @@ pub struct CloudArgs {
     /// kind: a GCE metadata stand-in image to load (built from kind-configs/metadata.Dockerfile).
     #[arg(long)]
     pub metadata_image: Option<String>,
+    /// kind: a kit built by kind-configs/kit/build on a machine with no image registry (its
+    /// folder, holding kit.json; default: MESHMIG_KIND_KIT).
+    #[arg(long)]
+    pub kind_kit: Option<PathBuf>,
     /// GKE: rehearse: the real gcloud against a local stand-in of the Google Cloud APIs, whose
     /// clusters are kwok clusters (needs `meshmig tools install`, Envoy, gcloud with
     /// gke-gcloud-auth-plugin; nothing reaches Google). `--project` may be any id, e.g. demo.
@@ -134,6 +138,7 @@ impl CloudArgs {
             istio_version: self.istio_version.clone(),
             kind_configs: self.kind_configs.clone(),
             metadata_image: self.metadata_image.clone(),
+            kind_kit: self.kind_kit.clone(),
             rehearsal: None,
         }
     }
@@ -295,6 +300,9 @@ pub enum Command {
         /// GKE: the project to check (or MESHMIG_GKE_PROJECT).
         #[arg(long)]
         project: Option<String>,
+        /// kind: check a kit built by kind-configs/kit/build (default: MESHMIG_KIND_KIT).
+        #[arg(long)]
+        kind_kit: Option<PathBuf>,
     },
 }
 

@@ -94,10 +94,15 @@ pub async fn dispatch(cmd: Command, prepared: BackendOptions) -> anyhow::Result<
                 meshmig::backend::kwok::entry::doctor(&versions.tools())
             }
         }),
-        Command::Doctor { backend, project } => {
+        Command::Doctor {
+            backend,
+            project,
+            kind_kit,
+        } => {
             let b = registry::find(&backend).map_err(anyhow::Error::msg)?;
             let opts = BackendOptions {
                 project,
+                kind_kit,
                 ..BackendOptions::default()
             };
             Ok(b.doctor(&opts).await)

@@ -14,6 +14,7 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::commands::{cloud_provider_container, cloud_provider_request, Commands};
+use super::node_lb::NodeLoadBalancers;
 use super::{
     KindConfig, KindError, CLOUD_PROVIDER_CHECK_EVERY, CLOUD_PROVIDER_KIND_IMAGE,
     CLOUD_PROVIDER_KIND_TAG,
@@ -193,6 +194,9 @@ pub struct Kind {
     pub(super) fleet: FleetStandIn,
     pub(super) dns: DnsServer,
     pub(super) cloud_provider: Arc<CloudSlot>,
+    /// With a kit: the load-balancer addresses cloud-provider-kind would give (made when the
+    /// first cluster exists, since kind creates its network then).
+    pub(super) node_lbs: tokio::sync::OnceCell<NodeLoadBalancers>,
     witnesses: Witnesses,
 }
 
@@ -210,9 +214,10 @@ fn witnesses(cfg: &KindConfig) -> Witnesses {
         kubernetes_api: Witness::real(format!("the kind cluster's kube-apiserver ({node})")),
         fleet: witness::fleet_stand_in(),
         dns: witness::embedded_dns(),
-        data_plane: Witness::real(
-            "cloud-provider-kind's load balancer and the ingress gateway's Envoy, fed by istiod",
-        ),
+        data_plane: Witness::real(match cfg.kit {
+            None => "cloud-provider-kind's load balancer and the ingress gateway's Envoy, fed by istiod".to_string(),
+            Some(_) => "kube-proxy on the node (the load-balancer address given by meshmig's node load balancer, in place of cloud-provider-kind) and the ingress gateway's Envoy, fed by istiod".to_string(),
+        }),
         inventory: Witness::stand_in(
             "kind get clusters and the container engine (real), the fleet stand-in's records",
         ),
@@ -237,12 +242,19 @@ impl Kind {
     pub async fn start(cfg: KindConfig, s: &Scenario) -> Result<Self, BackendError> {
         let scratch = Scratch::create("meshmig-kind-")?;
         let kubeconfig = scratch.path().join("kubeconfig");
-        let exec: Arc<dyn Exec> = Arc::new(Process {
-            env: [("KUBECONFIG".to_string(), kubeconfig.clone())].into(),
-        });
-        let log = scratch.path().join("cloud-provider-kind.log");
-        let cloud = CloudProvider::start(&cfg.run_id, &log).await?;
-        Self::assemble(cfg, s, exec, scratch, Some(cloud)).await
+        let mut env: std::collections::BTreeMap<String, PathBuf> =
+            [("KUBECONFIG".to_string(), kubeconfig.clone())].into();
+        env.extend(cfg.kind_env().into_iter().map(|(k, v)| (k, PathBuf::from(v))));
+        let exec: Arc<dyn Exec> = Arc::new(Process { env });
+        // A kit's nodes get load-balancer addresses from the node load balancer instead.
+        let cloud = match cfg.kit {
+            Some(_) => None,
+            None => {
+                let log = scratch.path().join("cloud-provider-kind.log");
+                Some(CloudProvider::start(&cfg.run_id, &log).await?)
+            }
+        };
+        Self::assemble(cfg, s, exec, scratch, cloud).await
     }
 
     /// A run whose commands (kind, kubectl, istioctl, docker) all go through `exec`, in
@@ -296,7 +308,54 @@ impl Kind {
             fleet: FleetStandIn::new(s),
             dns,
             cloud_provider,
+            node_lbs: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// After a kit's cluster is created: the kit's archives loaded into it, the kit's aliases
+    /// given on each node, and its control-plane node watched for LoadBalancer Services.
+    async fn prepare_kit_cluster(&self, name: &str) -> Result<(), BackendError> {
+        let Some(kit) = &self.cfg.kit else {
+            return Ok(());
+        };
+        let cmds = self.cmds();
+        for archive in &kit.archives {
+            self.ops.run(cmds.load_archive(archive, name)).await?;
+        }
+        let nodes: Vec<String> = self
+            .ops
+            .run(cmds.nodes(name))
+            .await?
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        for node in &nodes {
+            for alias in &kit.aliases {
+                self.ops.run(cmds.alias(node, alias)).await?;
+            }
+        }
+        let control_plane = nodes
+            .iter()
+            .find(|n| n.ends_with("-control-plane"))
+            .ok_or_else(|| {
+                BackendError::infra(
+                    format!("finding the control-plane node of {}", cmds.cluster(name)),
+                    format!("kind get nodes lists {nodes:?}"),
+                )
+            })?;
+        let lbs = self
+            .node_lbs
+            .get_or_try_init(|| NodeLoadBalancers::new(&self.ops, self.cfg.engine()))
+            .await?;
+        lbs.watch(
+            self.ops.clone(),
+            &[name.to_string(), cmds.kind_context(name)],
+            control_plane,
+        );
+        Ok(())
     }
 
     fn cloud(&self) -> Option<Arc<CloudProvider>> {
@@ -439,8 +498,11 @@ impl KindHooks {
             return Ok(());
         };
         let cmds = Commands::new(&self.cfg, &ops.kubeconfig);
-        for cmd in cmds.load_image(image, cluster, &self.archive) {
-            ops.run(cmd).await?;
+        // A kit's own stand-in image is among the archives loaded when the cluster was created.
+        if self.cfg.kit.as_ref().is_none_or(|k| &k.metadata_image != image) {
+            for cmd in cmds.load_image(image, cluster, &self.archive) {
+                ops.run(cmd).await?;
+            }
         }
         ops.apply_as(
             cluster,
@@ -559,7 +621,9 @@ impl Backend for Kind {
                 .iter()
                 .map(|c| (c.name.clone(), self.cmds().create(&c.name)))
                 .collect();
-            self.creations.create(&spec.name, &self.ops, all).await
+            let out = self.creations.create(&spec.name, &self.ops, all).await?;
+            self.prepare_kit_cluster(&spec.name).await?;
+            Ok(out)
         })
         .await
     }

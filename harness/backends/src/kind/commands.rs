@@ -7,6 +7,7 @@ use std::time::Duration;
 use testcontainers::core::Mount;
 use testcontainers::{ContainerRequest, GenericImage, ImageExt};
 
+use super::kit::{Alias, KindKit};
 use super::{
     KindConfig, CLOUD_PROVIDER_KIND_IMAGE, CLOUD_PROVIDER_KIND_TAG, DOCKER_SOCKET,
     LB_CLUSTER_LABEL, RUN_LABEL,
@@ -66,6 +67,11 @@ impl<'a> Commands<'a> {
         Self { cfg, kubeconfig }
     }
 
+    /// The kind program: the kit's, else `kind` from PATH.
+    pub fn kind(&self) -> &str {
+        self.cfg.kit.as_ref().map_or("kind", |k| k.kind.as_str())
+    }
+
     /// The kind cluster name.
     pub fn cluster(&self, name: &str) -> String {
         format!("{name}-{}", self.cfg.run_id)
@@ -74,7 +80,7 @@ impl<'a> Commands<'a> {
     /// `kind create cluster`.
     pub fn create(&self, name: &str) -> Cmd {
         Cmd::new(
-            "kind",
+            self.kind(),
             [
                 "create".to_string(),
                 "cluster".into(),
@@ -123,15 +129,66 @@ impl<'a> Commands<'a> {
         )
     }
 
-    /// A4.
-    pub fn istio_install(&self, context: &str, profile: &str) -> Cmd {
-        cli_commands::istioctl_install(&self.cfg.istioctl.display().to_string(), context, profile)
+    /// The kit's `--set` settings (none without a kit).
+    fn kit_sets(&self) -> Vec<String> {
+        self.cfg
+            .kit
+            .as_ref()
+            .map(KindKit::istioctl_sets)
+            .unwrap_or_default()
     }
 
-    /// The managed-mesh stand-in: a control plane of revision asm-managed, no gateways.
+    /// A4, with the kit's settings.
+    pub fn istio_install(&self, context: &str, profile: &str) -> Cmd {
+        let mut cmd =
+            cli_commands::istioctl_install(&self.cfg.istioctl.display().to_string(), context, profile);
+        cmd.args.extend(self.kit_sets());
+        cmd
+    }
+
+    /// The managed-mesh stand-in: a control plane of revision asm-managed, no gateways; with
+    /// the kit's settings.
     pub fn managed_install(&self, context: &str) -> Cmd {
-        let args = crate::clusters::managed_install_args(context);
+        let mut args = crate::clusters::managed_install_args(context);
+        args.extend(self.kit_sets());
         self.istioctl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// `kind load image-archive ARCHIVE --name CLUSTER`.
+    pub fn load_archive(&self, archive: &Path, name: &str) -> Cmd {
+        Cmd::new(
+            self.kind(),
+            [
+                "load".to_string(),
+                "image-archive".into(),
+                archive.display().to_string(),
+                "--name".into(),
+                self.cluster(name),
+            ],
+        )
+    }
+
+    /// `kind get nodes --name CLUSTER`.
+    pub fn nodes(&self, name: &str) -> Cmd {
+        Cmd::new(self.kind(), ["get", "nodes", "--name", &self.cluster(name)])
+    }
+
+    /// `ENGINE exec NODE ctr --namespace=k8s.io images tag IMAGE ALIAS`: a second name for a
+    /// loaded image in a node's containerd, where the kubelet's CRI looks images up.
+    pub fn alias(&self, node: &str, alias: &Alias) -> Cmd {
+        Cmd::new(
+            self.cfg.engine(),
+            [
+                "exec",
+                node,
+                "ctr",
+                "--namespace=k8s.io",
+                "images",
+                "tag",
+                &alias.image,
+                &alias.alias,
+            ],
+        )
     }
 
     /// Loads the GCE metadata stand-in image into a cluster.
@@ -139,26 +196,19 @@ impl<'a> Commands<'a> {
     /// `docker save` then `kind load image-archive`: `kind load docker-image` fails with Docker's
     /// containerd image store, the default since Docker 29 (kind#3795).
     pub fn load_image(&self, image: &str, name: &str, archive: &Path) -> [Cmd; 2] {
-        let archive = archive.display().to_string();
         [
-            Cmd::new("docker", ["save", "-o", &archive, image]),
             Cmd::new(
-                "kind",
-                [
-                    "load",
-                    "image-archive",
-                    &archive,
-                    "--name",
-                    &self.cluster(name),
-                ],
+                self.cfg.engine(),
+                ["save", "-o", &archive.display().to_string(), image],
             ),
+            self.load_archive(archive, name),
         ]
     }
 
     /// G4, H.
     pub fn delete(&self, name: &str) -> Cmd {
         Cmd::new(
-            "kind",
+            self.kind(),
             [
                 "delete".to_string(),
                 "cluster".into(),
@@ -172,7 +222,7 @@ impl<'a> Commands<'a> {
 
     /// `kind get clusters`.
     pub fn get_clusters(&self) -> Cmd {
-        Cmd::new("kind", ["get", "clusters"])
+        Cmd::new(self.kind(), ["get", "clusters"])
     }
 }
 

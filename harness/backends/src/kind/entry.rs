@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::kit::{kit_dir, KindKit};
 use super::{Kind, KindConfig};
 use crate::entry::{doctor_exit, BackendEntry, Capabilities, EntryError, GcReport};
 use crate::exec::Process;
@@ -48,7 +49,27 @@ pub async fn config(opts: &BackendOptions, scenario: &Path) -> Result<KindConfig
         .kind_configs
         .clone()
         .unwrap_or_else(|| kind_configs_for(scenario));
-    Ok(with_options(KindConfig::new(&configs, &istioctl), opts))
+    let cfg = with_options(KindConfig::new(&configs, &istioctl), opts);
+    match kit(opts)? {
+        Some(k) => Ok(cfg.with_kit(k, opts.kind_configs.is_some())),
+        None => Ok(cfg),
+    }
+}
+
+/// The kit the options (or `MESHMIG_KIND_KIT`) name, read and checked.
+pub fn kit(opts: &BackendOptions) -> Result<Option<KindKit>, BackendError> {
+    kit_dir(opts.kind_kit.as_deref())
+        .map(|dir| KindKit::load(&dir))
+        .transpose()
+        .map_err(|e| BackendError::infra("reading the kind kit", meshmig_core::error_chain(&e)))
+}
+
+/// The container engine a run will use: the kit's provider, else docker.
+fn engine_of(opts: &BackendOptions) -> String {
+    kit(opts)
+        .ok()
+        .flatten()
+        .map_or_else(|| "docker".to_string(), |k| k.provider)
 }
 
 /// A kind configuration with the run id and metadata image the options give.
@@ -84,19 +105,24 @@ impl BackendEntry for Entry {
     fn conformance_options(&self) -> Result<BackendOptions, String> {
         // Real clusters: needs a container engine; `meshmig doctor --backend kind` says what is
         // missing.
-        let engine = std::process::Command::new("docker").arg("info").output();
-        if !engine.is_ok_and(|o| o.status.success()) {
-            return Err("the kind trials run on real kind clusters: no container engine is reachable (docker info failed)".into());
-        }
-        Ok(BackendOptions {
+        let opts = BackendOptions {
             istio_version: std::env::var("MESHMIG_ISTIO_VERSION").ok(),
             metadata_image: std::env::var("MESHMIG_METADATA_IMAGE").ok(),
             ..BackendOptions::default()
-        })
+        };
+        let engine = engine_of(&opts);
+        let info = std::process::Command::new(&engine).arg("info").output();
+        if !info.is_ok_and(|o| o.status.success()) {
+            return Err(format!("the kind trials run on real kind clusters: no container engine is reachable ({engine} info failed)"));
+        }
+        Ok(opts)
     }
 
-    async fn doctor(&self, _: &BackendOptions) -> i32 {
-        doctor()
+    async fn doctor(&self, opts: &BackendOptions) -> i32 {
+        match kit_dir(opts.kind_kit.as_deref()) {
+            Some(dir) => doctor_kit(&dir),
+            None => doctor(),
+        }
     }
 
     fn plan(&self, s: &Scenario, opts: &BackendOptions) -> Result<String, EntryError> {
@@ -117,8 +143,10 @@ impl BackendEntry for Entry {
         s: &Scenario,
         opts: &BackendOptions,
     ) -> Result<Arc<dyn Backend>, BackendError> {
-        for tool in ["docker", "kind", "kubectl"] {
-            if on_path(tool).is_none() {
+        let cfg = config(opts, &s.path).await?;
+        let kind = cfg.kit.as_ref().map(|k| k.kind.clone());
+        for tool in [cfg.engine(), kind.as_deref().unwrap_or("kind"), "kubectl"] {
+            if on_path(tool).is_none() && !Path::new(tool).is_file() {
                 return Err(BackendError::MissingTool(MissingTool {
                     doing: "starting the kind backend".into(),
                     tool: tool.into(),
@@ -126,7 +154,6 @@ impl BackendEntry for Entry {
                 }));
             }
         }
-        let cfg = config(opts, &s.path).await?;
         Ok(Arc::new(Kind::start(cfg, s).await?))
     }
 
@@ -160,6 +187,62 @@ impl BackendEntry for Entry {
             },
         })
     }
+}
+
+/// With a kit: the kit itself (kit.json, its archives and configurations), its container engine
+/// reachable, its node image there, its kind, kubectl and istioctl.
+fn doctor_kit(dir: &Path) -> i32 {
+    let mut missing = 0;
+    let kit = match KindKit::load(dir) {
+        Ok(k) => {
+            println!("ok      kind kit: {} ({} archives, provider {})", dir.display(), k.archives.len(), k.provider);
+            k
+        }
+        Err(e) => {
+            println!("MISSING kind kit: {}; build it with kind-configs/kit/build", meshmig_core::error_chain(&e));
+            return doctor_exit(1);
+        }
+    };
+    let engine = std::process::Command::new(&kit.provider)
+        .args(["info", "--format", "{{.Version.Version}}"])
+        .output();
+    match engine {
+        Ok(o) if o.status.success() => println!(
+            "ok      container engine: {} {}",
+            kit.provider,
+            String::from_utf8_lossy(&o.stdout).trim()
+        ),
+        _ => {
+            missing += 1;
+            println!("MISSING container engine: `{} info` failed; kind-configs/kit/build installs and sets up podman", kit.provider);
+        }
+    }
+    let image = std::process::Command::new(&kit.provider)
+        .args(["image", "exists", &kit.node_image])
+        .status();
+    if image.is_ok_and(|s| s.success()) {
+        println!("ok      node image: {}", kit.node_image);
+    } else {
+        missing += 1;
+        println!("MISSING node image {}: run kind-configs/kit/build", kit.node_image);
+    }
+    if Path::new(&kit.kind).is_file() {
+        println!("ok      kind: {}", kit.kind);
+    } else {
+        missing += 1;
+        println!("MISSING kind: {} (run kind-configs/kit/build)", kit.kind);
+    }
+    for tool in ["kubectl", "istioctl"] {
+        match on_path(tool) {
+            Some(p) => println!("ok      {tool}: {}", p.display()),
+            None => {
+                missing += 1;
+                println!("MISSING {tool}: put `meshmig tools install`'s on PATH");
+            }
+        }
+    }
+    println!("ok      LoadBalancer addresses: meshmig's node load balancer (cloud-provider-kind needs Docker)");
+    doctor_exit(missing)
 }
 
 /// What the kind backend needs: a reachable container engine, kind, kubectl, istioctl (or

@@ -71,6 +71,9 @@ impl Kind {
         self.creations.settle().await;
         let listed = self.listed().await.unwrap_or_default();
         let cloud = self.cloud_provider.take();
+        if let Some(lbs) = self.node_lbs.get() {
+            lbs.stop();
+        }
         if keep {
             report.kept.extend(
                 listed

@@ -39,6 +39,8 @@ mod backend;
 mod commands;
 pub mod entry;
 mod gc;
+pub mod kit;
+pub mod node_lb;
 mod plan;
 
 use std::path::{Path, PathBuf};
@@ -144,6 +146,9 @@ pub const RUN_LABEL: &str = "meshmig-run";
 /// How often cloud-provider-kind is checked while a step runs.
 pub const CLOUD_PROVIDER_CHECK_EVERY: Duration = Duration::from_secs(5);
 
+/// The folder, inside kind-configs/, of the cluster configurations for a machine that runs a kit.
+pub const LOCAL_CONFIGS: &str = "local";
+
 /// The environment variable that chooses the kind node image (`kind create cluster --image`).
 pub const NODE_IMAGE_ENV: &str = "MESHMIG_KIND_NODE_IMAGE";
 
@@ -167,6 +172,8 @@ pub struct KindConfig {
     /// The kind node image (`kind create cluster --image`), e.g.
     /// `kindest/node:v1.33.4@sha256:…`; None: the default of the kind release on PATH.
     pub node_image: Option<String>,
+    /// A kind kit built here ([`kit`]): its provider, archives, aliases and Istio settings.
+    pub kit: Option<kit::KindKit>,
 }
 
 impl KindConfig {
@@ -179,6 +186,36 @@ impl KindConfig {
             metadata_image: None,
             ready_timeout: Duration::from_secs(10 * 60),
             node_image: node_image_from(std::env::var(NODE_IMAGE_ENV).ok()),
+            kit: None,
+        }
+    }
+
+    /// This configuration with a kit: its node image (unless one was chosen), and the cluster
+    /// configurations for a kit's machine, `local/` in the configurations folder (unless
+    /// `configs_chosen`).
+    pub fn with_kit(mut self, kit: kit::KindKit, configs_chosen: bool) -> Self {
+        if self.node_image.is_none() {
+            self.node_image = Some(kit.node_image.clone());
+        }
+        if !configs_chosen {
+            self.config_dir = self.config_dir.join(LOCAL_CONFIGS);
+        }
+        self.kit = Some(kit);
+        self
+    }
+
+    /// The container engine kind's nodes run in (`docker`, or the kit's provider).
+    pub fn engine(&self) -> &str {
+        self.kit.as_ref().map_or("docker", |k| k.provider.as_str())
+    }
+
+    /// The environment kind runs with: `KIND_EXPERIMENTAL_PROVIDER` when a kit names podman.
+    pub fn kind_env(&self) -> Vec<(String, String)> {
+        match &self.kit {
+            Some(k) if k.provider != "docker" => {
+                vec![("KIND_EXPERIMENTAL_PROVIDER".into(), k.provider.clone())]
+            }
+            _ => Vec::new(),
         }
     }
 }

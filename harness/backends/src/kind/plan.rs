@@ -75,16 +75,41 @@ pub fn plan(cfg: &KindConfig, s: &Scenario) -> String {
             .as_deref()
             .unwrap_or("the kind release's default (set MESHMIG_KIND_NODE_IMAGE to pin one)")
     ));
-    let req = cloud_provider_request(&cfg.run_id);
-    out.push_str(&format!(
-        "before: cloud-provider-kind in a container (testcontainers), kept running for the run: LoadBalancer addresses\n    container {} from {}:{}, network {}, mount {DOCKER_SOCKET}:{DOCKER_SOCKET}, label {RUN_LABEL}={}; log → RUN/cloud-provider-kind.log; checked alive before the run and before each step, and every {}s while a step works in the clusters\n",
-        cloud_provider_container(&cfg.run_id),
-        CLOUD_PROVIDER_KIND_IMAGE,
-        CLOUD_PROVIDER_KIND_TAG,
-        req.network().as_deref().unwrap_or("default"),
-        cfg.run_id,
-        CLOUD_PROVIDER_CHECK_EVERY.as_secs(),
-    ));
+    match &cfg.kit {
+        None => {
+            let req = cloud_provider_request(&cfg.run_id);
+            out.push_str(&format!(
+                "before: cloud-provider-kind in a container (testcontainers), kept running for the run: LoadBalancer addresses\n    container {} from {}:{}, network {}, mount {DOCKER_SOCKET}:{DOCKER_SOCKET}, label {RUN_LABEL}={}; log → RUN/cloud-provider-kind.log; checked alive before the run and before each step, and every {}s while a step works in the clusters\n",
+                cloud_provider_container(&cfg.run_id),
+                CLOUD_PROVIDER_KIND_IMAGE,
+                CLOUD_PROVIDER_KIND_TAG,
+                req.network().as_deref().unwrap_or("default"),
+                cfg.run_id,
+                CLOUD_PROVIDER_CHECK_EVERY.as_secs(),
+            ));
+        }
+        Some(kit) => {
+            out.push_str(&format!(
+                "kit: kind {} with KIND_EXPERIMENTAL_PROVIDER={}, configurations {}\n",
+                kit.kind,
+                kit.provider,
+                cfg.config_dir.display()
+            ));
+            out.push_str("after each cluster is created (the kit):\n");
+            for a in &kit.archives {
+                out.push_str(&format!("    $ {}\n", c.load_archive(a, "NAME").line()));
+            }
+            for a in &kit.aliases {
+                out.push_str(&format!("    $ {}   (each node of kind get nodes)\n", c.alias("NODE", a).line()));
+            }
+            out.push_str(&format!(
+                "    LoadBalancer addresses: meshmig's node load balancer in place of cloud-provider-kind (needs Docker): the top {} addresses of `{}`, each put on the control-plane node ({}) and written to the Service's status; kube-proxy forwards them\n",
+                super::node_lb::POOL_SIZE,
+                super::node_lb::network_cmd(cfg.engine()).line(),
+                super::node_lb::address_cmd(cfg.engine(), "NAME-control-plane", true, std::net::Ipv4Addr::new(10, 89, 0, 254)).line(),
+            ));
+        }
+    }
     for step in &s.steps {
         out.push_str(&format!("{} {}\n", step.id, step.title));
         if let Some(a) = &step.run {

@@ -8,12 +8,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
+pub(super) use crate::lb_fields::{is_ours, key_of, service_resource, status_ip, str_at};
+
 use super::{LbError, API_TIMEOUT};
 use crate::kube::known_resource;
-
-pub(super) fn service_resource() -> ApiResource {
-    known_resource("Service").expect("Service is known").0
-}
 
 pub(super) fn endpoint_slice_resource() -> ApiResource {
     known_resource("EndpointSlice")
@@ -35,39 +33,6 @@ pub(super) async fn call<T>(
             waited: API_TIMEOUT,
         }),
     }
-}
-
-pub(super) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-/// A Service this controller serves: type LoadBalancer, no other controller's class, not
-/// being deleted.
-pub(super) fn is_ours(svc: &Value) -> bool {
-    str_at(svc, "/spec/type") == "LoadBalancer"
-        && svc
-            .pointer("/spec/loadBalancerClass")
-            .is_none_or(Value::is_null)
-        && svc
-            .pointer("/metadata/deletionTimestamp")
-            .is_none_or(Value::is_null)
-}
-
-pub(super) fn key_of(svc: &Value) -> String {
-    format!(
-        "{}/{}",
-        str_at(svc, "/metadata/namespace"),
-        str_at(svc, "/metadata/name")
-    )
-}
-
-/// The first ingress IP of the Service's status.
-pub(super) fn status_ip(svc: &Value) -> Option<Ipv4Addr> {
-    svc.pointer("/status/loadBalancer/ingress/0/ip")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
 }
 
 /// Whether the status says exactly `ip` (`ipMode: VIP`).
