@@ -28,6 +28,9 @@ use std::time::Duration;
 use meshmig_core::scenario::FooterVariant;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
 use crate::frontend::{Dependencies, Frontend, Identity};
 
 /// The gRPC services and the port each listens on when `PORT` is unset (the port its
@@ -144,18 +147,17 @@ pub async fn serve(service: &str) -> Result<(), BoutiqueError> {
         "redis-cart" => serve_redis(listen(6379)).await,
         "loadgenerator" => {
             let frontend = env("FRONTEND_ADDR").unwrap_or_else(|| "frontend:80".into());
-            let rate: f64 = match env("RATE") {
-                None => 1.0,
-                Some(v) => v
-                    .parse()
-                    .ok()
-                    .filter(|r: &f64| *r > 0.0)
-                    .ok_or_else(|| BoutiqueError::Env {
-                        name: "RATE".into(),
-                        value: v.clone(),
-                        why: "not a positive number".into(),
+            let rate: f64 =
+                match env("RATE") {
+                    None => 1.0,
+                    Some(v) => v.parse().ok().filter(|r: &f64| *r > 0.0).ok_or_else(|| {
+                        BoutiqueError::Env {
+                            name: "RATE".into(),
+                            value: v.clone(),
+                            why: "not a positive number".into(),
+                        }
                     })?,
-            };
+                };
             load(&frontend, rate).await;
             Ok(())
         }
@@ -197,41 +199,47 @@ pub async fn serve_health(service: &str, addr: SocketAddr) -> Result<(), Boutiqu
         })
 }
 
-/// The home page's services, each called with a gRPC health check.
+/// The home page's services, each called with a gRPC health check over one channel per service,
+/// kept for the frontend's life (HTTP/2, reconnected by tonic when it drops), as the real
+/// frontend keeps one gRPC connection per service.
 pub struct GrpcDependencies {
-    /// (service, address) in the order the home page calls them.
-    targets: Vec<(String, String)>,
+    /// (service, address, its client; None when the address is unusable) in the order the home
+    /// page calls them.
+    targets: Vec<(String, String, Option<HealthClient<Channel>>)>,
 }
 
 impl GrpcDependencies {
     /// From the frontend's environment (`HOME_PAGE_ADDRS`); a variable left unset is a service
-    /// the home page cannot reach.
+    /// the home page cannot reach. Channels connect on first use.
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Self {
         Self {
             targets: HOME_PAGE_ADDRS
                 .iter()
-                .map(|(var, svc)| (svc.to_string(), env(var).unwrap_or_default()))
+                .map(|(var, svc)| {
+                    let addr = env(var).unwrap_or_default();
+                    let client = (!addr.is_empty())
+                        .then(|| Endpoint::from_shared(format!("http://{addr}")).ok())
+                        .flatten()
+                        .map(|e| {
+                            HealthClient::new(
+                                e.connect_timeout(CALL_TIMEOUT)
+                                    .timeout(CALL_TIMEOUT)
+                                    .connect_lazy(),
+                            )
+                        });
+                    (svc.to_string(), addr, client)
+                })
                 .collect(),
         }
     }
 
-    async fn check(addr: &str) -> Result<(), String> {
+    async fn check(client: &Option<HealthClient<Channel>>) -> Result<(), String> {
         use tonic_health::pb::health_check_response::ServingStatus;
-        use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
-        if addr.is_empty() {
-            return Err("its address is not set".into());
-        }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(CALL_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
-        let channel = endpoint.connect().await.map_err(|e| {
-            format!(
-                "rpc error: code = Unavailable desc = connection error: {}",
-                meshmig_core::error_chain(&e)
-            )
-        })?;
-        let answer = HealthClient::new(channel)
+        let Some(client) = client else {
+            return Err("its address is not set, or is not host:port".into());
+        };
+        let answer = client
+            .clone()
             .check(HealthCheckRequest {
                 service: String::new(),
             })
@@ -247,8 +255,8 @@ impl GrpcDependencies {
 #[async_trait::async_trait]
 impl Dependencies for GrpcDependencies {
     async fn failure(&self, _namespace: &str) -> Option<String> {
-        for (svc, addr) in &self.targets {
-            if let Err(why) = Self::check(addr).await {
+        for (svc, addr, client) in &self.targets {
+            if let Err(why) = Self::check(client).await {
                 return Some(format!(
                     "could not retrieve data from {svc} ({addr}): {why}"
                 ));
@@ -434,7 +442,10 @@ mod tests {
     #[tokio::test]
     async fn unknown_services_are_refused() {
         let e = serve("shoppingassistantservice").await.unwrap_err();
-        assert!(e.to_string().contains("not an Online Boutique service"), "{e}");
+        assert!(
+            e.to_string().contains("not an Online Boutique service"),
+            "{e}"
+        );
     }
 
     /// A health server and the frontend's dependency check, over real gRPC on loopback: a
@@ -457,10 +468,16 @@ mod tests {
         let all_up = GrpcDependencies::from_env(|_| Some(up.clone()));
         assert_eq!(all_up.failure("ns").await, None);
         let cart_down = GrpcDependencies::from_env(|v| {
-            Some(if v == "CART_SERVICE_ADDR" { down.clone() } else { up.clone() })
+            Some(if v == "CART_SERVICE_ADDR" {
+                down.clone()
+            } else {
+                up.clone()
+            })
         });
         let why = cart_down.failure("ns").await.expect("cartservice is down");
         assert!(why.contains("cartservice") && why.contains(&down), "{why}");
+        // Asked again over the same channels: the answers stay the same.
+        assert_eq!(all_up.failure("ns").await, None);
         let unset = GrpcDependencies::from_env(|_| None);
         assert!(unset
             .failure("ns")

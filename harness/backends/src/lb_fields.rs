@@ -48,4 +48,3 @@ pub fn status_ip(svc: &Value) -> Option<Ipv4Addr> {
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
 }
-

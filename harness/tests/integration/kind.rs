@@ -530,3 +530,133 @@ async fn renames_wait_until_every_creation_has_ended() {
         "{calls:#?}"
     );
 }
+
+/// What `kind get nodes --name N` prints with the podman provider: each node on stdout, and
+/// kind's notes about the provider on stderr (kind v0.30.0, pkg/cluster/provider.go:
+/// "using podman due to KIND_EXPERIMENTAL_PROVIDER" and pkg/cluster/internal/providers/podman:
+/// "enabling experimental podman provider"), as it printed them here.
+const KIND_GET_NODES_PODMAN_STDERR: &str =
+    "using podman due to KIND_EXPERIMENTAL_PROVIDER\nenabling experimental podman provider\n";
+
+/// A kit (kind-configs/kit/build's kit.json) with one archive that exists.
+fn kit_cfg(dir: &Path) -> KindConfig {
+    let archive = dir.join("boutique-0.10.6.tar");
+    std::fs::write(&archive, b"").unwrap();
+    std::fs::write(
+        dir.join("kit.json"),
+        serde_json::json!({
+            "provider": "podman",
+            "kind": "/kit/bin/kind",
+            "metadata_image": "localhost/meshmig/boutique-stand-in:latest",
+            "node_image": "localhost/meshmig/kind-node:v1.35.4",
+            "archives": [archive],
+            "aliases": [{"image": "docker.io/library/busybox:1.38.0",
+                         "as": "docker.io/library/busybox@sha256:fd8d9aa63ba2f0982b5304e1ee8d3b90a210bc1ffb5314d980eb6962f1a9715d"}],
+            "istio_sets": ["hub=localhost/meshmig", "tag=1.31.0"],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let kit = meshmig::backend::kind::kit::KindKit::load(dir).unwrap();
+    cfg().with_kit(kit, false)
+}
+
+/// Issue 22: with a kit, a created cluster gets the kit's archives and, on every node `kind get
+/// nodes` lists (kind's notes on stderr are not nodes), the kit's digest name for busybox; kind
+/// is the kit's, with the podman provider, the node image and configurations are the kit's, and
+/// Istio is installed with the kit's settings.
+#[tokio::test]
+async fn a_kit_cluster_gets_the_kits_images_and_names_on_every_node() {
+    let d = tempfile::tempdir().unwrap();
+    let c = kit_cfg(d.path());
+    assert_eq!(
+        c.kind_env(),
+        [(
+            "KIND_EXPERIMENTAL_PROVIDER".to_string(),
+            "podman".to_string()
+        )]
+    );
+    let exec = Arc::new(
+        Scripted::default()
+            .on(
+                &["get", "nodes"],
+                &[(
+                    0,
+                    "cluster-with-csm-run42-control-plane\ncluster-with-csm-run42-worker\n",
+                    KIND_GET_NODES_PODMAN_STDERR,
+                )],
+            )
+            // podman 4.3.1 here, for a network that does not exist.
+            .on(&["network", "inspect"], &[(125, "[]\n", "Error: inspecting object: network kind: unable to find network with name or ID kind: network not found\n")]),
+    );
+    let s = scenario("canary-cluster.yaml");
+    let k = Kind::with_exec(c, &s, exec.clone(), tempfile::tempdir().unwrap())
+        .await
+        .unwrap();
+    let csm = s
+        .clusters
+        .iter()
+        .find(|c| c.name == "cluster-with-csm")
+        .unwrap();
+    let e = k.create_cluster(csm).await.unwrap_err();
+    let calls = exec.calls();
+    // The first create step starts every creation; this one is the csm cluster's.
+    let create = calls
+        .iter()
+        .find(|l| l.contains("create cluster --name cluster-with-csm-run42"))
+        .expect("the csm cluster is created");
+    assert!(
+        create.starts_with("/kit/bin/kind create cluster"),
+        "{create}"
+    );
+    assert!(
+        create.contains("--config kind-configs/local/cluster-with-csm.yaml"),
+        "{create}"
+    );
+    assert!(
+        create.ends_with("--image localhost/meshmig/kind-node:v1.35.4"),
+        "{create}"
+    );
+    let load = format!(
+        "/kit/bin/kind load image-archive {} --name cluster-with-csm-run42",
+        d.path().join("boutique-0.10.6.tar").display()
+    );
+    assert!(calls.contains(&load), "{calls:#?}");
+    for node in [
+        "cluster-with-csm-run42-control-plane",
+        "cluster-with-csm-run42-worker",
+    ] {
+        assert!(calls.contains(&format!("podman exec {node} ctr --namespace=k8s.io images tag docker.io/library/busybox:1.38.0 docker.io/library/busybox@sha256:fd8d9aa63ba2f0982b5304e1ee8d3b90a210bc1ffb5314d980eb6962f1a9715d")), "{calls:#?}");
+    }
+    assert!(
+        !calls.iter().any(|l| l.contains("using podman")),
+        "{calls:#?}"
+    );
+    // The load balancer needs the kind network: its absence is the machinery's failure.
+    assert!(matches!(e, BackendError::Infrastructure { .. }), "{e:?}");
+    assert!(e.to_string().contains("podman network inspect kind"), "{e}");
+    let kc = PathBuf::from("RUN/kubeconfig");
+    let c = kit_cfg(d.path());
+    let install = Commands::new(&c, &kc).istio_install("cluster-with-istio", "default");
+    assert!(
+        install
+            .line()
+            .ends_with("--set hub=localhost/meshmig --set tag=1.31.0"),
+        "{}",
+        install.line()
+    );
+    let managed = Commands::new(&c, &kc).managed_install("cluster-with-csm");
+    assert!(
+        managed
+            .line()
+            .ends_with("--set hub=localhost/meshmig --set tag=1.31.0"),
+        "{}",
+        managed.line()
+    );
+    let plan = meshmig::backend::kind::plan(&c, &s);
+    assert!(
+        plan.contains("meshmig's node load balancer in place of cloud-provider-kind"),
+        "{plan}"
+    );
+    assert!(!plan.contains("before: cloud-provider-kind"), "{plan}");
+}

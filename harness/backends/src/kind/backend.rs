@@ -14,7 +14,8 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::commands::{cloud_provider_container, cloud_provider_request, Commands};
-use super::node_lb::NodeLoadBalancers;
+use super::kit_registry::KitRegistry;
+use super::node_lb::{self, NodeLoadBalancers};
 use super::{
     KindConfig, KindError, CLOUD_PROVIDER_CHECK_EVERY, CLOUD_PROVIDER_KIND_IMAGE,
     CLOUD_PROVIDER_KIND_TAG,
@@ -194,9 +195,9 @@ pub struct Kind {
     pub(super) fleet: FleetStandIn,
     pub(super) dns: DnsServer,
     pub(super) cloud_provider: Arc<CloudSlot>,
-    /// With a kit: the load-balancer addresses cloud-provider-kind would give (made when the
-    /// first cluster exists, since kind creates its network then).
-    pub(super) node_lbs: tokio::sync::OnceCell<NodeLoadBalancers>,
+    /// With a kit: what it runs beside the clusters (made when the first cluster exists, since
+    /// kind creates its network then).
+    pub(super) kit_services: tokio::sync::OnceCell<KitServices>,
     witnesses: Witnesses,
 }
 
@@ -244,7 +245,11 @@ impl Kind {
         let kubeconfig = scratch.path().join("kubeconfig");
         let mut env: std::collections::BTreeMap<String, PathBuf> =
             [("KUBECONFIG".to_string(), kubeconfig.clone())].into();
-        env.extend(cfg.kind_env().into_iter().map(|(k, v)| (k, PathBuf::from(v))));
+        env.extend(
+            cfg.kind_env()
+                .into_iter()
+                .map(|(k, v)| (k, PathBuf::from(v))),
+        );
         let exec: Arc<dyn Exec> = Arc::new(Process { env });
         // A kit's nodes get load-balancer addresses from the node load balancer instead.
         let cloud = match cfg.kit {
@@ -308,7 +313,7 @@ impl Kind {
             fleet: FleetStandIn::new(s),
             dns,
             cloud_provider,
-            node_lbs: tokio::sync::OnceCell::new(),
+            kit_services: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -328,9 +333,7 @@ impl Kind {
             .await?
             .stdout
             .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
+            .filter_map(node_name)
             .collect();
         for node in &nodes {
             for alias in &kit.aliases {
@@ -346,11 +349,33 @@ impl Kind {
                     format!("kind get nodes lists {nodes:?}"),
                 )
             })?;
-        let lbs = self
-            .node_lbs
-            .get_or_try_init(|| NodeLoadBalancers::new(&self.ops, self.cfg.engine()))
+        let engine = self.cfg.engine();
+        let services = self
+            .kit_services
+            .get_or_try_init(|| async {
+                let network = node_lb::kind_network(&self.ops, engine).await?;
+                let lbs = NodeLoadBalancers::new(engine, &network)?;
+                let registry = match &kit.registry {
+                    None => None,
+                    Some(r) => {
+                        let gateway = node_lb::ipv4_gateway(&network).ok_or_else(|| {
+                            BackendError::infra(
+                                "starting the run's registry",
+                                "the kind network has no IPv4 gateway",
+                            )
+                        })?;
+                        Some(KitRegistry::start(&self.ops, &r.crane, gateway, &r.images).await?)
+                    }
+                };
+                Ok::<_, BackendError>(KitServices { lbs, registry })
+            })
             .await?;
-        lbs.watch(
+        if let (Some(registry), Some(r)) = (&services.registry, &kit.registry) {
+            registry
+                .configure_nodes(&self.ops, engine, &nodes, &r.images)
+                .await?;
+        }
+        services.lbs.watch(
             self.ops.clone(),
             &[name.to_string(), cmds.kind_context(name)],
             control_plane,
@@ -414,6 +439,20 @@ impl Kind {
             .map(str::to_string)
             .collect())
     }
+}
+
+/// A node's name from a line `kind get nodes` prints; None for kind's notes, which its podman
+/// provider prints among them ("using podman due to KIND_EXPERIMENTAL_PROVIDER", "enabling
+/// experimental podman provider").
+pub fn node_name(line: &str) -> Option<String> {
+    let l = line.trim();
+    (!l.is_empty() && !l.contains(char::is_whitespace)).then(|| l.to_string())
+}
+
+/// What a kit's run runs beside its clusters: the load-balancer addresses, and the registry.
+pub(super) struct KitServices {
+    pub(super) lbs: NodeLoadBalancers,
+    pub(super) registry: Option<KitRegistry>,
 }
 
 /// Where a run keeps its cloud-provider-kind (taken out at teardown).
@@ -499,7 +538,12 @@ impl KindHooks {
         };
         let cmds = Commands::new(&self.cfg, &ops.kubeconfig);
         // A kit's own stand-in image is among the archives loaded when the cluster was created.
-        if self.cfg.kit.as_ref().is_none_or(|k| &k.metadata_image != image) {
+        if self
+            .cfg
+            .kit
+            .as_ref()
+            .is_none_or(|k| &k.metadata_image != image)
+        {
             for cmd in cmds.load_image(image, cluster, &self.archive) {
                 ops.run(cmd).await?;
             }

@@ -140,8 +140,11 @@ impl<'a> Commands<'a> {
 
     /// A4, with the kit's settings.
     pub fn istio_install(&self, context: &str, profile: &str) -> Cmd {
-        let mut cmd =
-            cli_commands::istioctl_install(&self.cfg.istioctl.display().to_string(), context, profile);
+        let mut cmd = cli_commands::istioctl_install(
+            &self.cfg.istioctl.display().to_string(),
+            context,
+            profile,
+        );
         cmd.args.extend(self.kit_sets());
         cmd
     }

@@ -195,11 +195,19 @@ fn doctor_kit(dir: &Path) -> i32 {
     let mut missing = 0;
     let kit = match KindKit::load(dir) {
         Ok(k) => {
-            println!("ok      kind kit: {} ({} archives, provider {})", dir.display(), k.archives.len(), k.provider);
+            println!(
+                "ok      kind kit: {} ({} archives, provider {})",
+                dir.display(),
+                k.archives.len(),
+                k.provider
+            );
             k
         }
         Err(e) => {
-            println!("MISSING kind kit: {}; build it with kind-configs/kit/build", meshmig_core::error_chain(&e));
+            println!(
+                "MISSING kind kit: {}; build it with kind-configs/kit/build",
+                meshmig_core::error_chain(&e)
+            );
             return doctor_exit(1);
         }
     };
@@ -224,7 +232,10 @@ fn doctor_kit(dir: &Path) -> i32 {
         println!("ok      node image: {}", kit.node_image);
     } else {
         missing += 1;
-        println!("MISSING node image {}: run kind-configs/kit/build", kit.node_image);
+        println!(
+            "MISSING node image {}: run kind-configs/kit/build",
+            kit.node_image
+        );
     }
     if Path::new(&kit.kind).is_file() {
         println!("ok      kind: {}", kit.kind);

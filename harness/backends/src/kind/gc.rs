@@ -71,8 +71,11 @@ impl Kind {
         self.creations.settle().await;
         let listed = self.listed().await.unwrap_or_default();
         let cloud = self.cloud_provider.take();
-        if let Some(lbs) = self.node_lbs.get() {
-            lbs.stop();
+        if let Some(k) = self.kit_services.get() {
+            k.lbs.stop();
+            if let Some(r) = &k.registry {
+                r.stop();
+            }
         }
         if keep {
             report.kept.extend(

@@ -39,6 +39,28 @@ pub struct KindKit {
     pub aliases: Vec<Alias>,
     /// `istioctl install --set` settings, each `KEY=VALUE`.
     pub istio_sets: Vec<String>,
+    /// The images a run serves from its own registry ([`super::kit_registry`]).
+    pub registry: Option<Registry>,
+}
+
+/// What a run's registry serves.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// The crane binary (`crane registry serve`, `crane push`).
+    pub crane: PathBuf,
+    /// The images, each with its archive.
+    pub images: Vec<RegistryImage>,
+}
+
+/// An image the run's registry serves.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryImage {
+    /// Its name, as pods ask for it.
+    pub image: String,
+    /// Its docker-archive.
+    pub archive: PathBuf,
 }
 
 /// A second name for a loaded image.
@@ -127,7 +149,16 @@ impl KindKit {
             what,
             missing: p.to_path_buf(),
         };
-        if let Some(a) = kit.archives.iter().find(|a| !a.is_file()) {
+        let registry_archives = kit
+            .registry
+            .iter()
+            .flat_map(|r| r.images.iter().map(|i| &i.archive));
+        if let Some(a) = kit
+            .archives
+            .iter()
+            .chain(registry_archives)
+            .find(|a| !a.is_file())
+        {
             return Err(missing("the archive", a));
         }
         Ok(kit)
@@ -174,9 +205,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let archive = d.path().join("a.tar");
         std::fs::write(&archive, b"").unwrap();
-        std::fs::write(d.path().join(KIT_FILE), kit_text(d.path(), "podman", &archive)).unwrap();
+        std::fs::write(
+            d.path().join(KIT_FILE),
+            kit_text(d.path(), "podman", &archive),
+        )
+        .unwrap();
         let kit = KindKit::load(d.path()).unwrap();
-        assert_eq!(kit.aliases[0].alias, "docker.io/library/busybox@sha256:fd8d");
+        assert_eq!(
+            kit.aliases[0].alias,
+            "docker.io/library/busybox@sha256:fd8d"
+        );
         assert_eq!(
             kit.istioctl_sets(),
             ["--set", "hub=localhost/meshmig", "--set", "tag=1.31.0"]
@@ -185,8 +223,11 @@ mod tests {
 
     #[test]
     fn an_unknown_field_fails_with_its_line_and_column() {
-        let e = KindKit::parse(Path::new("kit.json"), "{\n  \"provider\": \"podman\",\n  \"nodes\": 3\n}")
-            .unwrap_err();
+        let e = KindKit::parse(
+            Path::new("kit.json"),
+            "{\n  \"provider\": \"podman\",\n  \"nodes\": 3\n}",
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("kit.json:3:"), "{e}");
         assert!(e.to_string().contains("unknown field `nodes`"), "{e}");
     }

@@ -40,6 +40,7 @@ mod commands;
 pub mod entry;
 mod gc;
 pub mod kit;
+pub mod kit_registry;
 pub mod node_lb;
 mod plan;
 

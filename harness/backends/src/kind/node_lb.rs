@@ -93,6 +93,42 @@ pub fn network_cmd(engine: &str) -> Cmd {
     Cmd::new(engine, ["network", "inspect", "kind"])
 }
 
+/// The kind network as `ENGINE network inspect kind` prints it (kind makes it with the first
+/// cluster).
+pub async fn kind_network(ops: &ClusterOps, engine: &str) -> Result<Value, BackendError> {
+    // The network is the harness's machinery here, not a step of the procedure.
+    let cmd = network_cmd(engine);
+    ops.run_json(cmd.clone()).await.map(Value::Array).map_err(|e| {
+        BackendError::infra(
+            format!("reading the kind network (`{}`)", cmd.line()),
+            e.to_string(),
+        )
+    })
+}
+
+/// The gateway of the network's IPv4 subnet (podman's `subnets[].gateway`, Docker's
+/// `IPAM.Config[].Gateway`): this machine's address on it.
+pub fn ipv4_gateway(inspect: &Value) -> Option<Ipv4Addr> {
+    match inspect {
+        Value::Object(m) => {
+            let subnet = m
+                .get("subnet")
+                .or_else(|| m.get("Subnet"))
+                .and_then(Value::as_str);
+            let gateway = m
+                .get("gateway")
+                .or_else(|| m.get("Gateway"))
+                .and_then(Value::as_str);
+            match (subnet, gateway) {
+                (Some(s), Some(g)) if s.contains('.') => g.parse().ok(),
+                _ => m.values().find_map(ipv4_gateway),
+            }
+        }
+        Value::Array(a) => a.iter().find_map(ipv4_gateway),
+        _ => None,
+    }
+}
+
 /// Who holds which address.
 #[derive(Debug, Default)]
 struct Pool {
@@ -136,17 +172,12 @@ pub struct NodeLoadBalancers {
 }
 
 impl NodeLoadBalancers {
-    /// A controller handing out the top addresses of the nodes' network, read with `ENGINE
-    /// network inspect kind` through `ops`.
-    pub async fn new(ops: &ClusterOps, engine: &str) -> Result<Self, BackendError> {
-        let cmd = network_cmd(engine);
-        let out = ops.run(cmd.clone()).await?;
-        let v: Value = serde_json::from_str(&out.stdout).map_err(|e| {
-            BackendError::infra(format!("reading `{}`", cmd.line()), e.to_string())
-        })?;
-        let (net, prefix) = ipv4_subnet(&v).ok_or_else(|| {
+    /// A controller handing out the top addresses of the nodes' network, as `ENGINE network
+    /// inspect kind` printed it ([`kind_network`]).
+    pub fn new(engine: &str, network: &Value) -> Result<Self, BackendError> {
+        let (net, prefix) = ipv4_subnet(network).ok_or_else(|| {
             BackendError::infra(
-                format!("reading `{}`", cmd.line()),
+                format!("reading `{}`", network_cmd(engine).line()),
                 "the kind network has no IPv4 subnet",
             )
         })?;
@@ -235,7 +266,10 @@ async fn reconcile(
     events: &Mutex<Vec<String>>,
 ) -> Result<(), BackendError> {
     let cluster = contexts.first().map(String::as_str).unwrap_or_default();
-    let mut kube = Err(BackendError::infra("watching LoadBalancer Services", "no context"));
+    let mut kube = Err(BackendError::infra(
+        "watching LoadBalancer Services",
+        "no context",
+    ));
     for c in contexts {
         kube = ops.kube(c).await;
         if kube.is_ok() {
@@ -249,7 +283,10 @@ async fn reconcile(
         .filter(|s| is_ours(s))
         .map(|s| (key_of(s), s))
         .collect();
-    let held = pool.lock().expect("pool lock is never poisoned").held_in(cluster);
+    let held = pool
+        .lock()
+        .expect("pool lock is never poisoned")
+        .held_in(cluster);
     let gone: BTreeSet<(String, Ipv4Addr)> = held
         .into_iter()
         .filter(|(k, _)| !wanted.contains_key(k))
@@ -260,7 +297,10 @@ async fn reconcile(
         pool.lock()
             .expect("pool lock is never poisoned")
             .give_back(cluster, &key);
-        push(events, format!("{cluster}: {key} gone, {ip} removed from {node}"));
+        push(
+            events,
+            format!("{cluster}: {key} gone, {ip} removed from {node}"),
+        );
     }
     for (key, svc) in wanted {
         let (ip, new) = {
@@ -346,6 +386,7 @@ mod tests {
         let v: Value = serde_json::from_str(PODMAN).unwrap();
         let (net, prefix) = ipv4_subnet(&v).unwrap();
         assert_eq!((net, prefix), (Ipv4Addr::new(10, 89, 0, 0), 24));
+        assert_eq!(ipv4_gateway(&v), Some(Ipv4Addr::new(10, 89, 0, 1)));
         let p = pool(net, prefix, 3);
         assert_eq!(
             p,
@@ -358,8 +399,14 @@ mod tests {
         let docker: Value =
             serde_json::from_str(r#"[{"IPAM": {"Config": [{"Subnet": "172.18.0.0/16"}]}}]"#)
                 .unwrap();
-        assert_eq!(ipv4_subnet(&docker), Some((Ipv4Addr::new(172, 18, 0, 0), 16)));
-        assert_eq!(pool(Ipv4Addr::new(172, 18, 0, 0), 16, 1), [Ipv4Addr::new(172, 18, 255, 254)]);
+        assert_eq!(
+            ipv4_subnet(&docker),
+            Some((Ipv4Addr::new(172, 18, 0, 0), 16))
+        );
+        assert_eq!(
+            pool(Ipv4Addr::new(172, 18, 0, 0), 16, 1),
+            [Ipv4Addr::new(172, 18, 255, 254)]
+        );
     }
 
     #[test]
@@ -373,14 +420,23 @@ mod tests {
         let b = p.take("c2", "istio-system/istio-ingressgateway").unwrap();
         assert_ne!(a, b);
         assert_eq!(p.take("c1", "onlineboutique/frontend-external"), None);
-        assert_eq!(p.give_back("c1", "istio-system/istio-ingressgateway"), Some(a));
+        assert_eq!(
+            p.give_back("c1", "istio-system/istio-ingressgateway"),
+            Some(a)
+        );
         assert_eq!(p.take("c1", "onlineboutique/frontend-external"), Some(a));
     }
 
     #[test]
     fn addresses_go_on_the_nodes_eth0() {
         assert_eq!(
-            address_cmd("podman", "c-control-plane", true, Ipv4Addr::new(10, 89, 0, 254)).line(),
+            address_cmd(
+                "podman",
+                "c-control-plane",
+                true,
+                Ipv4Addr::new(10, 89, 0, 254)
+            )
+            .line(),
             "podman exec c-control-plane ip addr replace 10.89.0.254/32 dev eth0"
         );
     }

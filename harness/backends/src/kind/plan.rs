@@ -100,7 +100,10 @@ pub fn plan(cfg: &KindConfig, s: &Scenario) -> String {
                 out.push_str(&format!("    $ {}\n", c.load_archive(a, "NAME").line()));
             }
             for a in &kit.aliases {
-                out.push_str(&format!("    $ {}   (each node of kind get nodes)\n", c.alias("NODE", a).line()));
+                out.push_str(&format!(
+                    "    $ {}   (each node of kind get nodes)\n",
+                    c.alias("NODE", a).line()
+                ));
             }
             out.push_str(&format!(
                 "    LoadBalancer addresses: meshmig's node load balancer in place of cloud-provider-kind (needs Docker): the top {} addresses of `{}`, each put on the control-plane node ({}) and written to the Service's status; kube-proxy forwards them\n",
