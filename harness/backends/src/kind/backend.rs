@@ -684,6 +684,9 @@ impl Backend for Kind {
                     ),
                 });
             }
+            if let Some(k) = self.kit_services.get() {
+                k.lbs.unwatch(name);
+            }
             let out = self.ops.run(cmd).await?;
             self.ops.forget(name).await;
             Ok(out)

@@ -98,12 +98,15 @@ pub fn network_cmd(engine: &str) -> Cmd {
 pub async fn kind_network(ops: &ClusterOps, engine: &str) -> Result<Value, BackendError> {
     // The network is the harness's machinery here, not a step of the procedure.
     let cmd = network_cmd(engine);
-    ops.run_json(cmd.clone()).await.map(Value::Array).map_err(|e| {
-        BackendError::infra(
-            format!("reading the kind network (`{}`)", cmd.line()),
-            e.to_string(),
-        )
-    })
+    ops.run_json(cmd.clone())
+        .await
+        .map(Value::Array)
+        .map_err(|e| {
+            BackendError::infra(
+                format!("reading the kind network (`{}`)", cmd.line()),
+                e.to_string(),
+            )
+        })
 }
 
 /// The gateway of the network's IPv4 subnet (podman's `subnets[].gateway`, Docker's
@@ -167,7 +170,7 @@ impl Pool {
 pub struct NodeLoadBalancers {
     engine: String,
     pool: Arc<Mutex<Pool>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<BTreeMap<String, JoinHandle<()>>>,
     events: Arc<Mutex<Vec<String>>>,
 }
 
@@ -187,7 +190,7 @@ impl NodeLoadBalancers {
                 free: pool(net, prefix, POOL_SIZE),
                 held: BTreeMap::new(),
             })),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(BTreeMap::new()),
             events: Arc::new(Mutex::new(Vec::new())),
         })
     }
@@ -197,6 +200,7 @@ impl NodeLoadBalancers {
     pub fn watch(&self, ops: Arc<ClusterOps>, contexts: &[String], node: &str) {
         let (contexts, node, engine) = (contexts.to_vec(), node.to_string(), self.engine.clone());
         let cluster = contexts.first().cloned().unwrap_or_default();
+        let name = cluster.clone();
         let (pool, events) = (self.pool.clone(), self.events.clone());
         let task = tokio::spawn(async move {
             let mut last_error = String::new();
@@ -215,10 +219,31 @@ impl NodeLoadBalancers {
                 tokio::time::sleep(PERIOD).await;
             }
         });
-        self.tasks
+        if let Some(old) = self
+            .tasks
             .lock()
             .expect("tasks lock is never poisoned")
-            .push(task);
+            .insert(name, task)
+        {
+            old.abort();
+        }
+    }
+
+    /// Stops watching a cluster that is being deleted (its API server goes away with it), and
+    /// takes back its addresses, which go with its node.
+    pub fn unwatch(&self, cluster: &str) {
+        if let Some(t) = self
+            .tasks
+            .lock()
+            .expect("tasks lock is never poisoned")
+            .remove(cluster)
+        {
+            t.abort();
+        }
+        let mut pool = self.pool.lock().expect("pool lock is never poisoned");
+        for (key, _) in pool.held_in(cluster) {
+            pool.give_back(cluster, &key);
+        }
     }
 
     /// What it did, oldest first.
@@ -231,14 +256,11 @@ impl NodeLoadBalancers {
 
     /// Stops every task (the clusters' deletion takes their addresses).
     pub fn stop(&self) {
-        for t in self
-            .tasks
-            .lock()
-            .expect("tasks lock is never poisoned")
-            .drain(..)
-        {
+        let mut tasks = self.tasks.lock().expect("tasks lock is never poisoned");
+        for t in tasks.values() {
             t.abort();
         }
+        tasks.clear();
     }
 }
 
