@@ -187,7 +187,7 @@ pub fn doctor_notes_for(os: &str) -> Vec<String> {
 
 /// The kind backend.
 pub struct Kind {
-    cfg: KindConfig,
+    pub(super) cfg: KindConfig,
     clusters: Vec<ClusterSpec>,
     pub(super) ops: Arc<ClusterOps>,
     pub(super) scratch: Scratch,

@@ -75,6 +75,10 @@ impl Kind {
             k.lbs.stop();
             if let Some(r) = &k.registry {
                 r.stop();
+                report.removed.push(format!(
+                    "the run's registry (crane registry serve on {})",
+                    r.address
+                ));
             }
         }
         if keep {
@@ -135,9 +139,12 @@ impl Kind {
                 )),
             }
         }
-        let lbs = remove_load_balancers(self.ops.exec.as_ref(), &self.kind_clusters()).await;
-        report.removed.extend(lbs.removed);
-        report.failed.extend(lbs.failed);
+        // A kit's run has no cloud-provider-kind: its addresses went with the nodes.
+        if self.cfg.kit.is_none() {
+            let lbs = remove_load_balancers(self.ops.exec.as_ref(), &self.kind_clusters()).await;
+            report.removed.extend(lbs.removed);
+            report.failed.extend(lbs.failed);
+        }
         self.dns.stop().await;
         let _ = self.scratch.remove();
         report

@@ -27,13 +27,19 @@
 //! - Teardown deletes the run's clusters and checks `kind get clusters` no longer lists them.
 //! - `meshmig gc --backend kind` ([`gc`](fn@gc)): clusters of crashed runs, by name and age.
 //!
-//! Not run on the machine where it was written (no container engine there): proven by plan
-//! snapshots and the mock-API tests of the Kubernetes layer; `.github/workflows/e2e-kind.yml`
-//! runs it for real.
+//! - With a kit ([`kit`]: `--kind-kit`, built by `kind-configs/kit/build` on a machine that
+//!   reaches no image registry): kind's podman provider, the kit's node image and
+//!   `kind-configs/local/`, the kit's archives loaded into each new cluster, Istio installed with
+//!   the kit's settings, LoadBalancer addresses from [`node_lb`] instead of cloud-provider-kind,
+//!   and the images pods pull every time served by the run's own registry ([`kit_registry`]).
+//!
+//! Run with the kit on the machine where it was written (podman, no registry); with Docker and
+//! cloud-provider-kind only by `.github/workflows/e2e-kind.yml`, which has not run.
 //!
 //! Its rooms: [`Commands`] (the command lines and cloud-provider-kind's container), the plan
 //! ([`plan`](fn@plan)), the backend itself ([`Kind`], with cloud-provider-kind and the
-//! metadata stand-in), and teardown with `meshmig gc` ([`gc`](fn@gc)).
+//! metadata stand-in), the kit and what it runs beside the clusters ([`kit`], [`node_lb`],
+//! [`kit_registry`]), and teardown with `meshmig gc` ([`gc`](fn@gc)).
 
 mod backend;
 mod commands;
