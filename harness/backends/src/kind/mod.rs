@@ -37,11 +37,13 @@
 //! cloud-provider-kind only by `.github/workflows/e2e-kind.yml`, which has not run.
 //!
 //! Its rooms: [`Commands`] (the command lines and cloud-provider-kind's container), the plan
-//! ([`plan`](fn@plan)), the backend itself ([`Kind`], with cloud-provider-kind and the
-//! metadata stand-in), the kit and what it runs beside the clusters ([`kit`], [`node_lb`],
-//! [`kit_registry`]), and teardown with `meshmig gc` ([`gc`](fn@gc)).
+//! ([`plan`](fn@plan)), the backend itself ([`Kind`], with the metadata stand-in),
+//! cloud-provider-kind's container ([`CloudProvider`]), the kit and what it runs beside the
+//! clusters ([`kit`], [`node_lb`], [`kit_registry`]), and teardown with `meshmig gc`
+//! ([`gc`](fn@gc)).
 
 mod backend;
+mod cloud_provider;
 mod commands;
 pub mod entry;
 mod gc;
@@ -57,9 +59,10 @@ use super::BackendError;
 
 pub use super::clusters::MANAGED_REVISION;
 pub use backend::{
-    doctor_notes, doctor_notes_for, liveness, metadata_overlay, metadata_server, CloudProvider,
-    Kind, MetadataOverlay, ProviderState, METADATA_FIELD_MANAGER, METADATA_NAMESPACE,
+    metadata_overlay, metadata_server, Kind, MetadataOverlay, METADATA_FIELD_MANAGER,
+    METADATA_NAMESPACE,
 };
+pub use cloud_provider::{doctor_notes, doctor_notes_for, liveness, CloudProvider, ProviderState};
 pub use commands::{
     cloud_provider_container, cloud_provider_request, created_cmd, lb_containers_cmd,
     rm_containers_cmd, Commands,
