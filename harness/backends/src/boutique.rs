@@ -73,8 +73,14 @@ pub const HOME_PAGE_ADDRS: [(&str, &str); 5] = [
     ("AD_SERVICE_ADDR", "adservice"),
 ];
 
-/// How long one dependency call or metadata lookup may take.
+/// How long one metadata lookup or load-generator request may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long one attempt to connect to a dependency may take: grpc-go's `minConnectTimeout`
+/// (20 s, `dialoptions.go`), which the real frontend keeps. Its `mustConnGRPC` bounds only
+/// the dial call by 3 s, and since v0.9 that dial does not block (`grpc.DialContext` without
+/// `WithBlock`), so the 3 s never limits a home page.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Errors of the Online Boutique stand-ins.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +208,12 @@ pub async fn serve_health(service: &str, addr: SocketAddr) -> Result<(), Boutiqu
 /// The home page's services, each called with a gRPC health check over one channel per service,
 /// kept for the frontend's life (HTTP/2, reconnected by tonic when it drops), as the real
 /// frontend keeps one gRPC connection per service.
+///
+/// A call has no deadline of its own, as in the real frontend: v0.10.6's `homeHandler` passes
+/// the request's context (`fe.getCurrencies(r.Context())`…), so a slow dependency makes a slow
+/// page, and only the user giving up ends the call (the HTTP server drops the request's future,
+/// as Go cancels `r.Context()`). A 3 s deadline here turned a dependency slowed by a starved
+/// CPU into a 500 the real frontend would not give.
 pub struct GrpcDependencies {
     /// (service, address, its client; None when the address is unusable) in the order the home
     /// page calls them.
@@ -221,11 +233,7 @@ impl GrpcDependencies {
                         .then(|| Endpoint::from_shared(format!("http://{addr}")).ok())
                         .flatten()
                         .map(|e| {
-                            HealthClient::new(
-                                e.connect_timeout(CALL_TIMEOUT)
-                                    .timeout(CALL_TIMEOUT)
-                                    .connect_lazy(),
-                            )
+                            HealthClient::new(e.connect_timeout(CONNECT_TIMEOUT).connect_lazy())
                         });
                     (svc.to_string(), addr, client)
                 })
@@ -483,6 +491,68 @@ mod tests {
             .failure("ns")
             .await
             .is_some_and(|w| w.contains("currencyservice") && w.contains("not set")));
+        server.abort();
+    }
+
+    /// A dependency that answers its health check only after `delay`, as one on a starved CPU.
+    struct SlowHealth {
+        delay: Duration,
+    }
+
+    #[tonic::async_trait]
+    impl tonic_health::pb::health_server::Health for SlowHealth {
+        async fn check(
+            &self,
+            _: tonic::Request<HealthCheckRequest>,
+        ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+            tokio::time::sleep(self.delay).await;
+            Ok(tonic::Response::new(
+                tonic_health::pb::HealthCheckResponse {
+                    status: tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+                },
+            ))
+        }
+
+        type WatchStream =
+            futures::stream::Empty<Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>;
+
+        async fn watch(
+            &self,
+            _: tonic::Request<HealthCheckRequest>,
+        ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+            Err(tonic::Status::unimplemented("watch"))
+        }
+    }
+
+    /// The real frontend gives a dependency the request's whole life (no per-call deadline), so
+    /// one that answers after 4 s makes a slow page, not a 500. Fails with the 3 s per-call
+    /// timeout the stand-in had.
+    #[tokio::test]
+    async fn a_slow_dependency_makes_a_slow_page_not_a_500() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(tonic_health::pb::health_server::HealthServer::new(
+                    SlowHealth {
+                        delay: Duration::from_secs(4),
+                    },
+                ))
+                .serve(addr),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let slow = addr.to_string();
+        let deps =
+            GrpcDependencies::from_env(|v| (v == "CURRENCY_SERVICE_ADDR").then(|| slow.clone()));
+        let why = deps
+            .failure("ns")
+            .await
+            .expect("only currencyservice is set");
+        assert!(
+            why.contains("productcatalogservice") && why.contains("not set"),
+            "the slow currencyservice answered, and the next (unset) one failed: {why}"
+        );
         server.abort();
     }
 }
