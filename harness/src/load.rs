@@ -62,7 +62,7 @@ pub struct Sample {
     pub served: Option<String>,
     /// The error's cause (`status 503`, `timeout`...), for an error.
     pub error: Option<String>,
-    /// An example of the error (message or the answer's first line).
+    /// An example of the error (the message, or what the answer says went wrong).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub example: Option<String>,
 }

@@ -153,7 +153,8 @@ fn resolution_failed(e: &reqwest::Error) -> bool {
 }
 
 /// One user's request: the page served (a 2xx answer), or the error's cause (`status 503`,
-/// `timeout`, `name resolution failed`...) and an example (message or first line).
+/// `timeout`, `name resolution failed`...) and an example (the message, or what the answer says
+/// went wrong: [`meshmig_core::identity::error_example`]).
 pub async fn fetch(client: &reqwest::Client, target: &Target) -> Result<Page, Unattributed> {
     let mut req = client.get(&target.url);
     if let Some(h) = &target.host {
@@ -179,14 +180,10 @@ pub async fn fetch(client: &reqwest::Client, target: &Target) -> Result<Page, Un
     let bytes = resp.bytes().await.unwrap_or_default();
     let body = String::from_utf8_lossy(&bytes);
     if !status.is_success() {
-        let server = body
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(120)
-            .collect();
-        return Err((format!("status {}", status.as_u16()), server));
+        return Err((
+            format!("status {}", status.as_u16()),
+            meshmig_core::identity::error_example(&body),
+        ));
     }
     Ok(Page {
         headers,

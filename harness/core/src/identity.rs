@@ -194,6 +194,35 @@ pub fn unidentified(f: &FooterInfo) -> Unattributed {
     (cause.into(), serde_json::to_string(f).unwrap_or_default())
 }
 
+/// What a failed answer (non-2xx) says went wrong, for an example: the error detail of Online
+/// Boutique's error page (its `<pre>`, where the frontend's `renderHTTPError` puts the error
+/// chain: "could not retrieve currencies: rpc error: …"), else the page's `<title>`, else its
+/// first line that is not blank; at most 200 characters. A page's first line alone is
+/// `<!DOCTYPE html>`, which says nothing.
+pub fn error_example(body: &str) -> String {
+    let doc = scraper::Html::parse_document(body);
+    for sel in ["pre", "title"] {
+        let sel = scraper::Selector::parse(sel).expect("static selector");
+        let text = doc
+            .select(&sel)
+            .flat_map(|e| e.text())
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !text.is_empty() {
+            return head(&text, 200);
+        }
+    }
+    head(
+        body.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default(),
+        200,
+    )
+}
+
 /// The first `max` characters of a text, for an example.
 fn head(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
@@ -294,6 +323,27 @@ impl Identifier {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[rstest]
+    #[case::online_boutiques_error_page(
+        "<!DOCTYPE html>\n<html><head><title>Online Boutique</title></head><body>\n<h3>Uh, oh!</h3>\n<pre class=\"border border-danger p-3\">could not retrieve data from\n  cartservice (cartservice:7070): rpc error: code = Unavailable</pre></body></html>",
+        "could not retrieve data from cartservice (cartservice:7070): rpc error: code = Unavailable"
+    )]
+    #[case::an_html_page_without_detail(
+        "<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head></html>",
+        "503 Service Unavailable"
+    )]
+    #[case::envoys_plain_text(
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+    )]
+    #[case::leading_blank_lines("\n\n  no healthy upstream\n", "no healthy upstream")]
+    fn a_failed_answer_is_exemplified_by_what_it_says_went_wrong(
+        #[case] body: &str,
+        #[case] want: &str,
+    ) {
+        assert_eq!(error_example(body), want);
+    }
 
     fn page(headers: &[(&str, &str)], body: &str) -> Page {
         let mut h = HeaderMap::new();
