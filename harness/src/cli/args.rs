@@ -231,6 +231,10 @@ pub enum Command {
         /// Whose leftovers: gke (default) or kind.
         #[arg(long, default_value = "gke", value_parser = backend_names())]
         backend: String,
+        /// kind: the kit the runs used (its kind and container engine; default:
+        /// MESHMIG_KIND_KIT).
+        #[arg(long)]
+        kind_kit: Option<PathBuf>,
     },
     /// List the scenarios of a folder and their steps.
     List {

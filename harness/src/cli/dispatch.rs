@@ -111,7 +111,8 @@ pub async fn dispatch(cmd: Command, prepared: BackendOptions) -> anyhow::Result<
             older_than,
             project,
             backend,
-        } => gc(&backend, older_than, project).await,
+            kind_kit,
+        } => gc(&backend, older_than, project, kind_kit).await,
     }
 }
 
@@ -251,10 +252,16 @@ fn read_footer(file: &str) -> anyhow::Result<i32> {
 }
 
 /// `meshmig gc`: what crashed runs of a backend left, deleted.
-async fn gc(backend: &str, older_than: Duration, project: Option<String>) -> anyhow::Result<i32> {
+async fn gc(
+    backend: &str,
+    older_than: Duration,
+    project: Option<String>,
+    kind_kit: Option<std::path::PathBuf>,
+) -> anyhow::Result<i32> {
     let b = registry::find(backend).map_err(anyhow::Error::msg)?;
     let opts = BackendOptions {
         project,
+        kind_kit,
         ..BackendOptions::default()
     };
     match b.gc(older_than, &opts).await {

@@ -75,7 +75,7 @@ use meshmig::backend::exec::{Cmd, Exec, ExecError, Ran};
 use meshmig::backend::gke::chrono_like;
 use meshmig::backend::kind::{
     cloud_provider_request, doctor_notes, doctor_notes_for, gc, liveness, node_image_from,
-    remove_load_balancers, Commands, Kind, KindConfig, KindError, ProviderState,
+    remove_load_balancers, Commands, GcTools, Kind, KindConfig, KindError, ProviderState,
     CLOUD_PROVIDER_KIND_IMAGE, CLOUD_PROVIDER_KIND_TAG, LB_CLUSTER_LABEL,
 };
 use meshmig::backend::{Backend, BackendError};
@@ -411,9 +411,15 @@ async fn gc_deletes_only_old_clusters_of_meshmig_runs_and_what_cloud_provider_ki
         .map(|n| n.to_string())
         .collect();
     let now = chrono_like::Utc(chrono_like::parse("2026-11-27T12:00:00Z").unwrap());
-    let done = gc(&exec, &names, Duration::from_secs(6 * 3600), now)
-        .await
-        .unwrap();
+    let done = gc(
+        &exec,
+        &GcTools::default(),
+        &names,
+        Duration::from_secs(6 * 3600),
+        now,
+    )
+    .await
+    .unwrap();
     let calls = exec.calls();
     assert!(calls.contains(&"kind delete cluster --name cluster-with-csm-r2d2x9".to_string()));
     assert!(calls.contains(&"kind delete cluster --name cluster-with-istio-r2d2x9".to_string()));
@@ -453,6 +459,7 @@ async fn gc_with_no_kind_clusters_does_nothing() {
     let now = chrono_like::Utc(chrono_like::parse("2026-11-27T12:00:00Z").unwrap());
     let done = gc(
         &exec,
+        &GcTools::default(),
         &["cluster-with-istio".to_string()],
         Duration::ZERO,
         now,
@@ -461,6 +468,55 @@ async fn gc_with_no_kind_clusters_does_nothing() {
     .unwrap();
     assert!(done.is_empty(), "{done:?}");
     assert_eq!(exec.calls(), ["kind get clusters"]);
+}
+
+/// A kit's runs (podman here): gc lists and deletes with the kit's kind, reads the node's age
+/// from podman in RFC 3339 (podman's own `{{.Created}}` is Go's `2026-12-07 15:23:17.98 +0000
+/// UTC`, which no age parser reads), and looks for no cloud-provider-kind containers, which a
+/// kit's run never has. Before, gc ran `kind` and `docker` and found none of a kit's clusters.
+#[tokio::test]
+async fn gc_with_a_kit_uses_its_kind_and_podman_and_no_cloud_provider_kind() {
+    let exec = Scripted::default()
+        .on(
+            &["/kit/bin/kind get clusters"],
+            &[(0, "cluster-with-istio-r2d2x9\n", "")],
+        )
+        .on(
+            &[
+                "podman inspect --format ",
+                "{{.Created.Format \"2006-01-02T15:04:05.999999999Z07:00\"}}",
+                "cluster-with-istio-r2d2x9-control-plane",
+            ],
+            &[(0, "2026-11-27T00:10:03.987292846Z\n", "")],
+        )
+        .on(
+            &["/kit/bin/kind delete cluster --name cluster-with-istio-r2d2x9"],
+            &[(0, "", KIND_DELETE_ISTIO)],
+        );
+    let tools = GcTools {
+        kind: "/kit/bin/kind".into(),
+        engine: "podman".into(),
+        cloud_provider: false,
+    };
+    let now = chrono_like::Utc(chrono_like::parse("2026-11-27T12:00:00Z").unwrap());
+    let done = gc(
+        &exec,
+        &tools,
+        &["cluster-with-istio".to_string()],
+        Duration::from_secs(6 * 3600),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        done,
+        ["deleted kind cluster cluster-with-istio-r2d2x9 (run r2d2x9, 11h old)"]
+    );
+    let calls = exec.calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("docker")),
+        "docker run for a kit's clusters: {calls:#?}"
+    );
 }
 
 #[test]
@@ -659,4 +715,14 @@ async fn a_kit_cluster_gets_the_kits_images_and_names_on_every_node() {
         "{plan}"
     );
     assert!(!plan.contains("before: cloud-provider-kind"), "{plan}");
+    // Its teardown deletes with the kit's kind and removes no cloud-provider-kind containers.
+    let teardown = &plan[plan.find("teardown (always)").expect("a teardown section")..];
+    assert!(
+        !teardown.contains("docker") && !teardown.contains("cloud-provider-kind container"),
+        "{teardown}"
+    );
+    assert!(
+        teardown.contains(&Commands::new(&c, &kc).delete("NAME").line()),
+        "{teardown}"
+    );
 }

@@ -229,16 +229,24 @@ impl<'a> Commands<'a> {
     }
 }
 
-/// `docker inspect --format {{.Created}} CLUSTER-control-plane`: when a kind cluster's first
-/// control-plane node container was created (kind names it `CLUSTER-control-plane`,
-/// pkg/cluster/internal/providers/common/namer.go at v0.30.0).
-pub fn created_cmd(kind_cluster: &str) -> Cmd {
+/// `ENGINE inspect --format … CLUSTER-control-plane`: when a kind cluster's first control-plane
+/// node container was created (kind names it `CLUSTER-control-plane`,
+/// pkg/cluster/internal/providers/common/namer.go at v0.30.0), as RFC 3339. Docker's
+/// `{{.Created}}` is that string already; podman's is a Go `time.Time`, which `{{.Created}}`
+/// prints as `2026-12-07 15:23:17.987292846 +0000 UTC` (podman 4.3.1 here), so podman is asked
+/// to format it.
+pub fn created_cmd(engine: &str, kind_cluster: &str) -> Cmd {
+    let format = if engine == "podman" {
+        r#"{{.Created.Format "2006-01-02T15:04:05.999999999Z07:00"}}"#
+    } else {
+        "{{.Created}}"
+    };
     Cmd::new(
-        "docker",
+        engine,
         [
             "inspect".to_string(),
             "--format".into(),
-            "{{.Created}}".into(),
+            format.into(),
             format!("{kind_cluster}-control-plane"),
         ],
     )

@@ -157,16 +157,40 @@ impl BackendEntry for Entry {
         Ok(Arc::new(Kind::start(cfg, s).await?))
     }
 
-    async fn gc(&self, older_than: Duration, _: &BackendOptions) -> Result<GcReport, EntryError> {
-        let exec = Process {
-            env: Default::default(),
+    async fn gc(
+        &self,
+        older_than: Duration,
+        opts: &BackendOptions,
+    ) -> Result<GcReport, EntryError> {
+        // With a kit, its kind and provider: clusters a kit's runs made are listed only by
+        // kind with KIND_EXPERIMENTAL_PROVIDER=podman.
+        let (tools, env) = match kit(opts)? {
+            Some(k) => (
+                super::GcTools {
+                    kind: k.kind.clone(),
+                    engine: k.provider.clone(),
+                    cloud_provider: false,
+                },
+                if k.provider == "docker" {
+                    Default::default()
+                } else {
+                    [(
+                        "KIND_EXPERIMENTAL_PROVIDER".to_string(),
+                        k.provider.clone().into(),
+                    )]
+                    .into()
+                },
+            ),
+            None => (super::GcTools::default(), Default::default()),
         };
+        let exec = Process { env };
         let names: Vec<String> = super::PROCEDURE_CLUSTERS
             .iter()
             .map(|n| n.to_string())
             .collect();
         let mut lines = super::gc(
             &exec,
+            &tools,
             &names,
             older_than,
             crate::run_id::chrono_like::Utc::now(),

@@ -165,13 +165,38 @@ pub fn run_of<'a>(kind_cluster: &'a str, names: &[String]) -> Option<&'a str> {
     })
 }
 
+/// The programs `meshmig gc --backend kind` runs: kind, and the container engine its nodes run
+/// in. Without a kit, `kind` and `docker` with cloud-provider-kind beside them; with a kit, the
+/// kit's kind and provider (podman here, `KIND_EXPERIMENTAL_PROVIDER` set by the caller), and
+/// no cloud-provider-kind (a kit's run gives LoadBalancer addresses from its own process).
+#[derive(Debug, Clone)]
+pub struct GcTools {
+    /// The kind binary.
+    pub kind: String,
+    /// The container engine (`docker`, `podman`).
+    pub engine: String,
+    /// Whether runs had cloud-provider-kind containers to remove.
+    pub cloud_provider: bool,
+}
+
+impl Default for GcTools {
+    fn default() -> Self {
+        Self {
+            kind: "kind".into(),
+            engine: "docker".into(),
+            cloud_provider: true,
+        }
+    }
+}
+
 /// `meshmig gc --backend kind`: deletes the kind clusters of crashed runs (`NAME-RUN` after one
 /// of the procedure's `names`, see [`run_of`]) whose control-plane container is older than
-/// `older_than`, then the load balancer containers cloud-provider-kind left for them and their
-/// runs' cloud-provider-kind containers (label [`RUN_LABEL`]). Other clusters are never
-/// touched. One line per thing done, as `meshmig gc` prints them.
+/// `older_than`, then (with cloud-provider-kind) the load balancer containers it left for them
+/// and their runs' cloud-provider-kind containers (label [`RUN_LABEL`]). Other clusters are
+/// never touched. One line per thing done, as `meshmig gc` prints them.
 pub async fn gc(
     exec: &dyn Exec,
+    tools: &GcTools,
     names: &[String],
     older_than: Duration,
     now: Utc,
@@ -184,7 +209,7 @@ pub async fn gc(
             )
         })
     };
-    let (cmd, listed) = run(Cmd::new("kind", ["get", "clusters"])).await?;
+    let (cmd, listed) = run(Cmd::new(&tools.kind, ["get", "clusters"])).await?;
     if !listed.ok() {
         return Err(failed(&cmd, &listed));
     }
@@ -194,7 +219,7 @@ pub async fn gc(
         let Some(run_id) = run_of(cluster, names) else {
             continue;
         };
-        let (_, created) = run(created_cmd(cluster)).await?;
+        let (_, created) = run(created_cmd(&tools.engine, cluster)).await?;
         let age = created
             .ok()
             .then(|| chrono_like::age(created.stdout.trim(), now))
@@ -209,7 +234,11 @@ pub async fn gc(
         if age < older_than {
             continue;
         }
-        let (del, r) = run(Cmd::new("kind", ["delete", "cluster", "--name", cluster])).await?;
+        let (del, r) = run(Cmd::new(
+            &tools.kind,
+            ["delete", "cluster", "--name", cluster],
+        ))
+        .await?;
         if r.ok() {
             done.push(format!(
                 "deleted kind cluster {cluster} (run {run_id}, {}h old)",
@@ -220,6 +249,9 @@ pub async fn gc(
                 "FAILED to delete kind cluster {cluster}: {}",
                 failed(&del, &r)
             ));
+        }
+        if !tools.cloud_provider {
+            continue;
         }
         runs.insert(run_id.to_string());
         let lbs = remove_load_balancers(exec, &[cluster.to_string()]).await;

@@ -67,7 +67,7 @@ pub use commands::{
     cloud_provider_container, cloud_provider_request, created_cmd, lb_containers_cmd,
     rm_containers_cmd, Commands,
 };
-pub use gc::{gc, remove_load_balancers, run_of};
+pub use gc::{gc, remove_load_balancers, run_of, GcTools};
 pub use plan::{plan, plan_action};
 
 /// Errors of the kind backend's own machinery (cloud-provider-kind's container).

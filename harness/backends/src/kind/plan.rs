@@ -128,12 +128,22 @@ pub fn plan(cfg: &KindConfig, s: &Scenario) -> String {
         }
     }
     out.push_str(&format!(
-        "teardown (always):\n    $ {}\n    $ kind delete cluster --name NAME-{} --kubeconfig RUN/kubeconfig   (each cluster of the run listed)\n    $ {}   (must no longer list them)\n    remove the cloud-provider-kind container {}\n    $ {}   (each cluster of the run: load balancer containers left)\n    $ docker rm -f ID…   (when any)\n",
+        "teardown (always):\n    $ {}\n    $ {}   (each cluster of the run listed)\n    $ {}   (must no longer list them)\n",
         c.get_clusters().line(),
-        cfg.run_id,
+        c.delete("NAME").line(),
         c.get_clusters().line(),
-        cloud_provider_container(&cfg.run_id),
-        lb_containers_cmd(&format!("NAME-{}", cfg.run_id)).line(),
     ));
+    match &cfg.kit {
+        None => out.push_str(&format!(
+            "    remove the cloud-provider-kind container {}\n    $ {}   (each cluster of the run: load balancer containers left)\n    $ docker rm -f ID…   (when any)\n",
+            cloud_provider_container(&cfg.run_id),
+            lb_containers_cmd(&format!("NAME-{}", cfg.run_id)).line(),
+        )),
+        // A kit's run has no cloud-provider-kind: its addresses were on the nodes, gone with
+        // them; its registry and load balancers are processes of the run.
+        Some(_) => out.push_str(
+            "    stop the run's registry and its node load balancer (processes of the run; their addresses went with the nodes)\n",
+        ),
+    }
     out
 }
