@@ -267,6 +267,11 @@ async fn execute(shared: Arc<Shared>) -> Outcome {
             }
         }
         if let Some(o) = stop {
+            // The load was answered by the pods this batch made too (a restart's): learnt
+            // before the run ends, or their answers would count as errors of an unknown pod.
+            if load.is_some() && shared.load.lock().await.is_some() {
+                learn_pods(&shared).await;
+            }
             return o;
         }
         if let Some(l) = load {
@@ -435,7 +440,15 @@ async fn act(
             cluster,
             name,
             labels,
-        } => b.kubernetes().label_namespace(cluster, name, labels).await,
+            remove,
+        } => {
+            b.kubernetes()
+                .label_namespace(cluster, name, labels, remove)
+                .await
+        }
+        Action::RestartWorkloads { cluster, namespace } => {
+            b.kubernetes().restart_workloads(cluster, namespace).await
+        }
         Action::Apply {
             cluster,
             namespace,
@@ -647,13 +660,18 @@ async fn drive_load(
             dns: Some(shared.clients.clone()),
         });
     }
-    // Pods that may answer (learnt as they come; a deleted cluster's stay known).
+    drop(running);
+    learn_pods(shared).await;
+    Ok(())
+}
+
+/// Learns the pods that may answer the load (as they come; a deleted cluster's stay known).
+async fn learn_pods(shared: &Shared) {
     if let Ok(pods) =
         crate::checks::pods_by_cluster(shared.backend.as_ref(), &shared.scenario).await
     {
         Shared::lock(&shared.pods).extend(pods);
     }
-    Ok(())
 }
 
 /// A URL as users reach it on this backend: with the port the backend really serves where it
