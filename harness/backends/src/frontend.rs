@@ -99,6 +99,9 @@ pub struct Frontend {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How long a stopping replica lets its requests in flight finish.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Frontend {
     /// Starts a replica on `addr`.
     pub async fn start(
@@ -148,13 +151,19 @@ impl Frontend {
         self.failing.left.store(requests, Ordering::SeqCst);
     }
 
-    /// Stops the replica and waits until its socket is closed.
+    /// Stops the replica and waits until its socket is closed: requests in flight finish
+    /// (axum's graceful shutdown) within [`STOP_GRACE`], then whatever is left is cut.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task.abort();
-        let _ = self.task.await;
+        if tokio::time::timeout(STOP_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
     }
 }
 

@@ -128,28 +128,35 @@ impl Emulated {
             .write()
             .expect("ready-services lock is never poisoned") = ready_services(&vc.store);
         let wanted = frontend_pods(&vc.store);
-        self.sync_frontends(vc, wanted).await?;
+        let gone = self.sync_frontends(vc, wanted).await?;
         let workloads = gateway_workloads(&vc.store);
-        self.sync_gateways(vc, workloads).await
+        let synced = self.sync_gateways(vc, workloads).await;
+        // Replicas of pods gone stop only now, once the gateways route to the new ones: a
+        // rolling restart surges new pods before the old ones go (`maxSurge`), so users'
+        // requests never meet a stopped replica.
+        for f in gone {
+            f.stop().await;
+        }
+        synced
     }
 
-    /// Stops the frontend replicas no longer wanted and starts the missing ones.
+    /// Starts the frontend replicas missing; returns those no longer wanted, still running,
+    /// for the caller to stop once the gateways no longer route to them.
     async fn sync_frontends(
         &self,
         vc: &mut VirtualCluster,
         wanted: BTreeMap<String, (SocketAddr, String)>,
-    ) -> Result<(), BackendError> {
-        let gone: Vec<String> = vc
+    ) -> Result<Vec<Frontend>, BackendError> {
+        let gone_keys: Vec<String> = vc
             .frontends
             .keys()
             .filter(|k| !wanted.contains_key(*k))
             .cloned()
             .collect();
-        for k in gone {
-            if let Some(f) = vc.frontends.remove(&k) {
-                f.stop().await;
-            }
-        }
+        let gone: Vec<Frontend> = gone_keys
+            .iter()
+            .filter_map(|k| vc.frontends.remove(k))
+            .collect();
         for (pod, (addr, ns)) in wanted {
             if vc.frontends.contains_key(&pod) {
                 continue;
@@ -176,7 +183,7 @@ impl Emulated {
                 })?;
             vc.frontends.insert(pod, f);
         }
-        Ok(())
+        Ok(gone)
     }
 
     /// Stops the Envoys of gateways gone, starts those missing, and configures each from the
