@@ -9,14 +9,22 @@ use serde_json::{json, Value};
 pub const PROXY_IMAGE: &str = "gcr.io/gke-release/asm/proxyv2:emulated";
 
 /// The revision that injects pods of a namespace with these labels, if any.
+///
+/// `istio-injection` takes precedence over `istio.io/rev`, as Istio's canary upgrade guide says
+/// ("The `istio-injection` label must be removed because it takes precedence over the
+/// `istio.io/rev` label") and its 1.31 webhooks implement: every revision's `rev.namespace.`
+/// webhook requires `istio-injection` to be absent
+/// (manifests/charts/istio-control/istio-discovery/templates/mutatingwebhook.yaml).
 pub(super) fn injecting_revision(
     ns_labels: &BTreeMap<String, String>,
     revisions: &BTreeSet<String>,
 ) -> Option<String> {
-    if let Some(rev) = ns_labels.get("istio.io/rev") {
+    let legacy = ns_labels.get("istio-injection").map(String::as_str);
+    if legacy.is_none() {
+        let rev = ns_labels.get("istio.io/rev")?;
         return revisions.contains(rev).then(|| rev.clone());
     }
-    if ns_labels.get("istio-injection").map(String::as_str) == Some("enabled") {
+    if legacy == Some("enabled") {
         // The default revision; on a managed-CSM cluster, the managed revision is tagged
         // default ("default injection label" in Google's provisioning guide).
         if revisions.contains("default") {
