@@ -165,3 +165,31 @@ pub(super) fn injected_metadata(
         annotations: set,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// Who injects a namespace's pods, with both revisions running: `istio-injection` wins over
+    /// `istio.io/rev` (Istio's canary upgrade guide), so a namespace relabelled for asm-managed
+    /// that kept `istio-injection=enabled` stays on the default revision.
+    #[rstest]
+    #[case(&[("istio-injection", "enabled")], Some("default"))]
+    #[case(&[("istio.io/rev", "asm-managed")], Some("asm-managed"))]
+    #[case(&[("istio-injection", "enabled"), ("istio.io/rev", "asm-managed")], Some("default"))]
+    #[case(&[("istio-injection", "disabled"), ("istio.io/rev", "asm-managed")], None)]
+    #[case(&[("istio.io/rev", "canary")], None)]
+    #[case(&[], None)]
+    fn istio_injection_takes_precedence_over_the_revision_label(
+        #[case] labels: &[(&str, &str)],
+        #[case] want: Option<&str>,
+    ) {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let revisions: BTreeSet<String> = ["default".into(), "asm-managed".into()].into();
+        assert_eq!(injecting_revision(&labels, &revisions).as_deref(), want);
+    }
+}
