@@ -60,6 +60,26 @@ pub fn read_json(cmd: &Cmd, ran: &Ran) -> Result<Vec<Value>, BackendError> {
     })
 }
 
+/// The plan's line for `label_namespace` on real API servers (kind, kwok, GKE); `at` names the
+/// cluster as the backend's plan does.
+pub fn label_plan_line(
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    remove: &[String],
+    at: &str,
+) -> String {
+    let mut l = format!("api: merge-patch Namespace {name} labels {labels:?}");
+    if !remove.is_empty() {
+        l.push_str(&format!(", {remove:?} set to null (removed)"));
+    }
+    format!("{l} {at}")
+}
+
+/// The plan's line for `restart_workloads` on real API servers (kind, kwok, GKE).
+pub fn restart_plan_line(namespace: &str, at: &str) -> String {
+    format!("api: merge-patch each Deployment in {namespace}: template annotation kubectl.kubernetes.io/restartedAt=NOW; wait until every rollout is complete {at}")
+}
+
 /// A Kubernetes layer error: a 404 is the procedure's finding, anything else infrastructure.
 pub fn kube_err(e: KubeError) -> BackendError {
     match e {
@@ -303,20 +323,45 @@ impl Kubernetes for ClusterOps {
         cluster: &str,
         name: &str,
         labels: &BTreeMap<String, String>,
+        remove: &[String],
     ) -> Result<Output, BackendError> {
         self.guarded(async {
             self.kube(cluster)
                 .await?
-                .label_namespace(name, labels)
+                .label_namespace(name, labels, remove)
                 .await
                 .map_err(kube_err)?;
-            let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect();
             Ok(Output::new(
-                format!(
-                    "kubectl --context {cluster} label namespace {name} {}",
-                    pairs.join(" ")
-                ),
+                meshmig_core::plan::label_namespace_line(cluster, name, labels, remove),
                 format!("namespace/{name} labeled\n"),
+            ))
+        })
+        .await
+    }
+
+    async fn restart_workloads(
+        &self,
+        cluster: &str,
+        namespace: &str,
+    ) -> Result<Output, BackendError> {
+        self.guarded(async {
+            let kube = self.kube(cluster).await?;
+            let names = kube
+                .restart_deployments(namespace)
+                .await
+                .map_err(kube_err)?;
+            kube.wait_deployments_rolled_out(namespace, &names, self.ready_timeout)
+                .await
+                .map_err(kube_err)?;
+            kube.wait_no_terminating_pods(namespace, self.ready_timeout)
+                .await
+                .map_err(kube_err)?;
+            Ok(Output::new(
+                format!("kubectl --context={cluster} --namespace={namespace} rollout restart deployment"),
+                names
+                    .iter()
+                    .map(|n| format!("deployment.apps/{n} restarted\n"))
+                    .collect::<String>(),
             ))
         })
         .await
@@ -503,22 +548,39 @@ pub fn managed_control_plane_available(deployments: &[Value]) -> bool {
 }
 
 /// The istioctl arguments that install the managed-mesh stand-in into a cluster: revision
-/// asm-managed, no gateways, and tagged `default` so that `istio-injection=enabled` injects it
-/// too, as managed CSM documents its "default injection label" (Provision a managed Cloud
-/// Service Mesh control plane, section "Deploy applications"). The tag is the istiod chart's
-/// `values.revisionTags` (manifests/charts/istio-control/istio-discovery/templates/revision-tags-mwc.yaml).
-pub fn managed_install_args(context: &str) -> Vec<String> {
-    vec![
+/// asm-managed, no gateways, and, when `tag_default`, tagged `default` so that
+/// `istio-injection=enabled` injects it too, as managed CSM documents its "default injection
+/// label" (Provision a managed Cloud Service Mesh control plane, section "Deploy
+/// applications"). The tag is the istiod chart's `values.revisionTags`
+/// (manifests/charts/istio-control/istio-discovery/templates/revision-tags-mwc.yaml), which
+/// renders `istio-revision-tag-default`.
+///
+/// In a cluster that already runs Istio the tag is left off ([`runs_istio`]): that webhook is
+/// the existing install's own default tag, and rendering it again would move the default tag
+/// to asm-managed, where Google says managed CSM "will not overwrite existing webhooks"
+/// (Resolving managed Cloud Service Mesh issues). Moving it is the operator's step there.
+pub fn managed_install_args(context: &str, tag_default: bool) -> Vec<String> {
+    let mut args = vec![
         "install".into(),
         format!("--context={context}"),
         "--set".into(),
         "profile=minimal".into(),
         "--set".into(),
         format!("revision={MANAGED_REVISION}"),
-        "--set".into(),
-        "values.revisionTags[0]=default".into(),
-        "-y".into(),
-    ]
+    ];
+    if tag_default {
+        args.extend(["--set".into(), "values.revisionTags[0]=default".into()]);
+    }
+    args.push("-y".into());
+    args
+}
+
+/// Whether `istio-system`'s Deployments include an in-cluster Istio's own control plane
+/// (`istiod`, the default revision), so the managed stand-in must leave its default tag alone.
+pub fn runs_istio(deployments: &[Value]) -> bool {
+    deployments
+        .iter()
+        .any(|d| d["metadata"]["name"] == "istiod")
 }
 
 #[derive(Default)]
@@ -564,12 +626,13 @@ impl FleetStandIn {
         self.fault.is_some() || !self.pools.get(cluster).copied().unwrap_or(true)
     }
 
-    /// Carries a fleet operation out; `managed_install` is the istioctl command for a cluster.
+    /// Carries a fleet operation out; `managed_install` is the istioctl command for a cluster
+    /// (tagged default or not, see [`managed_install_args`]).
     pub async fn op(
         &self,
         ops: &Arc<ClusterOps>,
         op: &FleetOp,
-        managed_install: impl Fn(&str) -> Cmd,
+        managed_install: impl Fn(&str, bool) -> Cmd,
     ) -> Result<Output, BackendError> {
         let mut f = self.fleet.lock().await;
         let line = |s: &str| Output::new(format!("(managed mesh stand-in) {s}"), "");
@@ -604,7 +667,12 @@ impl FleetStandIn {
                         "Waiting for Feature Service Mesh to be updated...done.\n",
                     ));
                 }
-                let (ops, cmd) = (ops.clone(), managed_install(cluster));
+                let istio = ops
+                    .list(cluster, Some("istio-system"), "Deployment")
+                    .await
+                    .map(|ds| runs_istio(&ds))
+                    .unwrap_or(false);
+                let (ops, cmd) = (ops.clone(), managed_install(cluster, !istio));
                 // As on GKE, the update returns at once; the control plane comes up behind it.
                 tokio::spawn(async move {
                     if let Err(e) = ops.run(cmd).await {

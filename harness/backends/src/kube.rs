@@ -261,17 +261,54 @@ impl Kube {
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
+        remove: &[String],
     ) -> Result<(), KubeError> {
         let (ar, _) = known_resource("Namespace").expect("Namespace is known");
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        // A JSON merge patch removes a key given null (RFC 7386), as `kubectl label KEY-` does.
+        let mut patch = serde_json::Map::new();
+        for (k, v) in labels {
+            patch.insert(k.clone(), json!(v));
+        }
+        for k in remove {
+            patch.insert(k.clone(), Value::Null);
+        }
         api.patch(
             name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+            &Patch::Merge(json!({"metadata": {"labels": patch}})),
         )
         .await
         .map_err(api_err(format!("labelling namespace {name}")))?;
         Ok(())
+    }
+
+    /// `kubectl rollout restart deployment -n NAMESPACE`: every Deployment's pod template gets
+    /// kubectl's `kubectl.kubernetes.io/restartedAt` annotation (now, RFC 3339), so its
+    /// controller replaces the pods. The Deployments restarted, by name.
+    pub async fn restart_deployments(&self, namespace: &str) -> Result<Vec<String>, KubeError> {
+        let (ar, _) = known_resource("Deployment").expect("Deployment is known");
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &ar);
+        let now = k8s_openapi::jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let mut names = Vec::new();
+        for d in self.list("Deployment", Some(namespace)).await? {
+            let Some(name) = d["metadata"]["name"].as_str() else {
+                continue;
+            };
+            api.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {
+                    "kubectl.kubernetes.io/restartedAt": now
+                }}}}})),
+            )
+            .await
+            .map_err(api_err(format!("restarting deployment {namespace}/{name}")))?;
+            names.push(name.to_string());
+        }
+        Ok(names)
     }
 
     /// Deletes an object and waits until it is gone; a missing object is `NotFound`.
@@ -316,6 +353,36 @@ impl Kube {
                 }
                 Some(_) => tokio::time::sleep(self.poll).await,
             }
+        }
+    }
+
+    /// Waits until no pod in `namespace` is terminating (`metadata.deletionTimestamp` set): after
+    /// a rollout, the old pods are gone, not only the new ones available.
+    pub async fn wait_no_terminating_pods(
+        &self,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<(), KubeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let terminating: Vec<String> = self
+                .list("Pod", Some(namespace))
+                .await?
+                .iter()
+                .filter(|p| !p["metadata"]["deletionTimestamp"].is_null())
+                .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+                .collect();
+            if terminating.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(KubeError::Timeout {
+                    what: format!("the old pods in {namespace} to be gone"),
+                    waited: timeout,
+                    last: format!("still terminating: {terminating:?}"),
+                });
+            }
+            tokio::time::sleep(self.poll).await;
         }
     }
 

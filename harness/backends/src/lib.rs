@@ -331,12 +331,20 @@ pub trait Companion: Send + Sync {
 pub trait Kubernetes: Send + Sync {
     /// `kubectl create namespace`.
     async fn create_namespace(&self, cluster: &str, name: &str) -> Result<Output, BackendError>;
-    /// `kubectl label namespace`.
+    /// `kubectl label namespace`: `labels` set, `remove` removed.
     async fn label_namespace(
         &self,
         cluster: &str,
         name: &str,
         labels: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<Output, BackendError>;
+    /// `kubectl rollout restart deployment -n NAMESPACE`, returning once every rollout has
+    /// completed (the old pods gone, the new ones available).
+    async fn restart_workloads(
+        &self,
+        cluster: &str,
+        namespace: &str,
     ) -> Result<Output, BackendError>;
     /// `kubectl apply` of objects; those without a namespace go to `namespace`.
     async fn apply(

@@ -2,6 +2,26 @@
 
 use crate::scenario::{Action, Check, Scenario};
 
+/// `kubectl label namespace`: the labels set, then those removed (`KEY-`), with `--overwrite`
+/// when any is removed, as Google's migration guide writes it (`kubectl label namespace NS
+/// istio-injection- istio.io/rev=asm-managed --overwrite`).
+pub fn label_namespace_line(
+    cluster: &str,
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    remove: &[String],
+) -> String {
+    let mut words: Vec<String> = labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect();
+    words.extend(remove.iter().map(|k| format!("{k}-")));
+    if !remove.is_empty() {
+        words.push("--overwrite".into());
+    }
+    format!(
+        "kubectl --context {cluster} label namespace {name} {}",
+        words.join(" ")
+    )
+}
+
 /// The procedure's command for an action, as the published procedure writes it.
 pub fn action_line(s: &Scenario, a: &Action) -> String {
     match a {
@@ -37,10 +57,10 @@ pub fn action_line(s: &Scenario, a: &Action) -> String {
             if *stable_seconds > 0.0 { format!(" and stays ACTIVE for {stable_seconds}s") } else { String::new() }
         ),
         Action::CreateNamespace { cluster, name } => format!("kubectl --context {cluster} create namespace {name}"),
-        Action::LabelNamespace { cluster, name, labels } => format!(
-            "kubectl --context {cluster} label namespace {name} {}",
-            labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect::<Vec<_>>().join(" ")
-        ),
+        Action::LabelNamespace { cluster, name, labels, remove } => label_namespace_line(cluster, name, labels, remove),
+        Action::RestartWorkloads { cluster, namespace } => {
+            format!("kubectl --context={cluster} --namespace={namespace} rollout restart deployment  (then each rollout waited until complete)")
+        }
         Action::Apply { cluster, namespace, manifests, replace, patch, objects } => {
             let mut l = String::new();
             for r in replace {

@@ -236,6 +236,7 @@ pub async fn namespace_labels(
     cluster: &str,
     name: &str,
     labels: &BTreeMap<String, String>,
+    absent: &[String],
 ) -> R {
     let nss = ctx
         .backend
@@ -246,13 +247,17 @@ pub async fn namespace_labels(
         .iter()
         .find(|n| n["metadata"]["name"] == name)
         .map(|n| string_map(&n["metadata"]["labels"]));
-    let ok = got
-        .as_ref()
-        .is_some_and(|g| labels.iter().all(|(k, v)| g.get(k) == Some(v)));
+    let ok = got.as_ref().is_some_and(|g| {
+        labels.iter().all(|(k, v)| g.get(k) == Some(v)) && absent.iter().all(|k| !g.contains_key(k))
+    });
     Ok(CheckResult::new(
         "namespace_labels",
         ok,
-        format!("namespace {name} labelled {labels:?}"),
+        if absent.is_empty() {
+            format!("namespace {name} labelled {labels:?}")
+        } else {
+            format!("namespace {name} labelled {labels:?}, without {absent:?}")
+        },
         match &got {
             Some(g) => format!("labels {g:?}"),
             None => format!("no namespace {name}"),

@@ -208,7 +208,8 @@ async fn judge(ctx: &Ctx<'_>, check: &Check) -> R {
             cluster,
             name,
             labels,
-        } => namespace_labels(ctx, cluster, name, labels).await,
+            absent,
+        } => namespace_labels(ctx, cluster, name, labels, absent).await,
         Check::PodsInjected {
             cluster,
             namespace,

@@ -279,6 +279,31 @@ async fn namespace_labels_fails_without_the_label() {
     failed(&r, "asm-managed", "labels {}");
 }
 
+/// A namespace relabelled for a revision must have lost `istio-injection`, which takes
+/// precedence over `istio.io/rev`: both labels fail, naming the one left.
+#[tokio::test]
+async fn namespace_labels_fails_with_a_label_that_must_be_gone() {
+    let w = Fake::default().with(
+        "a",
+        "Namespace",
+        vec![ns(
+            "ob",
+            json!({"istio.io/rev": "asm-managed", "istio-injection": "enabled"}),
+        )],
+    );
+    let r = run_check(
+        w,
+        "namespace_labels: {cluster: a, name: ob, labels: {istio.io/rev: asm-managed}, absent: [istio-injection]}",
+        None,
+    )
+    .await;
+    failed(
+        &r,
+        "without [\"istio-injection\"]",
+        "\"istio-injection\": \"enabled\"",
+    );
+}
+
 #[tokio::test]
 async fn injection_disabled_fails_on_a_labelled_namespace() {
     let w = Fake::default().with(

@@ -660,3 +660,31 @@ async fn split_checks_attribute_answers_by_the_scenarios_extractor() {
         }
     }
 }
+
+/// A step that fails after making new pods (a restart that hands them to the wrong revision)
+/// fails alone: the load's answers from those pods are attributed, not counted as errors of an
+/// unknown pod. Before the engine learnt the failing step's pods, each of three runs here also
+/// failed the continuous load with one 'unknown cluster or pod' error. And the emulated restart
+/// stops the old replicas only once the gateway routes to the new ones, so no request fails.
+#[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "binds 127.RUN.x.y loopback addresses, which only Linux routes to lo by default"
+)]
+fn a_failing_restart_step_fails_alone_with_the_load_intact() {
+    for _ in 0..3 {
+        let o = meshmig(&[
+            "run",
+            "scenarios/mistakes/cp-namespace-not-relabelled.yaml",
+            "--manifests",
+            upstream().to_str().unwrap(),
+        ]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(t.contains("FAILED at step M2"), "{t}");
+        assert!(
+            t.contains("ok   continuous_load:") && t.contains(" 0 failed (budget 0)"),
+            "{t}"
+        );
+    }
+}

@@ -89,7 +89,13 @@ impl Kubernetes for Fake {
         _: &str,
         _: &str,
         _: &BTreeMap<String, String>,
+        _: &[String],
     ) -> Result<Output, BackendError> {
+        Ok(Output::default())
+    }
+
+    async fn restart_workloads(&self, _: &str, namespace: &str) -> Result<Output, BackendError> {
+        self.call(format!("restart {namespace}"));
         Ok(Output::default())
     }
 

@@ -701,7 +701,7 @@ async fn a_kit_cluster_gets_the_kits_images_and_names_on_every_node() {
         "{}",
         install.line()
     );
-    let managed = Commands::new(&c, &kc).managed_install("cluster-with-csm");
+    let managed = Commands::new(&c, &kc).managed_install("cluster-with-csm", true);
     assert!(
         managed
             .line()

@@ -304,6 +304,7 @@ async fn check_injection(kube: &Kube) {
     kube.label_namespace(
         "smoke",
         &BTreeMap::from([("istio-injection".to_string(), "enabled".to_string())]),
+        &[],
     )
     .await
     .unwrap();
@@ -379,6 +380,7 @@ async fn start_frontend(kube: &Kube, upstream: &Path) -> meshmig::backend::front
     kube.label_namespace(
         "default",
         &BTreeMap::from([("istio-injection".to_string(), "enabled".to_string())]),
+        &[],
     )
     .await
     .unwrap();

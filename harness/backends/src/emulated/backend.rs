@@ -36,18 +36,37 @@ impl Kubernetes for Emulated {
         cluster: &str,
         name: &str,
         labels: &BTreeMap<String, String>,
+        remove: &[String],
     ) -> Result<Output, BackendError> {
-        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("'{k}={v}'")).collect();
-        let command = format!(
-            "kubectl --context {cluster} label namespace {name} {}",
-            pairs.join(" ")
-        );
+        let command = meshmig_core::plan::label_namespace_line(cluster, name, labels, remove);
         let mut w = self.world.lock().await;
         let vc = Self::cluster_mut(&mut w, cluster, &command)?;
         vc.store
-            .label_namespace(name, labels)
+            .label_namespace(name, labels, remove)
             .map_err(store_err(command.clone()))?;
         Ok(Output::new(command, format!("namespace/{name} labeled\n")))
+    }
+
+    async fn restart_workloads(
+        &self,
+        cluster: &str,
+        namespace: &str,
+    ) -> Result<Output, BackendError> {
+        let command = format!(
+            "kubectl --context={cluster} --namespace={namespace} rollout restart deployment"
+        );
+        let mut w = self.world.lock().await;
+        let revs = self.revisions(&w, cluster);
+        let vc = Self::cluster_mut(&mut w, cluster, &command)?;
+        let names = vc.store.restart_deployments(namespace, &revs);
+        self.reconcile(vc).await?;
+        Ok(Output::new(
+            command,
+            names
+                .iter()
+                .map(|n| format!("deployment.apps/{n} restarted\n"))
+                .collect::<String>(),
+        ))
     }
 
     async fn apply(

@@ -184,6 +184,7 @@ impl Store {
         &mut self,
         name: &str,
         labels: &BTreeMap<String, String>,
+        remove: &[String],
     ) -> Result<(), StoreError> {
         let ns = self
             .objects
@@ -195,7 +196,49 @@ impl Store {
         for (k, v) in labels {
             ns["metadata"]["labels"][k] = json!(v);
         }
+        if let Some(l) = ns["metadata"]["labels"].as_object_mut() {
+            for k in remove {
+                l.remove(k);
+            }
+        }
         Ok(())
+    }
+
+    /// `kubectl rollout restart deployment -n NAMESPACE`: each Deployment's template gets
+    /// kubectl's `restartedAt` annotation and its pods are made again, injected as the
+    /// namespace's labels now say (the emulated rollout completes at once). The names restarted.
+    pub fn restart_deployments(
+        &mut self,
+        namespace: &str,
+        revisions: &BTreeSet<String>,
+    ) -> Vec<String> {
+        let deployments: Vec<Value> = self
+            .list("Deployment", Some(namespace))
+            .into_iter()
+            .cloned()
+            .collect();
+        let mut names = Vec::new();
+        const RESTARTED: &str = "kubectl.kubernetes.io/restartedAt";
+        for mut d in deployments {
+            let name = d["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            // The store has no clock: each restart's value is the previous one's count plus 1.
+            let count = d["spec"]["template"]["metadata"]["annotations"][RESTARTED]
+                .as_str()
+                .and_then(|v| v.strip_prefix("emulated restart "))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            d["spec"]["template"]["metadata"]["annotations"][RESTARTED] =
+                json!(format!("emulated restart {}", count + 1));
+            self.delete_pods_of(namespace, &name);
+            self.create_pods(&d, namespace, revisions);
+            self.put(d);
+            names.push(name);
+        }
+        self.refresh_statuses();
+        names
     }
 
     /// Labels of a namespace.
@@ -617,6 +660,7 @@ mod tests {
         s.label_namespace(
             "b",
             &[("istio.io/rev".to_string(), "asm-managed".to_string())].into(),
+            &[],
         )
         .unwrap();
         s.apply(&gateway_deployment(), "b", &revs).unwrap();

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::commands::{region_of, Commands};
 use super::{GkeConfig, LOAD_BALANCER_KINDS};
+use crate::clusters::{label_plan_line, restart_plan_line};
 use crate::exec::Cmd;
 use crate::FleetOp;
 use meshmig_core::scenario::{Action, Scenario};
@@ -69,6 +70,7 @@ pub fn action_commands(
         Action::FleetDisableMesh => vec![c.fleet(&FleetOp::DisableMesh, None)],
         Action::CreateNamespace { .. }
         | Action::LabelNamespace { .. }
+        | Action::RestartWorkloads { .. }
         | Action::Apply { .. }
         | Action::Delete { .. }
         | Action::ReadIngressIp { .. }
@@ -174,7 +176,8 @@ pub fn plan_action(
             c.cfg.mesh_timeout
         )],
         Action::CreateNamespace { cluster, name } => vec![format!("api: create Namespace {name} ({cluster})")],
-        Action::LabelNamespace { cluster, name, labels } => vec![format!("api: merge-patch Namespace {name} labels {labels:?} ({cluster})")],
+        Action::LabelNamespace { cluster, name, labels, remove } => vec![label_plan_line(name, labels, remove, &format!("({cluster})"))],
+        Action::RestartWorkloads { cluster, namespace } => vec![restart_plan_line(namespace, &format!("({cluster})"))],
         Action::Apply { cluster, namespace, manifests, replace, patch, objects } => {
             let pairs: Vec<(String, String)> = replace.iter().map(|r| (r.from.clone(), r.to.clone())).collect();
             let mut out = Vec::new();

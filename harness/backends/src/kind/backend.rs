@@ -566,10 +566,9 @@ impl Backend for Kind {
 
     async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError> {
         let cmds = self.cmds();
-        self.guarded(
-            self.fleet
-                .op(&self.ops, op, |cluster| cmds.managed_install(cluster)),
-        )
+        self.guarded(self.fleet.op(&self.ops, op, |cluster, tag_default| {
+            cmds.managed_install(cluster, tag_default)
+        }))
         .await
     }
 

@@ -149,10 +149,10 @@ impl<'a> Commands<'a> {
         cmd
     }
 
-    /// The managed-mesh stand-in: a control plane of revision asm-managed, no gateways; with
-    /// the kit's settings.
-    pub fn managed_install(&self, context: &str) -> Cmd {
-        let mut args = crate::clusters::managed_install_args(context);
+    /// The managed-mesh stand-in: a control plane of revision asm-managed, no gateways, tagged
+    /// default unless the cluster runs Istio already; with the kit's settings.
+    pub fn managed_install(&self, context: &str, tag_default: bool) -> Cmd {
+        let mut args = crate::clusters::managed_install_args(context, tag_default);
         args.extend(self.kit_sets());
         self.istioctl(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }

@@ -34,14 +34,15 @@ pub fn plan_action(c: &Commands<'_>, s: &Scenario, a: &Action) -> Vec<String> {
         Action::FleetEnableMesh => vec!["stand-in: fleet mesh feature enabled".into()],
         Action::FleetRegister { cluster, membership } => vec![format!("stand-in: membership {membership} → {cluster}")],
         Action::FleetMeshUpdate { membership } => vec![format!(
-            "stand-in: in the background, {} (cluster of {membership})",
-            cmd(c.managed_install("CLUSTER"))
+            "stand-in: in the background, {} (cluster of {membership}; without the default tag where istio-system runs istiod already)",
+            cmd(c.managed_install("CLUSTER", true))
         )],
         Action::WaitMeshActive { membership, .. } => vec![format!(
             "stand-in describe, repeated with backoff: {membership} ACTIVE once Deployment istio-system/istiod-{MANAGED_REVISION} is Available"
         )],
         Action::CreateNamespace { cluster, name } => vec![format!("api: create Namespace {name} ({cluster})")],
-        Action::LabelNamespace { cluster, name, labels } => vec![format!("api: merge-patch Namespace {name} labels {labels:?} ({cluster})")],
+        Action::LabelNamespace { cluster, name, labels, remove } => vec![crate::clusters::label_plan_line(name, labels, remove, &format!("({cluster})"))],
+        Action::RestartWorkloads { cluster, namespace } => vec![crate::clusters::restart_plan_line(namespace, &format!("({cluster})"))],
         Action::Apply { cluster, namespace, manifests, .. } => {
             let mut v: Vec<String> = manifests
                 .iter()

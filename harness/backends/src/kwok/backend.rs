@@ -477,8 +477,8 @@ impl Backend for Kwok {
 
     async fn fleet(&self, op: &FleetOp) -> Result<Output, BackendError> {
         self.fleet
-            .op(&self.ops, op, |cluster| {
-                let args = crate::clusters::managed_install_args(cluster);
+            .op(&self.ops, op, |cluster, tag_default| {
+                let args = crate::clusters::managed_install_args(cluster, tag_default);
                 self.istioctl(&args.iter().map(String::as_str).collect::<Vec<_>>())
             })
             .await
@@ -678,14 +678,15 @@ pub fn plan_action(s: &Scenario, a: &meshmig_core::scenario::Action, tools: &Too
         Action::FleetEnableMesh => vec!["stand-in: fleet mesh feature enabled".into()],
         Action::FleetRegister { cluster, membership } => vec![format!("stand-in: membership {membership} → {cluster}")],
         Action::FleetMeshUpdate { membership } => vec![format!(
-            "stand-in: in the background, $ istioctl {} (cluster of {membership})",
-            crate::clusters::managed_install_args("CLUSTER").join(" ")
+            "stand-in: in the background, $ istioctl {} (cluster of {membership}; without the default tag where istio-system runs istiod already)",
+            crate::clusters::managed_install_args("CLUSTER", true).join(" ")
         )],
         Action::WaitMeshActive { membership, .. } => vec![format!(
             "stand-in describe, repeated with backoff: {membership} ACTIVE once Deployment istio-system/istiod-{MANAGED_REVISION} is Available"
         )],
         Action::CreateNamespace { cluster, name } => vec![format!("api: create Namespace {name} {}", ctx(cluster))],
-        Action::LabelNamespace { cluster, name, labels } => vec![format!("api: merge-patch Namespace {name} labels {labels:?} {}", ctx(cluster))],
+        Action::LabelNamespace { cluster, name, labels, remove } => vec![crate::clusters::label_plan_line(name, labels, remove, &ctx(cluster))],
+        Action::RestartWorkloads { cluster, namespace } => vec![crate::clusters::restart_plan_line(namespace, &ctx(cluster))],
         Action::Apply { cluster, namespace, manifests, .. } => {
             let mut v: Vec<String> = manifests
                 .iter()

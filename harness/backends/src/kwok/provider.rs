@@ -85,9 +85,17 @@ impl KwokClusters {
     /// kind and kwok stand-in's command, [`crate::clusters::managed_install_args`]), by
     /// the real istioctl with the cluster's own admin kubeconfig.
     pub async fn install_managed(&self, cluster: &str) -> Result<(), String> {
-        let kubeconfig = match self.live.lock().await.get(cluster) {
-            Some(l) => l.cluster.kubeconfig.clone(),
+        let (kubeconfig, kube) = match self.live.lock().await.get(cluster) {
+            Some(l) => (l.cluster.kubeconfig.clone(), l.cluster.kube().await),
             None => return Err(format!("no kwok cluster {cluster} is up")),
+        };
+        let istio = match kube {
+            Ok(k) => k
+                .list("Deployment", Some("istio-system"))
+                .await
+                .map(|ds| crate::clusters::runs_istio(&ds))
+                .unwrap_or(false),
+            Err(_) => false,
         };
         let istioctl = self
             .cfg
@@ -96,7 +104,7 @@ impl KwokClusters {
             .map_err(|e| meshmig_core::error_chain(&e))?;
         let cmd = Cmd::new(
             &istioctl.display().to_string(),
-            crate::clusters::managed_install_args(cluster),
+            crate::clusters::managed_install_args(cluster, !istio),
         );
         let exec = Process {
             env: [("KUBECONFIG".to_string(), kubeconfig)].into(),

@@ -333,14 +333,28 @@ pub enum Action {
         /// The namespace.
         name: String,
     },
-    /// `kubectl label namespace`.
+    /// `kubectl label namespace NAME KEY=VALUE… KEY-… --overwrite`.
     LabelNamespace {
         /// Where.
         cluster: String,
         /// The namespace.
         name: String,
         /// Labels to set.
+        #[serde(default)]
         labels: BTreeMap<String, String>,
+        /// Labels to remove (`KEY-`), as the canary control-plane migration removes
+        /// `istio-injection` when it sets `istio.io/rev`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remove: Vec<String>,
+    },
+    /// `kubectl rollout restart deployment --namespace NAMESPACE`, waited until every rollout
+    /// has completed: each Deployment's pods are made again, and injected by whichever revision
+    /// the namespace's labels now name.
+    RestartWorkloads {
+        /// Where.
+        cluster: String,
+        /// The namespace whose Deployments restart.
+        namespace: String,
     },
     /// `kubectl apply -f` of one or more manifests.
     Apply {
@@ -527,7 +541,7 @@ pub enum Check {
         /// The membership.
         membership: String,
     },
-    /// The namespace carries these labels.
+    /// The namespace carries these labels, and none of `absent`.
     NamespaceLabels {
         /// Where.
         cluster: String,
@@ -535,6 +549,10 @@ pub enum Check {
         name: String,
         /// The labels.
         labels: BTreeMap<String, String>,
+        /// Labels it must not carry (`istio-injection` once a namespace is relabelled for a
+        /// revision: it takes precedence over `istio.io/rev`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        absent: Vec<String>,
     },
     /// Every pod matching the selector has the istio-proxy sidecar (or gateway) injected.
     PodsInjected {

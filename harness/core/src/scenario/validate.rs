@@ -209,8 +209,24 @@ fn check_action<'a>(
         | Action::InstallIstio { cluster, .. }
         | Action::FleetRegister { cluster, .. }
         | Action::CreateNamespace { cluster, .. }
-        | Action::LabelNamespace { cluster, .. }
+        | Action::RestartWorkloads { cluster, .. }
         | Action::Delete { cluster, .. } => named.clusters.push(cluster),
+        Action::LabelNamespace {
+            cluster,
+            labels,
+            remove,
+            ..
+        } => {
+            named.clusters.push(cluster);
+            if labels.is_empty() && remove.is_empty() {
+                return Err(fail("`label_namespace` needs `labels` or `remove`".into()));
+            }
+            if let Some(k) = remove.iter().find(|k| labels.contains_key(*k)) {
+                return Err(fail(format!(
+                    "`label_namespace` both sets and removes label {k:?}"
+                )));
+            }
+        }
         Action::Apply {
             cluster,
             manifests,

@@ -623,6 +623,7 @@ async fn e2(env: &Env, frontend: &[Object]) -> Vec<(String, String)> {
         .label_namespace(
             "asm-ingress",
             &BTreeMap::from([("istio-injection".to_string(), "enabled".to_string())]),
+            &[],
         )
         .await
         .unwrap();
@@ -758,6 +759,7 @@ fn injection_case(name: &str, real: &Value, deployment: &Object, namespace: &str
         .label_namespace(
             namespace,
             &BTreeMap::from([("istio-injection".to_string(), "enabled".to_string())]),
+            &[],
         )
         .unwrap();
     store
