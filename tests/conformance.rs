@@ -219,7 +219,7 @@ fn witnessed(
         return Err(format!("checks without a witness: {unattributed:?}").into());
     }
     let wanted = std::env::var("MESHMIG_MIN_REAL_CHECKS").unwrap_or_default();
-    let min = min_real_checks(&wanted, suite.name())?;
+    let min = min_real_checks(&wanted, suite.name(), &report.scenario)?;
     if let (Some(min), ExpectedOutcome::Pass) = (min, outcome) {
         if report.witnesses.real < min {
             return Err(format!(
@@ -233,24 +233,34 @@ fn witnessed(
     Ok(())
 }
 
-/// The minimum `MESHMIG_MIN_REAL_CHECKS` (`BACKEND=N,…`) sets for `backend`.
-fn min_real_checks(wanted: &str, backend: &str) -> Result<Option<usize>, String> {
+/// The minimum `MESHMIG_MIN_REAL_CHECKS` sets for a scenario (its `name:`) on `backend`: an
+/// entry `BACKEND::SCENARIO=N` for that scenario, else `BACKEND=N` (a scenario with fewer
+/// checks in all, the canary control plane's, gets its own floor rather than lowering
+/// everyone's).
+fn min_real_checks(wanted: &str, backend: &str, scenario: &str) -> Result<Option<usize>, String> {
+    let mut for_backend = None;
     for part in wanted.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (b, n) = part
-            .split_once('=')
-            .ok_or_else(|| format!("MESHMIG_MIN_REAL_CHECKS: {part:?} is not BACKEND=N"))?;
+        let (key, n) = part.split_once('=').ok_or_else(|| {
+            format!("MESHMIG_MIN_REAL_CHECKS: {part:?} is not BACKEND=N or BACKEND::SCENARIO=N")
+        })?;
         let n: usize = n
             .trim()
             .parse()
             .map_err(|_| format!("MESHMIG_MIN_REAL_CHECKS: {n:?} is not a count"))?;
-        if registry::lookup(b.trim()).is_none() {
+        let (b, only) = match key.trim().split_once("::") {
+            Some((b, s)) => (b, Some(s)),
+            None => (key.trim(), None),
+        };
+        if registry::lookup(b).is_none() {
             return Err(format!("MESHMIG_MIN_REAL_CHECKS: {b:?} is not a backend"));
         }
-        if b.trim() == backend {
-            return Ok(Some(n));
+        match only {
+            Some(s) if b == backend && s == scenario => return Ok(Some(n)),
+            None if b == backend && for_backend.is_none() => for_backend = Some(n),
+            _ => {}
         }
     }
-    Ok(None)
+    Ok(for_backend)
 }
 
 /// Whether libtest-mimic would run a trial of this name and ignored flag with these arguments
@@ -303,6 +313,7 @@ fn main() -> std::process::ExitCode {
     };
     if let Err(why) = min_real_checks(
         &std::env::var("MESHMIG_MIN_REAL_CHECKS").unwrap_or_default(),
+        "",
         "",
     ) {
         eprintln!("conformance: {why}");
