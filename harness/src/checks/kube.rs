@@ -299,6 +299,28 @@ pub async fn pods_injected(
         }
         evidence.insert(name, ev);
     }
+    // Which labels asked for injection, beside the pods' own record of who injected them: a
+    // pod of the wrong revision under `istio.io/rev=asm-managed` points at `istio-injection`
+    // (which takes precedence), under `istio-injection=enabled` alone at a missed relabel.
+    let mut observed = if selected.is_empty() {
+        "no such pods".to_string()
+    } else {
+        format!("{} pods, not injected: {bad:?}", selected.len())
+    };
+    if !bad.is_empty() && revision.is_some() {
+        let nss = ctx
+            .backend
+            .kubernetes()
+            .list(cluster, None, "Namespace")
+            .await?;
+        if let Some(n) = nss.iter().find(|n| n["metadata"]["name"] == ns) {
+            let asking: BTreeMap<String, String> = string_map(&n["metadata"]["labels"])
+                .into_iter()
+                .filter(|(k, _)| k == "istio-injection" || k == "istio.io/rev")
+                .collect();
+            observed.push_str(&format!("; namespace {ns} labelled {asking:?}"));
+        }
+    }
     Ok(CheckResult::new(
         "pods_injected",
         !selected.is_empty() && bad.is_empty(),
@@ -308,11 +330,7 @@ pub async fn pods_injected(
                 .map(|r| format!(" by revision {r}"))
                 .unwrap_or_default()
         ),
-        if selected.is_empty() {
-            "no such pods".into()
-        } else {
-            format!("{} pods, not injected: {bad:?}", selected.len())
-        },
+        observed,
         json!(evidence),
     ))
 }

@@ -340,6 +340,40 @@ async fn pods_injected_fails_on_a_pod_without_sidecar() {
     failed(&r, "asm-managed", "frontend-1");
 }
 
+/// A pod injected by the old revision fails `pods_injected` for the managed one, and the
+/// observation names the labels that asked for injection: here both, `istio-injection` winning.
+#[tokio::test]
+async fn pods_injected_fails_on_the_wrong_revision_naming_the_namespace_labels() {
+    let p = json!({"metadata": {"name": "frontend-2", "namespace": "ob", "labels": {"app": "frontend"},
+                                "annotations": {"sidecar.istio.io/status": "{\"initContainers\":[\"istio-init\",\"istio-proxy\"],\"revision\":\"default\"}"}},
+                   "spec": {"containers": [{"name": "server", "image": "frontend"}],
+                            "initContainers": [{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.31.0"}]}});
+    let w = Fake::default().with("a", "Pod", vec![p]).with(
+        "a",
+        "Namespace",
+        vec![ns(
+            "ob",
+            json!({"istio-injection": "enabled", "istio.io/rev": "asm-managed", "team": "shop"}),
+        )],
+    );
+    let r = run_check(
+        w,
+        "pods_injected: {cluster: a, namespace: ob, selector: {app: frontend}, revision: asm-managed}",
+        None,
+    )
+    .await;
+    failed(
+        &r,
+        "by revision asm-managed",
+        "frontend-2\"]; namespace ob labelled {\"istio-injection\": \"enabled\", \"istio.io/rev\": \"asm-managed\"}",
+    );
+    assert!(
+        r.evidence.to_string().contains("\"revision\":\"default\""),
+        "{}",
+        r.evidence
+    );
+}
+
 #[tokio::test]
 async fn no_public_service_fails_on_a_load_balancer() {
     let w = Fake::default().with(
