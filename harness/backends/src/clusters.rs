@@ -356,13 +356,7 @@ impl Kubernetes for ClusterOps {
             kube.wait_no_terminating_pods(namespace, self.ready_timeout)
                 .await
                 .map_err(kube_err)?;
-            Ok(Output::new(
-                format!("kubectl --context={cluster} --namespace={namespace} rollout restart deployment"),
-                names
-                    .iter()
-                    .map(|n| format!("deployment.apps/{n} restarted\n"))
-                    .collect::<String>(),
-            ))
+            Ok(crate::restarted(cluster, namespace, &names))
         })
         .await
     }

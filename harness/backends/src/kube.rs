@@ -363,27 +363,24 @@ impl Kube {
         namespace: &str,
         timeout: Duration,
     ) -> Result<(), KubeError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let terminating: Vec<String> = self
-                .list("Pod", Some(namespace))
-                .await?
-                .iter()
-                .filter(|p| !p["metadata"]["deletionTimestamp"].is_null())
-                .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
-                .collect();
-            if terminating.is_empty() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(KubeError::Timeout {
-                    what: format!("the old pods in {namespace} to be gone"),
-                    waited: timeout,
-                    last: format!("still terminating: {terminating:?}"),
-                });
-            }
-            tokio::time::sleep(self.poll).await;
-        }
+        self.poll_until(
+            format!("the old pods in {namespace} to be gone"),
+            timeout,
+            || async {
+                let terminating: Vec<String> = self
+                    .list("Pod", Some(namespace))
+                    .await?
+                    .iter()
+                    .filter(|p| !p["metadata"]["deletionTimestamp"].is_null())
+                    .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+                    .collect();
+                Ok(
+                    (!terminating.is_empty())
+                        .then(|| format!("still terminating: {terminating:?}")),
+                )
+            },
+        )
+        .await
     }
 
     /// Waits until the Deployments (all of the namespace when `names` is empty) have rolled out
@@ -396,28 +393,52 @@ impl Kube {
         names: &[String],
         timeout: Duration,
     ) -> Result<(), KubeError> {
+        self.poll_until(
+            format!("Deployments in {namespace} to roll out"),
+            timeout,
+            || async {
+                let ds = self.list("Deployment", Some(namespace)).await?;
+                let pending: Vec<String> = ds
+                    .iter()
+                    .filter(|d| {
+                        names.is_empty()
+                            || names.iter().any(|n| d["metadata"]["name"] == n.as_str())
+                    })
+                    .filter_map(|d| meshmig_core::manifest::deployment_rolled_out(d).err())
+                    .collect();
+                let missing: Vec<&String> = names
+                    .iter()
+                    .filter(|n| !ds.iter().any(|d| d["metadata"]["name"] == n.as_str()))
+                    .collect();
+                let done = pending.is_empty() && missing.is_empty() && !ds.is_empty();
+                Ok((!done).then(|| format!("not rolled out: {pending:?}; missing: {missing:?}")))
+            },
+        )
+        .await
+    }
+
+    /// Asks `check` every poll interval until it answers `None` (done), or fails with a timeout
+    /// naming `what` and the last answer (`Some(what is still pending)`).
+    async fn poll_until<F, Fut>(
+        &self,
+        what: String,
+        timeout: Duration,
+        mut check: F,
+    ) -> Result<(), KubeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<String>, KubeError>>,
+    {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let ds = self.list("Deployment", Some(namespace)).await?;
-            let pending: Vec<String> = ds
-                .iter()
-                .filter(|d| {
-                    names.is_empty() || names.iter().any(|n| d["metadata"]["name"] == n.as_str())
-                })
-                .filter_map(|d| meshmig_core::manifest::deployment_rolled_out(d).err())
-                .collect();
-            let missing: Vec<&String> = names
-                .iter()
-                .filter(|n| !ds.iter().any(|d| d["metadata"]["name"] == n.as_str()))
-                .collect();
-            if pending.is_empty() && missing.is_empty() && !ds.is_empty() {
+            let Some(last) = check().await? else {
                 return Ok(());
-            }
+            };
             if tokio::time::Instant::now() >= deadline {
                 return Err(KubeError::Timeout {
-                    what: format!("Deployments in {namespace} to roll out"),
+                    what,
                     waited: timeout,
-                    last: format!("not rolled out: {pending:?}; missing: {missing:?}"),
+                    last,
                 });
             }
             tokio::time::sleep(self.poll).await;

@@ -152,6 +152,18 @@ pub async fn embedded_dns_set(
     ))
 }
 
+/// What `kubectl rollout restart deployment` prints for the Deployments it restarted: the
+/// output of [`Kubernetes::restart_workloads`] on every backend.
+pub fn restarted(cluster: &str, namespace: &str, names: &[String]) -> Output {
+    Output::new(
+        format!("kubectl --context={cluster} --namespace={namespace} rollout restart deployment"),
+        names
+            .iter()
+            .map(|n| format!("deployment.apps/{n} restarted\n"))
+            .collect::<String>(),
+    )
+}
+
 /// Writes a file only its owner can read (0600): kubeconfigs and token files hold credentials.
 pub fn write_private(path: &std::path::Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
     use std::io::Write;

@@ -52,21 +52,13 @@ impl Kubernetes for Emulated {
         cluster: &str,
         namespace: &str,
     ) -> Result<Output, BackendError> {
-        let command = format!(
-            "kubectl --context={cluster} --namespace={namespace} rollout restart deployment"
-        );
         let mut w = self.world.lock().await;
         let revs = self.revisions(&w, cluster);
+        let command = crate::restarted(cluster, namespace, &[]).command;
         let vc = Self::cluster_mut(&mut w, cluster, &command)?;
         let names = vc.store.restart_deployments(namespace, &revs);
         self.reconcile(vc).await?;
-        Ok(Output::new(
-            command,
-            names
-                .iter()
-                .map(|n| format!("deployment.apps/{n} restarted\n"))
-                .collect::<String>(),
-        ))
+        Ok(crate::restarted(cluster, namespace, &names))
     }
 
     async fn apply(
