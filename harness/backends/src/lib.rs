@@ -25,6 +25,7 @@ pub mod lb_fields;
 pub mod options;
 pub mod ports;
 pub mod preflight;
+pub mod proxy_status;
 pub mod registry;
 pub mod run_id;
 pub mod witness;
@@ -466,6 +467,16 @@ pub trait Backend: Send + Sync {
         _namespace: &str,
         _gateway: &str,
     ) -> Result<Option<GatewayDumps>, BackendError> {
+        Ok(None)
+    }
+    /// What `istioctl proxy-status` prints for cluster `cluster`, asked of every istiod that runs
+    /// there, on a backend that can run it (its witnesses name it for
+    /// [`witness::Source::ProxyStatus`]); `None` where the `proxies_connected` check judges the
+    /// pods' injection records instead.
+    async fn proxy_status(
+        &self,
+        _cluster: &str,
+    ) -> Result<Option<proxy_status::ProxyStatus>, BackendError> {
         Ok(None)
     }
     /// Who answers each kind of question a check asks on this backend: a real component (with

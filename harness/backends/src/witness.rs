@@ -112,6 +112,9 @@ pub enum Source {
     DataPlane,
     /// What is left of the run (clusters, memberships, the mesh feature, load balancers).
     Inventory,
+    /// Which istiod each proxy is connected to: `istioctl proxy-status` where the backend runs it
+    /// ([`Witnesses::proxy_status`]), else the pods' injection records.
+    ProxyStatus,
     /// What a step's command printed: the program that printed it (`istioctl`, `gcloud`).
     Command(String),
 }
@@ -137,6 +140,10 @@ pub struct Witnesses {
     /// ([`crate::Backend::gateway_routes`]); `None`: the harness's reading of the
     /// VirtualServices as stored.
     pub routes: Option<Witness>,
+    /// [`Source::ProxyStatus`], where the backend runs `istioctl proxy-status`
+    /// ([`crate::Backend::proxy_status`]); `None`: the harness's reading of the pods' injection
+    /// records.
+    pub proxy_status: Option<Witness>,
     /// [`Source::Command`]: the program's witness, by program name; a program not listed is
     /// the harness's (`Witnesses::of` says so).
     pub commands: Vec<(&'static str, Witness)>,
@@ -154,8 +161,18 @@ impl Witnesses {
             data_plane: w.clone(),
             inventory: w,
             routes: None,
+            proxy_status: None,
             commands: Vec::new(),
         }
+    }
+
+    /// The harness's reading of the pods' injection records, in place of the proxies' own
+    /// connections, and `why`.
+    pub fn injection_records(&self, why: &str) -> Witness {
+        Witness::harness(format!(
+            "the harness's reading of the pods' injection records that {} stores ({why})",
+            self.kubernetes_api.component
+        ))
     }
 
     /// The witness of `source`.
@@ -169,6 +186,9 @@ impl Witnesses {
                     "the harness's reading of the VirtualServices that {} stores (not the gateway's routes)",
                     self.kubernetes_api.component
                 ))
+            }),
+            Source::ProxyStatus => self.proxy_status.clone().unwrap_or_else(|| {
+                self.injection_records("no istioctl proxy-status on this backend")
             }),
             Source::Fleet => self.fleet.clone(),
             Source::Dns => self.dns.clone(),
@@ -241,6 +261,7 @@ mod tests {
             data_plane: Witness::real("Envoy"),
             inventory: Witness::harness("x"),
             routes: None,
+            proxy_status: None,
             commands: vec![("istioctl", Witness::real("istioctl 1.31.0"))],
         };
         assert!(w.of(&Source::Command("istioctl".into())).is_real());

@@ -148,6 +148,41 @@ pub fn add_local_range(cidr: &str) -> Result<(), NetnsError> {
 /// root), for callers that already run threads (a test harness): `unshare --net [--user
 /// --map-root-user] -- program ARGS`, with `MESHMIG_NETNS=1` set. The child must bring `lo` up
 /// ([`ip`]`(&["link", "set", "lo", "up"])`) before it listens.
+/// The address [`add_host_address`] gives the namespace.
+pub const HOST_ADDRESS: &str = "192.168.255.254";
+
+/// Gives the namespace an address on an interface that is not loopback, as a workstation has on
+/// its network card. Istio's xDS clients (istioctl's `proxy-status`) take their node's IP from
+/// the first such address (`GetPrivateIPsIfAvailable`, istio/istio
+/// `pilot/pkg/util/network/ip.go`, which skips loopback interfaces), and istiod refuses a node
+/// without one ("no valid IP address in the service node id or metadata"). The interface is one
+/// end of a veth pair, `mm-host` (this machine's kernel offers no dummy interfaces); doing it
+/// twice is harmless.
+pub fn add_host_address() -> Result<(), NetnsError> {
+    if ip(&["link", "show", "mm-host"]).is_ok() {
+        return Ok(());
+    }
+    ip(&[
+        "link",
+        "add",
+        "mm-host",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "mm-host-peer",
+    ])?;
+    ip(&[
+        "addr",
+        "add",
+        &format!("{HOST_ADDRESS}/32"),
+        "dev",
+        "mm-host",
+    ])?;
+    ip(&["link", "set", "mm-host-peer", "up"])?;
+    ip(&["link", "set", "mm-host", "up"])
+}
+
 pub fn reexec_command(program: &std::path::Path, args: &[&str]) -> Command {
     let mut c = Command::new("unshare");
     if unsafe { libc::geteuid() } != 0 {

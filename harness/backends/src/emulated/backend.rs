@@ -286,11 +286,14 @@ impl Backend for Emulated {
         }
         let _ = vc.store.create_namespace("istio-system");
         let gw_labels = json!({"app": "istio-ingressgateway", "istio": "ingressgateway"});
+        // istioctl's own pods carry their revision as a label (1.31's charts), not an injection
+        // record.
+        let gw_pod_labels = json!({"app": "istio-ingressgateway", "istio": "ingressgateway", "istio.io/rev": "default"});
         for v in [
             json!({"apiVersion": "apps/v1", "kind": "Deployment",
                    "metadata": {"name": "istiod", "namespace": "istio-system", "labels": {"app": "istiod", "istio": "pilot"}},
                    "spec": {"replicas": 1, "selector": {"matchLabels": {"istio": "pilot"}},
-                            "template": {"metadata": {"labels": {"app": "istiod", "istio": "pilot"}},
+                            "template": {"metadata": {"labels": {"app": "istiod", "istio": "pilot", "istio.io/rev": "default"}},
                                          "spec": {"containers": [{"name": "discovery", "image": "docker.io/istio/pilot:emulated"}]}}}}),
             json!({"apiVersion": "v1", "kind": "Service",
                    "metadata": {"name": "istiod", "namespace": "istio-system", "labels": {"app": "istiod"}},
@@ -299,7 +302,7 @@ impl Backend for Emulated {
             json!({"apiVersion": "apps/v1", "kind": "Deployment",
                    "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system", "labels": gw_labels},
                    "spec": {"replicas": 1, "selector": {"matchLabels": gw_labels},
-                            "template": {"metadata": {"labels": gw_labels},
+                            "template": {"metadata": {"labels": gw_pod_labels},
                                          "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:emulated", "args": ["proxy", "router"]}]}}}}),
             json!({"apiVersion": "v1", "kind": "Service",
                    "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system", "labels": gw_labels},

@@ -95,6 +95,7 @@ fn witnesses(envoy: &std::path::Path) -> Witnesses {
         )),
         inventory: records(),
         routes: None,
+        proxy_status: None,
         commands: Vec::new(),
     }
 }

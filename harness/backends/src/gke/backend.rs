@@ -270,6 +270,24 @@ impl Backend for Gke {
         .map(Some)
     }
 
+    /// On Google Cloud, `istioctl proxy-status`: every istiod pod port-forwarded, or, with managed
+    /// CSM and no istiod pod, the XDS address of the revision's webhook (istioctl's own
+    /// fallback, not run against a real project here). None in a rehearsal, whose kwok pods
+    /// cannot be port-forwarded.
+    async fn proxy_status(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<crate::proxy_status::ProxyStatus>, BackendError> {
+        if self.witnesses.proxy_status.is_none() {
+            return Ok(None);
+        }
+        let cmd = crate::proxy_status::command(&self.cfg.istioctl, cluster, None);
+        Ok(Some(crate::proxy_status::ProxyStatus {
+            runs: vec![crate::proxy_status::run(self.ops.exec.as_ref(), &cmd).await?],
+            no_sidecars: None,
+        }))
+    }
+
     /// After an apply returns, istiod still has to push the routes to the gateway, and a new
     /// Google Cloud load balancer takes a while to pass traffic after its IP appears: checks
     /// that read the data plane once ask again for up to two minutes.

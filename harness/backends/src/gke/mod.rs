@@ -93,6 +93,10 @@ pub fn google_witnesses(cfg: &GkeConfig) -> crate::witness::Witnesses {
             "the gateway pods' Envoy config_dump, read with istioctl proxy-config all ({}), fed by istiod or managed CSM",
             cfg.istioctl
         ))),
+        proxy_status: Some(Witness::real(format!(
+            "istioctl proxy-status ({}), answered by each istiod pod, or by managed CSM's XDS address from its webhook",
+            cfg.istioctl
+        ))),
         commands: vec![
             ("gcloud", Witness::real("gcloud")),
             (

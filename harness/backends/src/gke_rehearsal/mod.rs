@@ -196,6 +196,7 @@ pub fn witnesses(kwok: &KwokConfig) -> crate::witness::Witnesses {
         data_plane: kw::data_plane(&kwok.tools, &kwok.envoy),
         inventory: google("GKE, fleet and Compute APIs"),
         routes: None,
+        proxy_status: None,
         commands: vec![
             (
                 "gcloud",

@@ -68,6 +68,10 @@ fn witnesses(cfg: &KindConfig) -> Witnesses {
             "the gateway pods' Envoy config_dump, read with istioctl proxy-config all ({}), fed by istiod",
             cfg.istioctl.display()
         ))),
+        proxy_status: Some(Witness::real(format!(
+            "istioctl proxy-status ({}), answered by each istiod pod",
+            cfg.istioctl.display()
+        ))),
         commands: vec![
             (
                 "istioctl",
@@ -488,6 +492,19 @@ impl Backend for Kind {
         crate::gateway_config::gateway_dumps(&self.ops, &istioctl, cluster, namespace, gateway)
             .await
             .map(Some)
+    }
+
+    /// `istioctl proxy-status`, port-forwarded to every istiod pod.
+    async fn proxy_status(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<crate::proxy_status::ProxyStatus>, BackendError> {
+        let cmd =
+            crate::proxy_status::command(&self.cfg.istioctl.display().to_string(), cluster, None);
+        Ok(Some(crate::proxy_status::ProxyStatus {
+            runs: vec![crate::proxy_status::run(self.ops.exec.as_ref(), &cmd).await?],
+            no_sidecars: None,
+        }))
     }
 
     fn witnesses(&self) -> &Witnesses {

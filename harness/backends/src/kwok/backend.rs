@@ -94,6 +94,8 @@ impl Kwok {
                 "the process is not in a network namespace of its own (meshmig run enters one before anything starts)",
             ));
         }
+        meshmig_core::netns::add_host_address()
+            .map_err(|e| infra("giving the run's network namespace a host address", e))?;
         for b in super::KWOK_BINARIES.into_iter().chain(["kubectl"]) {
             cfg.tools
                 .binary(b)
@@ -514,6 +516,38 @@ impl Backend for Kwok {
             )
         })?;
         Ok(Some(l.stand_ins.gateway_dumps(&selected).await))
+    }
+
+    /// `istioctl proxy-status` asked of each istiod the cluster runs, at its own address (no
+    /// port-forward reaches a kwok pod): the proxies connected to each.
+    async fn proxy_status(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<crate::proxy_status::ProxyStatus>, BackendError> {
+        let istiods = {
+            let live = self.live.lock().await;
+            let l = live.get(cluster).ok_or_else(|| {
+                infra(
+                    format!("asking {cluster}'s istiods which proxies are connected"),
+                    "no such cluster runs",
+                )
+            })?;
+            l.stand_ins.istiods().await
+        };
+        let istioctl = self.istioctl(&[]).program;
+        let mut runs = Vec::new();
+        for (_, ip) in istiods {
+            let cmd =
+                crate::proxy_status::command(&istioctl, cluster, Some(&format!("{ip}:15012")));
+            runs.push(crate::proxy_status::run(self.ops.exec.as_ref(), &cmd).await?);
+        }
+        Ok(Some(crate::proxy_status::ProxyStatus {
+            runs,
+            no_sidecars: Some(
+                "kwok runs no sidecar proxy (no kubelet runs the pods; only the gateways' Envoys connect)"
+                    .into(),
+            ),
+        }))
     }
 
     async fn dns_set(

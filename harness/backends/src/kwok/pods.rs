@@ -275,6 +275,9 @@ pub fn router_bootstrap(
                 "SERVICE_ACCOUNT": service_account,
                 "WORKLOAD_NAME": workload,
                 "NAME": pod,
+                // pilot-agent sends the proxy's configuration; istiod lists only proxies that
+                // carry it in `istioctl proxy-status` (`isProxy`, pilot/pkg/xds/statusgen.go).
+                "PROXY_CONFIG": {"discoveryAddress": xds.to_string()},
             },
         },
         "admin": {"address": {"socket_address": {"address": ip.to_string(), "port_value": 15000}}},

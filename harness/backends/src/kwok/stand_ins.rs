@@ -197,6 +197,18 @@ impl StandIns {
         out
     }
 
+    /// The running istiods: each one's pod (`NS/NAME`) and the address it listens on.
+    pub async fn istiods(&self) -> Vec<(String, Ipv4Addr)> {
+        let st = self.state.lock().await;
+        st.pods
+            .iter()
+            .filter_map(|(key, (_, r))| match r {
+                Running::Istiod(i) => Some((key.clone(), i.ip)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The `config_dump` of the Envoy running for each of `pods` (`NS/NAME`), or why there is
     /// none.
     pub async fn gateway_dumps(&self, pods: &BTreeSet<String>) -> Dumps {

@@ -35,6 +35,16 @@ pub fn gateway_routes(tools: &Tools, envoy: &Path) -> Witness {
     ))
 }
 
+/// Which istiod each proxy is connected to: the real istioctl's `proxy-status`, asking each real
+/// istiod for the proxies connected to it. On kwok only the gateways run a proxy (real Envoy);
+/// the sidecars are injected into pods that no kubelet runs.
+pub fn proxy_status(tools: &Tools) -> Witness {
+    Witness::real(format!(
+        "istioctl {v} proxy-status, answered by each istiod {v} (gateway proxies only: kwok runs no sidecar)",
+        v = tools.versions.istio
+    ))
+}
+
 /// istioctl, built from Istio's module.
 pub fn istioctl(tools: &Tools) -> Witness {
     Witness::real(format!("istioctl {}", tools.versions.istio))
@@ -57,6 +67,7 @@ pub fn witnesses(tools: &Tools, envoy: &Path) -> Witnesses {
             "the kwok backend's records (clusters, load balancers) and the fleet stand-in's",
         ),
         routes: Some(gateway_routes(tools, envoy)),
+        proxy_status: Some(proxy_status(tools)),
         commands: vec![
             ("istioctl", istioctl(tools)),
             (
