@@ -26,6 +26,7 @@ mod fleet;
 pub mod gateway_routes;
 mod kube;
 mod output;
+pub mod proxies;
 mod routes;
 mod traffic;
 
@@ -151,6 +152,7 @@ pub fn source(check: &Check, output: Option<&Output>) -> Source {
         | Check::InjectionDisabled { .. }
         | Check::NoPublicService { .. } => Source::KubernetesApi,
         Check::Routes { .. } => Source::Routes,
+        Check::ProxiesConnected { .. } => Source::ProxyStatus,
         Check::MeshActive { .. } | Check::MeshFeatureEnabled | Check::MembershipListed { .. } => {
             Source::Fleet
         }
@@ -164,7 +166,14 @@ pub fn source(check: &Check, output: Option<&Output>) -> Source {
 /// Runs one check; its result names the witness of what it read ([`source`]).
 pub async fn run(ctx: &Ctx<'_>, check: &Check) -> R {
     let witness = ctx.backend.witnesses().of(&source(check, ctx.output));
-    Ok(judge(ctx, check).await?.witnessed_by(witness))
+    let r = judge(ctx, check).await?;
+    // A check that names its own witness (one that could not be witnessed as the backend
+    // declares) keeps it.
+    Ok(if r.witness.is_unattributed() {
+        r.witnessed_by(witness)
+    } else {
+        r
+    })
 }
 
 async fn judge(ctx: &Ctx<'_>, check: &Check) -> R {
@@ -216,6 +225,12 @@ async fn judge(ctx: &Ctx<'_>, check: &Check) -> R {
             selector,
             revision,
         } => pods_injected(ctx, cluster, namespace, selector, revision.as_deref()).await,
+        Check::ProxiesConnected {
+            cluster,
+            namespace,
+            selector,
+            revision,
+        } => proxies_connected_at(ctx, cluster, namespace, selector, revision).await,
         Check::ServiceEntryAddress {
             cluster,
             namespace,
@@ -321,6 +336,47 @@ async fn routes_at(
             stored_virtual_services(&vss),
         );
         if r.ok || tokio::time::Instant::now() >= deadline {
+            return Ok(r);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// `proxies_connected` in `cluster/namespace`: the pods, the istiods, and what `istioctl
+/// proxy-status` says where the backend runs it, asked again until it holds or the backend's
+/// convergence time has passed (a restarted proxy takes a moment to connect).
+async fn proxies_connected_at(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    namespace: &str,
+    selector: &BTreeMap<String, String>,
+    revision: &str,
+) -> R {
+    let deadline = tokio::time::Instant::now() + ctx.backend.convergence();
+    loop {
+        let k = ctx.backend.kubernetes();
+        let pods = k.list(cluster, Some(namespace), "Pod").await?;
+        let istio_system_pods = k.list(cluster, Some("istio-system"), "Pod").await?;
+        let status = ctx.backend.proxy_status(cluster).await?;
+        let read = proxies::Read {
+            pods: &pods,
+            istio_system_pods: &istio_system_pods,
+            status: status.as_ref(),
+        };
+        let (r, unwitnessed) =
+            proxies::proxies_connected(&read, cluster, namespace, selector, revision);
+        let r = match (unwitnessed, &status) {
+            (true, Some(s)) => r.witnessed_by(
+                ctx.backend.witnesses().injection_records(
+                    s.no_sidecars
+                        .as_deref()
+                        .unwrap_or("no proxy connection witnessed"),
+                ),
+            ),
+            _ => r,
+        };
+        // Injection records do not change by waiting; connections do.
+        if r.ok || unwitnessed || tokio::time::Instant::now() >= deadline {
             return Ok(r);
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;

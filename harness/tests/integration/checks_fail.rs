@@ -326,6 +326,34 @@ async fn injection_disabled_fails_on_a_labelled_namespace() {
     failed(&r, "namespace ob exists", "no namespace ob");
 }
 
+/// Where the backend runs no `istioctl proxy-status` (this fake), `proxies_connected` judges
+/// the pods' own records, says so, and fails a gateway of the old revision; with proxy-status,
+/// the failure names the istiod (unit tests in `checks::proxies`, on the real istioctl's table).
+#[tokio::test]
+async fn proxies_connected_fails_on_a_gateway_of_the_old_revision() {
+    let p = json!({"metadata": {"name": "asm-ingressgateway-1", "namespace": "asm", "labels": {"asm": "ingressgateway"},
+                                "annotations": {"sidecar.istio.io/status": "{\"revision\":\"default\"}"}},
+                   "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.31.0", "args": ["proxy", "router"]}]},
+                   "status": {"phase": "Running"}});
+    let w = Fake::default().with("a", "Pod", vec![p]);
+    let r = run_check(
+        w,
+        "proxies_connected: {cluster: a, namespace: asm, selector: {asm: ingressgateway}, revision: asm-managed}",
+        None,
+    )
+    .await;
+    failed(
+        &r,
+        "connected to an istiod of revision asm-managed",
+        "asm-ingressgateway-1: injected by default (its connection not witnessed)",
+    );
+    assert!(
+        r.witness.component.contains("no istioctl proxy-status"),
+        "{}",
+        r.witness
+    );
+}
+
 #[tokio::test]
 async fn pods_injected_fails_on_a_pod_without_sidecar() {
     let p = json!({"metadata": {"name": "frontend-1", "namespace": "ob", "labels": {"app": "frontend"}},

@@ -566,6 +566,20 @@ pub enum Check {
         #[serde(default)]
         revision: Option<String>,
     },
+    /// Every selected pod's proxy is connected to an istiod of `revision`: the ISTIOD column of
+    /// `istioctl proxy-status` (the istiod pod each proxy is connected to) names a pod labelled
+    /// `istio.io/rev=REVISION`. Where the backend runs no `proxy-status`, the pods' injection
+    /// records are judged instead, and the check says so.
+    ProxiesConnected {
+        /// Where.
+        cluster: String,
+        /// The namespace.
+        namespace: String,
+        /// Pod label selector.
+        selector: BTreeMap<String, String>,
+        /// The revision whose istiod the proxies must be connected to.
+        revision: String,
+    },
     /// The ServiceEntry's endpoint address is the other cluster's gateway load-balancer IP, read
     /// from that cluster's Service (not from what the harness substituted).
     ServiceEntryAddress {

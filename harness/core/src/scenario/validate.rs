@@ -386,7 +386,8 @@ fn check_checks<'a>(
             | Check::NamespaceLabels { cluster, .. }
             | Check::InjectionDisabled { cluster, .. }
             | Check::NoPublicService { cluster, .. }
-            | Check::PodsInjected { cluster, .. } => named.clusters.push(cluster),
+            | Check::PodsInjected { cluster, .. }
+            | Check::ProxiesConnected { cluster, .. } => named.clusters.push(cluster),
             Check::Routes {
                 cluster, expect, ..
             } => {
