@@ -2,12 +2,20 @@
 //! answer it (their `istio.io/debug/syncz`). Since 1.27 its table is `NAME CLUSTER ISTIOD
 //! VERSION SUBSCRIBED TYPES`, where ISTIOD is the answering istiod's pod name (its `POD_NAME`;
 //! istio/istio 1.31.0-rc.0, `istioctl/pkg/writer/pilot/status.go`). Without `--xds-address`,
-//! istioctl port-forwards to every running `app=istiod` pod of `istio-system` and asks each.
+//! istioctl port-forwards to the running `app=istiod` pods of `istio-system` **of one revision**
+//! (`--revision`, `default` when not given: `GetIstioPods` adds `istio.io/rev=REVISION` to the
+//! selector, `pkg/kube/client.go`) and asks each. A proxy connected to another revision's istiod
+//! is not listed, as the first kind run of canary-control-plane showed: the frontend, injected by
+//! and connected to asm-managed, was missing from a plain `istioctl proxy-status`. So every
+//! revision that runs an istiod is asked in turn.
 
 use serde::Serialize;
 
+use std::collections::BTreeSet;
+
+use super::clusters::ClusterOps;
 use super::exec::{Cmd, Exec};
-use super::BackendError;
+use super::{BackendError, Kubernetes};
 
 /// One `istioctl proxy-status` as it ran: the command and what it printed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,6 +46,43 @@ pub fn command(istioctl: &str, context: &str, xds: Option<&str>) -> Cmd {
         args.push(format!("--xds-address={a}"));
     }
     Cmd::new(istioctl, args)
+}
+
+/// An istiod pod's revision: its `istio.io/rev` label, `default` without one; `None` for a pod
+/// that is not an istiod (`app=istiod`).
+pub fn istiod_revision(pod: &serde_json::Value) -> Option<String> {
+    let labels = &pod["metadata"]["labels"];
+    (labels["app"] == "istiod").then(|| {
+        labels["istio.io/rev"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string()
+    })
+}
+
+/// `istioctl proxy-status --revision=REV` for every revision whose istiod pods run in the
+/// cluster, port-forwarded; once without `--revision` where no istiod pod runs (managed CSM,
+/// where istioctl asks the XDS address of the revision's webhook instead).
+pub async fn ask_every_revision(
+    ops: &ClusterOps,
+    istioctl: &str,
+    cluster: &str,
+) -> Result<ProxyStatus, BackendError> {
+    let pods = ops.list(cluster, Some("istio-system"), "Pod").await?;
+    let revisions: BTreeSet<String> = pods.iter().filter_map(istiod_revision).collect();
+    let mut runs = Vec::new();
+    if revisions.is_empty() {
+        runs.push(run(ops.exec.as_ref(), &command(istioctl, cluster, None)).await?);
+    }
+    for rev in revisions {
+        let mut cmd = command(istioctl, cluster, None);
+        cmd.args.push(format!("--revision={rev}"));
+        runs.push(run(ops.exec.as_ref(), &cmd).await?);
+    }
+    Ok(ProxyStatus {
+        runs,
+        no_sidecars: None,
+    })
 }
 
 /// Runs `cmd`; an exit other than 0 is an infrastructure failure naming istioctl's error.

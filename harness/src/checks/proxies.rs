@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::kube::pod_injection;
 use super::CheckResult;
-use meshmig_backends::proxy_status::ProxyStatus;
+use meshmig_backends::proxy_status::{istiod_revision, ProxyStatus};
 use meshmig_core::manifest::string_map;
 
 /// One row of `istioctl proxy-status`'s table (1.27 and later: `NAME CLUSTER ISTIOD VERSION
@@ -73,14 +73,10 @@ fn proxy_kind(p: &Value) -> Option<&'static str> {
 fn istiod_revisions(istio_system_pods: &[Value]) -> BTreeMap<String, String> {
     istio_system_pods
         .iter()
-        .filter(|p| p["metadata"]["labels"]["app"] == "istiod")
         .filter_map(|p| {
             Some((
                 p["metadata"]["name"].as_str()?.to_string(),
-                p["metadata"]["labels"]["istio.io/rev"]
-                    .as_str()
-                    .unwrap_or("default")
-                    .to_string(),
+                istiod_revision(p)?,
             ))
         })
         .collect()

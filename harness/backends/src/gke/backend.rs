@@ -281,11 +281,9 @@ impl Backend for Gke {
         if self.witnesses.proxy_status.is_none() {
             return Ok(None);
         }
-        let cmd = crate::proxy_status::command(&self.cfg.istioctl, cluster, None);
-        Ok(Some(crate::proxy_status::ProxyStatus {
-            runs: vec![crate::proxy_status::run(self.ops.exec.as_ref(), &cmd).await?],
-            no_sidecars: None,
-        }))
+        crate::proxy_status::ask_every_revision(&self.ops, &self.cfg.istioctl, cluster)
+            .await
+            .map(Some)
     }
 
     /// After an apply returns, istiod still has to push the routes to the gateway, and a new

@@ -499,12 +499,13 @@ impl Backend for Kind {
         &self,
         cluster: &str,
     ) -> Result<Option<crate::proxy_status::ProxyStatus>, BackendError> {
-        let cmd =
-            crate::proxy_status::command(&self.cfg.istioctl.display().to_string(), cluster, None);
-        Ok(Some(crate::proxy_status::ProxyStatus {
-            runs: vec![crate::proxy_status::run(self.ops.exec.as_ref(), &cmd).await?],
-            no_sidecars: None,
-        }))
+        crate::proxy_status::ask_every_revision(
+            &self.ops,
+            &self.cfg.istioctl.display().to_string(),
+            cluster,
+        )
+        .await
+        .map(Some)
     }
 
     fn witnesses(&self) -> &Witnesses {
