@@ -9,9 +9,9 @@
 //! and connected to asm-managed, was missing from a plain `istioctl proxy-status`. So every
 //! revision that runs an istiod is asked in turn.
 
-use serde::Serialize;
-
 use std::collections::BTreeSet;
+
+use serde::Serialize;
 
 use super::clusters::ClusterOps;
 use super::exec::{Cmd, Exec};
@@ -29,7 +29,8 @@ pub struct ProxyStatusRun {
 /// What a backend's istiods say of the proxies connected to them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProxyStatus {
-    /// Each `istioctl proxy-status` run (one per istiod where each is asked at its address).
+    /// Each `istioctl proxy-status` run: one per revision, or one per istiod where each is asked
+    /// at its address.
     pub runs: Vec<ProxyStatusRun>,
     /// Why no sidecar proxy runs on this backend, where none does (kwok: no kubelet runs the
     /// pods, so only the gateways' Envoys connect); a sidecar pod's connection is then not
@@ -37,13 +38,27 @@ pub struct ProxyStatus {
     pub no_sidecars: Option<String>,
 }
 
-/// `istioctl proxy-status --context=CONTEXT`, asking every istiod pod (port-forwarded), or only
-/// the istiod at `xds` (`--xds-address=IP:15012`: its TLS port, authenticated by a token for
-/// `istio-system`'s default service account, which istiod requires for its debug types).
-pub fn command(istioctl: &str, context: &str, xds: Option<&str>) -> Cmd {
+/// Which istiods one `istioctl proxy-status` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask<'a> {
+    /// The istiod pods of this revision, port-forwarded (`--revision=REV`).
+    Revision(&'a str),
+    /// The istiod at this address (`--xds-address=IP:15012`: its TLS port, authenticated by a
+    /// token for `istio-system`'s default service account, which istiod requires for its debug
+    /// types).
+    Address(&'a str),
+    /// What istioctl asks by itself: the `default` revision's istiod pods, or, where none runs,
+    /// the XDS address of that revision's webhook.
+    Default,
+}
+
+/// `istioctl proxy-status --context=CONTEXT`, asking the istiods `ask` names.
+pub fn command(istioctl: &str, context: &str, ask: Ask<'_>) -> Cmd {
     let mut args = vec!["proxy-status".to_string(), format!("--context={context}")];
-    if let Some(a) = xds {
-        args.push(format!("--xds-address={a}"));
+    match ask {
+        Ask::Revision(r) => args.push(format!("--revision={r}")),
+        Ask::Address(a) => args.push(format!("--xds-address={a}")),
+        Ask::Default => {}
     }
     Cmd::new(istioctl, args)
 }
@@ -71,13 +86,13 @@ pub async fn ask_every_revision(
     let pods = ops.list(cluster, Some("istio-system"), "Pod").await?;
     let revisions: BTreeSet<String> = pods.iter().filter_map(istiod_revision).collect();
     let mut runs = Vec::new();
-    if revisions.is_empty() {
-        runs.push(run(ops.exec.as_ref(), &command(istioctl, cluster, None)).await?);
-    }
-    for rev in revisions {
-        let mut cmd = command(istioctl, cluster, None);
-        cmd.args.push(format!("--revision={rev}"));
-        runs.push(run(ops.exec.as_ref(), &cmd).await?);
+    let asks: Vec<Ask<'_>> = if revisions.is_empty() {
+        vec![Ask::Default]
+    } else {
+        revisions.iter().map(|r| Ask::Revision(r)).collect()
+    };
+    for ask in asks {
+        runs.push(run(ops.exec.as_ref(), &command(istioctl, cluster, ask)).await?);
     }
     Ok(ProxyStatus {
         runs,

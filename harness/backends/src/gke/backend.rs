@@ -270,9 +270,9 @@ impl Backend for Gke {
         .map(Some)
     }
 
-    /// On Google Cloud, `istioctl proxy-status`: every istiod pod port-forwarded, or, with managed
-    /// CSM and no istiod pod, the XDS address of the revision's webhook (istioctl's own
-    /// fallback, not run against a real project here). None in a rehearsal, whose kwok pods
+    /// On Google Cloud, `istioctl proxy-status` for each revision whose istiod pods run,
+    /// port-forwarded; with managed CSM and no istiod pod, istioctl's own fallback to the XDS
+    /// address of the revision's webhook (not run against a real project here). None in a rehearsal, whose kwok pods
     /// cannot be port-forwarded.
     async fn proxy_status(
         &self,

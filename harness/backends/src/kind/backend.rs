@@ -494,7 +494,7 @@ impl Backend for Kind {
             .map(Some)
     }
 
-    /// `istioctl proxy-status`, port-forwarded to every istiod pod.
+    /// `istioctl proxy-status` for each revision whose istiod pods run, port-forwarded to them.
     async fn proxy_status(
         &self,
         cluster: &str,

@@ -536,9 +536,13 @@ impl Backend for Kwok {
         };
         let istioctl = self.istioctl(&[]).program;
         let mut runs = Vec::new();
-        for (_, ip) in istiods {
-            let cmd =
-                crate::proxy_status::command(&istioctl, cluster, Some(&format!("{ip}:15012")));
+        for ip in istiods {
+            let address = format!("{ip}:15012");
+            let cmd = crate::proxy_status::command(
+                &istioctl,
+                cluster,
+                crate::proxy_status::Ask::Address(&address),
+            );
             runs.push(crate::proxy_status::run(self.ops.exec.as_ref(), &cmd).await?);
         }
         Ok(Some(crate::proxy_status::ProxyStatus {

@@ -197,13 +197,13 @@ impl StandIns {
         out
     }
 
-    /// The running istiods: each one's pod (`NS/NAME`) and the address it listens on.
-    pub async fn istiods(&self) -> Vec<(String, Ipv4Addr)> {
+    /// The addresses the running istiods listen on.
+    pub async fn istiods(&self) -> Vec<Ipv4Addr> {
         let st = self.state.lock().await;
         st.pods
-            .iter()
-            .filter_map(|(key, (_, r))| match r {
-                Running::Istiod(i) => Some((key.clone(), i.ip)),
+            .values()
+            .filter_map(|(_, r)| match r {
+                Running::Istiod(i) => Some(i.ip),
                 _ => None,
             })
             .collect()
