@@ -3,8 +3,10 @@
 //! VERSION SUBSCRIBED TYPES`, where ISTIOD is the answering istiod's pod name (its `POD_NAME`;
 //! istio/istio 1.31.0-rc.0, `istioctl/pkg/writer/pilot/status.go`). Without `--xds-address`,
 //! istioctl port-forwards to the running `app=istiod` pods of `istio-system` **of one revision**
-//! (`--revision`, `default` when not given: `GetIstioPods` adds `istio.io/rev=REVISION` to the
-//! selector, `pkg/kube/client.go`) and asks each. A proxy connected to another revision's istiod
+//! (`--revision`; when not given, the cluster's default revision, the one the `default` tag
+//! points to, else `default`: `RevisionOrDefault`, `istioctl/pkg/cli/context.go`;
+//! `GetIstioPods` adds `istio.io/rev=REVISION` to the selector, `pkg/kube/client.go`) and asks
+//! each. A proxy connected to another revision's istiod
 //! is not listed, as the first kind run of canary-control-plane showed: the frontend, injected by
 //! and connected to asm-managed, was missing from a plain `istioctl proxy-status`. So every
 //! revision that runs an istiod is asked in turn.
