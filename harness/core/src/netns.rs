@@ -144,10 +144,6 @@ pub fn add_local_range(cidr: &str) -> Result<(), NetnsError> {
     ip(&["route", "add", "local", cidr, "dev", "lo"])
 }
 
-/// A command that runs `program ARGS` in a new network namespace (and a user namespace when not
-/// root), for callers that already run threads (a test harness): `unshare --net [--user
-/// --map-root-user] -- program ARGS`, with `MESHMIG_NETNS=1` set. The child must bring `lo` up
-/// ([`ip`]`(&["link", "set", "lo", "up"])`) before it listens.
 /// The address [`add_host_address`] gives the namespace.
 pub const HOST_ADDRESS: &str = "192.168.255.254";
 
@@ -183,6 +179,10 @@ pub fn add_host_address() -> Result<(), NetnsError> {
     ip(&["link", "set", "mm-host", "up"])
 }
 
+/// A command that runs `program ARGS` in a new network namespace (and a user namespace when not
+/// root), for callers that already run threads (a test harness): `unshare --net [--user
+/// --map-root-user] -- program ARGS`, with `MESHMIG_NETNS=1` set. The child must bring `lo` up
+/// ([`ip`]`(&["link", "set", "lo", "up"])`) before it listens.
 pub fn reexec_command(program: &std::path::Path, args: &[&str]) -> Command {
     let mut c = Command::new("unshare");
     if unsafe { libc::geteuid() } != 0 {
